@@ -1,0 +1,3 @@
+"""stackctl: a declarative multi-container orchestrator."""
+
+__version__ = "0.1.0"

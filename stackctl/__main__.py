@@ -1,0 +1,3 @@
+from stackctl.cli.main import main
+
+main()

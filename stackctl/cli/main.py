@@ -1,0 +1,81 @@
+"""Entry point of the ``stackctl`` command.
+
+Only click is imported at start; every command lives in its own module and is imported when
+it runs (see :mod:`stackctl.cli.lazy`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from stackctl import __version__
+from stackctl.cli.lazy import LazyGroup
+
+# name -> (module:attr, short help). Keep the help here so `stackctl --help` imports nothing.
+# A command whose module does not exist yet is not listed (see LazyGroup.list_commands).
+_C = "stackctl.cli.container_cmd"
+COMMANDS: dict[str, tuple[str, str]] = {
+    # stack verbs
+    "config": ("stackctl.cli.config_cmd:config", "Validate a stack file and print it normalized."),
+    # container verbs (docker-like)
+    "run": (f"{_C}:run", "Create and run a new container from an image."),
+    "ps": (f"{_C}:ps", "List containers."),
+    "logs": (f"{_C}:logs", "Fetch the logs of a container."),
+    "exec": (f"{_C}:exec_", "Run a command in a running container."),
+    "stop": (f"{_C}:stop", "Stop one or more running containers."),
+    "start": (f"{_C}:start", "Start one or more stopped containers."),
+    "restart": (f"{_C}:restart", "Restart one or more containers."),
+    "kill": (f"{_C}:kill", "Kill one or more running containers."),
+    "rm": (f"{_C}:rm", "Remove one or more containers."),
+    "top": (f"{_C}:top", "Display the running processes of a container."),
+    "inspect": (f"{_C}:inspect", "Return low-level information on containers or images."),
+    "wait": (f"{_C}:wait", "Block until containers stop, then print their exit codes."),
+    "stats": (f"{_C}:stats", "Display resource usage of containers."),
+    # resource groups
+    "container": (f"{_C}:container", "Manage containers."),
+    "image": ("stackctl.cli.image_cmd:image", "Manage images (build, load, save, import, ls...)."),
+    "volume": ("stackctl.cli.volume_cmd:volume", "Manage named volumes."),
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "-v", "--version", prog_name="stackctl",
+                      message="%(prog)s version %(version)s")
+def cli() -> None:
+    """stackctl: Compose files, Swarm scheduling, and a container runtime of its own."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; expected errors become one clear message and an exit status."""
+    from stackctl.errors import StackctlError
+
+    try:
+        cli.main(args=argv, prog_name="stackctl", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except StackctlError as exc:
+        for line in exc.lines():
+            click.echo(f"error: {line}" if not line.startswith("hint:") else line, err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        # Output piped into `head` and closed: not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+    sys.exit(0)

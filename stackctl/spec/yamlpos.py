@@ -1,0 +1,321 @@
+"""YAML with positions: every mapping, sequence and value remembers where it was written.
+
+The loader builds plain Python data — ``dict``/``list`` subclasses and scalars — so the rest of
+the spec code treats it as ordinary data, while error messages can still say
+``stack.yml:14:9``. Positions of scalars are kept by their parent container:
+
+- ``PDict.pos``            where the mapping starts
+- ``PDict.key_pos[k]``     where key ``k`` is written
+- ``PDict.val_pos[k]``     where the value of ``k`` starts
+- ``PList.pos``            where the sequence starts
+- ``PList.item_pos[i]``    where item ``i`` starts
+
+YAML anchors, aliases and merge keys (``<<``) work as usual. The Compose merge tags are kept as
+markers for the override merge (``stackctl.spec.merge``): ``!reset`` (any value) loads as a
+:class:`Reset`; ``!override`` on a mapping or sequence loads as :class:`OverrideDict` /
+:class:`OverrideList` (a PDict/PList that says "replace, don't merge"); on a scalar it is the
+plain scalar (scalars are replaced anyway). Dates stay strings, and only
+``true``/``false`` are booleans (YAML 1.2, as Compose reads files): ``yes``, ``no``, ``on`` and
+``off`` are strings.
+
+Pure: :func:`load_yaml` takes text; reading the file is the caller's business.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from stackctl.errors import Issue, Pos, SpecError
+
+
+class PDict(dict):
+    """A dict that knows where it and its keys and values were written."""
+
+    __slots__ = ("pos", "key_pos", "val_pos")
+
+    def __init__(self, *args: Any, pos: Pos | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pos = pos
+        self.key_pos: dict[Any, Pos] = {}
+        self.val_pos: dict[Any, Pos] = {}
+
+    def copy_positions_from(self, other: dict, keys: Iterable[Any] | None = None) -> None:
+        """Take the positions of ``keys`` (default: all) from ``other`` if it has any."""
+        if not isinstance(other, PDict):
+            return
+        for k in other.keys() if keys is None else keys:
+            if k in other.key_pos:
+                self.key_pos[k] = other.key_pos[k]
+            if k in other.val_pos:
+                self.val_pos[k] = other.val_pos[k]
+        if self.pos is None:
+            self.pos = other.pos
+
+
+class PList(list):
+    """A list that knows where it and its items were written."""
+
+    __slots__ = ("pos", "item_pos")
+
+    def __init__(self, *args: Any, pos: Pos | None = None) -> None:
+        super().__init__(*args)
+        self.pos = pos
+        self.item_pos: list[Pos | None] = []
+
+
+class OverrideDict(PDict):
+    """A mapping tagged ``!override``: it replaces what earlier files said instead of merging."""
+
+    __slots__ = ()
+
+
+class OverrideList(PList):
+    """A sequence tagged ``!override``: it replaces what earlier files said instead of merging."""
+
+    __slots__ = ()
+
+
+class Reset:
+    """The value of a key tagged ``!reset``: the merge removes the key (and what it held)."""
+
+    __slots__ = ("pos",)
+
+    def __init__(self, pos: Pos | None = None) -> None:
+        self.pos = pos
+
+    def __repr__(self) -> str:
+        return "Reset()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Reset)
+
+    def __hash__(self) -> int:
+        return hash(Reset)
+
+
+def pos_of(node: Any) -> Pos | None:
+    """The position of a container node, or None for scalars and plain containers."""
+    return getattr(node, "pos", None)
+
+
+def locate(root: Any, path: Iterable[Any], *, key: bool = False) -> Pos | None:
+    """The position of the value at ``path`` under ``root``, as deep as the data goes.
+
+    ``path`` holds dict keys and list indexes (as in a pydantic error ``loc``). Where the path
+    leaves the data (a key that was added by normalization, say), the deepest position found
+    on the way is returned. With ``key=True`` the position of the last key itself is preferred
+    (useful for "unknown key" errors).
+    """
+    node = root
+    best = pos_of(root)
+    parts = list(path)
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, dict):
+            if part not in node:
+                # pydantic reports int-like keys of dicts as strings sometimes, and vice versa
+                alt = _alt_key(node, part)
+                if alt is None:
+                    return best
+                part = alt
+            if isinstance(node, PDict):
+                if last and key and part in node.key_pos:
+                    return node.key_pos[part]
+                best = node.val_pos.get(part) or node.key_pos.get(part) or best
+            node = node[part]
+        elif isinstance(node, list):
+            if not isinstance(part, int) or not -len(node) <= part < len(node):
+                return best
+            if isinstance(node, PList) and part < len(node.item_pos):
+                best = node.item_pos[part] or best
+            node = node[part]
+        else:
+            return best
+        best = pos_of(node) or best
+    return best
+
+
+def _alt_key(node: dict, part: Any) -> Any:
+    if isinstance(part, str):
+        for k in node:
+            if str(k) == part:
+                return k
+    elif isinstance(part, int) and str(part) in node:
+        return str(part)
+    return None
+
+
+def format_path(path: Iterable[Any]) -> str:
+    """``("services", "web", "ports", 0)`` -> ``services.web.ports[0]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = str(part)
+            if not re.fullmatch(r"[A-Za-z0-9_\-]+", text):
+                text = f'"{text}"'
+            out += f".{text}" if out else text
+    return out
+
+
+def strip_positions(node: Any) -> Any:
+    """A deep copy as plain dicts and lists (for output and for comparing data)."""
+    if isinstance(node, dict):
+        return {k: strip_positions(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [strip_positions(v) for v in node]
+    return node
+
+
+# --------------------------------------------------------------------------------------------
+# The loader
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader building PDict/PList, with YAML 1.2 booleans and no timestamps."""
+
+    filename = "<string>"
+
+
+# Replace the YAML 1.1 resolvers for bool (yes/no/on/off) and drop timestamps.
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers
+         if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def _mark_pos(loader: _Loader, mark: yaml.Mark) -> Pos:
+    return Pos(loader.filename, mark.line + 1, mark.column + 1)
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, cls: type = PDict):
+    data = cls(pos=_mark_pos(loader, node.start_mark))
+    yield data
+    loader.flatten_mapping(node)  # resolves merge keys (<<) into node.value
+    seen: dict[Any, Pos] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        kpos = _mark_pos(loader, key_node.start_mark)
+        if not isinstance(key, (str, int, float, bool)) or key is None:
+            loader.issues.append(Issue("a mapping key must be a plain scalar", pos=kpos))
+            continue
+        if not getattr(key_node, "_from_merge", False):
+            if key in seen:
+                loader.issues.append(Issue(
+                    f"duplicate key {key!r} (first defined at line {seen[key].line})", pos=kpos))
+            seen[key] = kpos
+        data[key] = loader.construct_object(value_node, deep=True)
+        data.key_pos[key] = kpos
+        data.val_pos[key] = _mark_pos(loader, value_node.start_mark)
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode, cls: type = PList):
+    data = cls(pos=_mark_pos(loader, node.start_mark))
+    yield data
+    for item in node.value:
+        data.append(loader.construct_object(item, deep=True))
+        data.item_pos.append(_mark_pos(loader, item.start_mark))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
+
+
+def _construct_reset(loader: _Loader, node: yaml.Node) -> Reset:
+    return Reset(_mark_pos(loader, node.start_mark))
+
+
+def _construct_override(loader: _Loader, node: yaml.Node):
+    if isinstance(node, yaml.MappingNode):
+        return (yield from _construct_mapping(loader, node, OverrideDict))
+    if isinstance(node, yaml.SequenceNode):
+        return (yield from _construct_sequence(loader, node, OverrideList))
+    # a scalar: type it as if it had no tag (``!override 5`` is the integer 5)
+    tag = loader.resolve(yaml.ScalarNode, node.value, (True, False))
+    yield loader.construct_object(yaml.ScalarNode(tag, node.value, node.start_mark,
+                                                  node.end_mark, node.style), deep=True)
+
+
+_Loader.add_constructor("!reset", _construct_reset)
+_Loader.add_constructor("!override", _construct_override)
+
+
+def _flatten_mapping(self: _Loader, node: yaml.MappingNode) -> None:
+    # SafeConstructor.flatten_mapping, but keys that come from a merge (<<) may be overridden
+    # by the mapping itself without a duplicate-key error.
+    merge = []
+    index = 0
+    while index < len(node.value):
+        key_node, value_node = node.value[index]
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            del node.value[index]
+            sources = [value_node] if isinstance(value_node, yaml.MappingNode) else (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else None)
+            if sources is None or not all(isinstance(s, yaml.MappingNode) for s in sources):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    "a merge key (<<) needs a mapping or a list of mappings", value_node.start_mark)
+            for sub in reversed(sources) if isinstance(value_node, yaml.SequenceNode) else sources:
+                self.flatten_mapping(sub)
+                for k, v in sub.value:
+                    k = _MergedKey(k)
+                    merge.append((k, v))
+        elif key_node.tag == "tag:yaml.org,2002:value":
+            key_node.tag = "tag:yaml.org,2002:str"
+            index += 1
+        else:
+            index += 1
+    if merge:
+        node.value = merge + node.value
+
+
+class _MergedKey(yaml.ScalarNode):
+    """A key node copied in by a merge key; remembers that for the duplicate check."""
+
+    def __init__(self, original: yaml.Node) -> None:  # noqa: D107
+        self.__dict__.update(original.__dict__)
+        self._from_merge = True
+
+
+_Loader.flatten_mapping = _flatten_mapping
+
+
+def load_yaml(text: str, filename: str) -> Any:
+    """Parse one YAML document; raise :class:`SpecError` with the position on bad syntax.
+
+    An empty document gives an empty PDict. Several documents in one file are an error (a stack
+    file is one document).
+    """
+    loader = _Loader(text)
+    loader.filename = filename
+    loader.issues = []
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = Pos(filename, mark.line + 1, mark.column + 1) if mark else Pos(filename, 1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem:
+            problem = f"{exc.problem} ({exc.context})"
+        raise SpecError(Issue(f"invalid YAML: {problem}", pos=pos)) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(Issue(f"invalid YAML: {exc}", pos=Pos(filename, 1, 1))) from None
+    finally:
+        loader.dispose()
+    if loader.issues:
+        raise SpecError(loader.issues)
+    if data is None:
+        return PDict(pos=Pos(filename, 1, 1))
+    return data

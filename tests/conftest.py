@@ -1,0 +1,117 @@
+"""Shared fixtures.
+
+Tests marked ``root`` need root and a kernel that allows namespaces, overlayfs and cgroups;
+they skip themselves otherwise. Every fixture that makes a kernel object removes it again in
+its teardown, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import uuid
+
+import pytest
+
+from stackctl.paths import NodePaths
+
+
+def _can_run_root_tests() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if not os.path.exists("/proc/self/ns/pid"):
+        return "needs namespaces"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _can_run_root_tests()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def node_paths(tmp_path) -> NodePaths:
+    """A private state dir, run dir and cgroup parent for one test.
+
+    The cgroup parent is unique per test (``stackctl-test-<hex>``) and removed afterwards
+    together with anything below it, on v1 and v2.
+    """
+    state = tmp_path / "state"
+    run = tmp_path / "run"
+    state.mkdir()
+    run.mkdir()
+    paths = NodePaths(state=str(state), run=str(run), cgroup_parent=f"stackctl-test-{uuid.uuid4().hex[:8]}")
+    yield paths
+    _kill_and_unmount_under(str(tmp_path))
+    _remove_cgroups(paths.cgroup_parent)
+
+
+def _kill_and_unmount_under(root: str) -> None:
+    """Unmount everything mounted below ``root`` (deepest first)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    points = [p.replace("\\040", " ") for p in points if p == root or p.startswith(root + "/")]
+    for p in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", p], capture_output=True)
+
+
+def _remove_cgroups(parent: str) -> None:
+    base = "/sys/fs/cgroup"
+    if not os.path.isdir(base):
+        return
+    candidates = [os.path.join(base, parent)]
+    for ctrl in os.listdir(base):
+        candidates.append(os.path.join(base, ctrl, parent))
+    for top in candidates:
+        if not os.path.isdir(top):
+            continue
+        # kill what is left, then rmdir bottom-up (cgroupfs dirs cannot be rm -r'ed)
+        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: -len(t[0])):
+            procs = os.path.join(dirpath, "cgroup.procs")
+            try:
+                with open(procs) as f:
+                    for pid in f.read().split():
+                        try:
+                            os.kill(int(pid), 9)
+                        except ProcessLookupError:
+                            pass
+            except OSError:
+                pass
+        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: -len(t[0])):
+            for _ in range(50):
+                try:
+                    os.rmdir(dirpath)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    import time
+
+                    time.sleep(0.02)
+
+
+@pytest.fixture
+def busybox_rootfs(tmp_path) -> str:
+    """A minimal root filesystem: Debian's static busybox and its applet links."""
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    if not os.path.exists(busybox):
+        pytest.skip("busybox-static is not installed (scripts/setup installs it)")
+    root = tmp_path / "rootfs"
+    for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "root", "var"):
+        (root / d).mkdir(parents=True)
+    os.chmod(root / "tmp", 0o1777)
+    shutil.copy2(busybox, root / "bin" / "busybox")
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for name in applets:
+        if name != "busybox":
+            os.symlink("busybox", root / "bin" / name)
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    return str(root)
