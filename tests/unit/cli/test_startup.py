@@ -1,0 +1,52 @@
+"""The CLI must start fast: `stackctl --help` / `--version` import no heavy library.
+
+Not a timed test (timings live in bench/cli_startup.py): it checks which modules the start-up
+path imports, which is what makes it fast or slow.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ["pydantic", "networkx", "rich", "trio", "asyncssh", "yaml", "pyroute2", "zstandard"]
+
+
+def _modules_after(argv: list[str]) -> set[str]:
+    code = (
+        "import sys, json\n"
+        "from stackctl.cli.main import main\n"
+        f"sys.argv = ['stackctl'] + {argv!r}\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(json.loads(out.stderr.strip().splitlines()[-1]))
+
+
+def test_version_imports_nothing_heavy():
+    mods = _modules_after(["--version"])
+    assert "click" in mods
+    assert not [m for m in HEAVY if m in mods]
+
+
+def test_help_imports_nothing_heavy():
+    mods = _modules_after(["--help"])
+    assert not [m for m in HEAVY if m in mods]
+
+
+def test_version_output():
+    out = subprocess.run([sys.executable, "-m", "stackctl", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert out.stdout.startswith("stackctl version ")
+
+
+def test_unknown_command_is_usage_error():
+    out = subprocess.run([sys.executable, "-m", "stackctl", "frobnicate"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "No such command" in out.stderr
+    assert "Traceback" not in out.stderr
