@@ -182,10 +182,13 @@ class _Loader(yaml.SafeLoader):
     filename = "<string>"
 
 
-# Replace the YAML 1.1 resolvers for bool (yes/no/on/off) and drop timestamps.
+# YAML 1.2 core schema, as Compose reads files: only true/false are booleans (yes/no/on/off
+# stay strings), no sexagesimal numbers (an unquoted port `56:56` stays a string), no
+# timestamps; 0o17 / 0x1F for octal and hex, and 0440 still octal as Compose reads it.
+_DROPPED = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp",
+            "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _Loader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers
-         if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
@@ -193,6 +196,31 @@ _Loader.add_implicit_resolver(
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def _construct_int(loader: "_Loader", node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if len(text) > 1 and text[0] == "0" and text.isdigit() and "8" not in text and "9" not in text:
+        return int(text, 8)  # 0440: octal, as go-yaml (and so Compose) still reads it
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def _mark_pos(loader: _Loader, mark: yaml.Mark) -> Pos:
@@ -318,4 +346,8 @@ def load_yaml(text: str, filename: str) -> Any:
         raise SpecError(loader.issues)
     if data is None:
         return PDict(pos=Pos(filename, 1, 1))
+    if not isinstance(data, (dict, list)):
+        shown = f'"{data}"' if isinstance(data, str) else str(data)
+        raise SpecError(Issue(f"expected a mapping, got {shown[:60]}",
+                              pos=Pos(filename, node.start_mark.line + 1, node.start_mark.column + 1)))
     return data

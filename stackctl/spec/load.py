@@ -1,0 +1,279 @@
+"""Loading a project: stack files in, one merged, interpolated raw tree (and the Stack) out.
+
+The pipeline, in Compose's order (see docs/spec-loading.md):
+
+1. find the files and the project directory; read the environment (process over ``.env``);
+2. read and parse every file (YAML with positions) — every file's syntax errors at once;
+3. choose the project name (``name:`` may use variables);
+4. interpolate every file — every error of every file in one :class:`SpecError`;
+5. per file: make relative paths absolute (against the project directory), then resolve
+   ``extends`` (files named there are read, interpolated and resolved against their own
+   directory);
+6. merge the files in order (override rules, ``!reset``/``!override``);
+7. ``include``: each entry loaded as its own sub-project (steps 2–7, own directory and
+   ``.env``), its resources added;
+8. :func:`load_project` only: ``build_stack`` validates, normalizes, applies profiles and
+   builds the service graph.
+
+:func:`load_raw` stops before step 8 (for tests, and for ``config --no-interpolate`` later).
+I/O is limited to reading the named files (and stdin for ``-f -``).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stackctl.errors import Issue, Pos, SpecError
+from stackctl.spec import project as proj
+from stackctl.spec.extends import apply_extends
+from stackctl.spec.include import IncludeEntry, apply_include
+from stackctl.spec.interpolate import interpolate_tree, substitute, TemplateError
+from stackctl.spec.merge import merge_trees
+from stackctl.spec.paths import resolve_paths
+from stackctl.spec.yamlpos import PDict, load_yaml
+
+STDIN_NAME = "<stdin>"
+
+
+@dataclass
+class LoadOptions:
+    """What the command line (or a test) says about the project."""
+
+    files: list[str] = field(default_factory=list)
+    project_name: str | None = None
+    profiles: list[str] = field(default_factory=list)
+    env_files: list[str] = field(default_factory=list)
+    project_directory: str | None = None
+    environ: Mapping[str, str] | None = None  # None: the process environment
+    cwd: str | None = None  # None: the working directory
+    stdin: str | None = None  # the text of "-f -"; None: read standard input
+
+
+@dataclass
+class RawProject:
+    """A project loaded up to the merged raw tree (no validation yet)."""
+
+    name: str
+    directory: str
+    files: list[str]
+    environ: dict[str, str]
+    profiles: list[str]
+    raw: PDict
+    warnings: list[Issue]
+
+
+@dataclass
+class Project:
+    """A loaded, validated project."""
+
+    name: str
+    directory: str
+    files: list[str]
+    environ: dict[str, str]
+    profiles: list[str]
+    raw: PDict
+    stack: Any
+    graph: Any
+    warnings: list[Issue]
+
+
+def load_project(opts: LoadOptions, *, build: Any = None) -> Project:
+    """Load, merge, validate and normalize the project. Raises :class:`SpecError`.
+
+    ``build`` stands in for :func:`stackctl.spec.validate.build_stack` (tests pass a fake).
+    """
+    raw = load_raw(opts)
+    if build is None:
+        from stackctl.spec.validate import build_stack as build  # heavy: imported when needed
+
+    stack, graph, warnings = build(raw.raw, project_name=raw.name,
+                                         project_dir=raw.directory, environ=raw.environ,
+                                         profiles=raw.profiles)
+    return Project(raw.name, raw.directory, raw.files, raw.environ, raw.profiles, raw.raw,
+                   stack, graph, raw.warnings + list(warnings))
+
+
+def load_raw(opts: LoadOptions) -> RawProject:
+    """Steps 1–7 of the pipeline: the merged, interpolated raw tree."""
+    cwd = posixpath.abspath(opts.cwd or os.getcwd())
+    process_env = dict(os.environ if opts.environ is None else opts.environ)
+    project_dir_opt = proj.absolute(opts.project_directory, cwd) \
+        if opts.project_directory else None
+    if opts.files:
+        files = [proj.absolute(f, cwd) for f in opts.files]
+    else:
+        first_env = proj.read_project_env(process_env, project_dir_opt or cwd,
+                                          opts.env_files, cwd)
+        files = proj.discover_files(cwd, first_env)
+    project_dir = project_dir_opt or (
+        posixpath.dirname(files[0]) if files[0] != proj.STDIN else cwd)
+    environ = proj.read_project_env(process_env, project_dir, opts.env_files, cwd)
+
+    loader = _Loader(cwd, opts.stdin)
+    trees = loader.parse_all(files)
+    name = proj.choose_project_name(opts.project_name, environ, _name_in(trees, environ),
+                                    project_dir)
+    environ[proj.NAME_VAR] = name
+    environ.setdefault("COMPOSE_PROJECT_NAME", name)  # for files written for Compose
+    raw = _with_name(loader.build(files, trees, project_dir, environ, chain=()), name)
+    profiles = proj.choose_profiles(opts.profiles, environ)
+    return RawProject(name, project_dir, files, environ, profiles, raw, loader.warnings)
+
+
+def _with_name(tree: PDict, name: str) -> PDict:
+    """The tree with ``name:`` set to the project name, first (as ``config`` shows it)."""
+    out = PDict(pos=tree.pos)
+    out["name"] = name
+    out.copy_positions_from(tree, ["name"] if "name" in tree else [])
+    for key, value in tree.items():
+        if key != "name":
+            out[key] = value
+            out.copy_positions_from(tree, [key])
+    return out
+
+
+def _name_in(trees: list[Any], environ: Mapping[str, str]) -> tuple[str, Pos | None] | None:
+    """The top-level ``name:`` of the last file that has one, interpolated."""
+    for tree in reversed(trees):
+        value = tree.get("name") if isinstance(tree, dict) else None
+        if isinstance(value, str) and value:
+            try:
+                value = substitute(value, environ).value
+            except TemplateError:
+                continue  # reported with the rest of the file's interpolation errors
+            return value, tree.val_pos.get("name") if isinstance(tree, PDict) else None
+    return None
+
+
+class _Loader:
+    """Reads, parses and assembles trees; collects warnings; keeps extends files cached."""
+
+    def __init__(self, cwd: str, stdin: str | None) -> None:
+        self.cwd = cwd
+        self.stdin = stdin
+        self.warnings: list[Issue] = []
+        self._warned: set[str] = set()
+        self._other: dict[tuple[str, str], Any] = {}
+
+    # -- names and reading
+
+    def display(self, path: str) -> str:
+        if path == proj.STDIN:
+            return STDIN_NAME
+        if path.startswith(self.cwd.rstrip("/") + "/"):
+            return path[len(self.cwd.rstrip("/")) + 1:]
+        return path
+
+    def read(self, path: str) -> str:
+        """The text of one stack file; a clear SpecError naming it when it cannot be read."""
+        if path == proj.STDIN:
+            return self.stdin if self.stdin is not None else sys.stdin.read()
+        shown = self.display(path)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise SpecError(Issue(f"stack file {shown} not found"),
+                            hint="check the -f option, or the names in STACKCTL_FILE") from None
+        except IsADirectoryError:
+            raise SpecError(Issue(f"stack file {shown} is a directory, not a file")) from None
+        except UnicodeDecodeError:
+            raise SpecError(Issue(f"stack file {shown} is not UTF-8 text")) from None
+        except OSError as exc:
+            raise SpecError(Issue(
+                f"cannot read stack file {shown}: {exc.strerror or exc}")) from None
+
+    def parse_all(self, files: list[str]) -> list[Any]:
+        """Read and parse every file; every file's problem reported in one SpecError."""
+        trees: list[Any] = []
+        issues: list[Issue] = []
+        hints: list[str] = []
+        for path in files:
+            try:
+                trees.append(self.parse(path))
+            except SpecError as exc:
+                issues.extend(exc.issues)
+                if exc.hint and exc.hint not in hints:
+                    hints.append(exc.hint)
+        if issues:
+            raise SpecError(issues, hint="; ".join(hints) or None)
+        return trees
+
+    def parse(self, path: str) -> Any:
+        shown = self.display(path)
+        tree = load_yaml(self.read(path), shown)
+        if not isinstance(tree, dict):
+            raise SpecError(Issue(
+                "a stack file must be a mapping at the top level (services:, networks:, ...)",
+                pos=getattr(tree, "pos", None) or Pos(shown, 1, 1)))
+        return tree
+
+    # -- assembling
+
+    def interpolate(self, trees: list[Any], environ: Mapping[str, str]) -> list[Any]:
+        out: list[Any] = []
+        errors: list[Issue] = []
+        for tree in trees:
+            result = interpolate_tree(tree, environ)
+            errors.extend(result.errors)
+            self.warn(result.warnings)
+            out.append(result.tree)
+        if errors:
+            hint = None
+            if any(e.message.startswith("required variable") for e in errors):
+                hint = "set the variables in the environment or in the .env file"
+            raise SpecError(errors, hint=hint)
+        return out
+
+    def warn(self, warnings: list[Issue]) -> None:
+        for w in warnings:
+            if w.message not in self._warned:
+                self._warned.add(w.message)
+                self.warnings.append(w)
+
+    def build(self, files: list[str], trees: list[Any], project_dir: str,
+              environ: Mapping[str, str], chain: tuple[str, ...]) -> PDict:
+        """Steps 4–7 for one project (the main one, or an included one)."""
+        trees = self.interpolate(trees, environ)
+        trees = [resolve_paths(t, project_dir, environ) for t in trees]
+        issues: list[Issue] = []
+        extended = []
+        for path, tree in zip(files, trees):
+            try:
+                extended.append(apply_extends(
+                    tree, path, lambda other: self.load_other(other, environ),
+                    display=self.display))
+            except SpecError as exc:
+                issues.extend(exc.issues)
+        if issues:
+            raise SpecError(issues)
+        merged = merge_trees(extended)
+        return apply_include(
+            merged, lambda entry: self.load_included(entry, environ, chain + tuple(files)))
+
+    def load_other(self, path: str, environ: Mapping[str, str]) -> Any:
+        """A file named by ``extends.file``: interpolated, paths against its own directory."""
+        key = (path, repr(sorted(environ.items())))
+        if key not in self._other:
+            tree = self.parse(path)
+            (tree,) = self.interpolate([tree], environ)
+            self._other[key] = resolve_paths(tree, posixpath.dirname(path), environ)
+        return self._other[key]
+
+    def load_included(self, entry: IncludeEntry, parent_env: Mapping[str, str],
+                      chain: tuple[str, ...]) -> PDict:
+        """An ``include`` entry loaded as its own project; the including project's
+        environment wins over the included project's env files."""
+        looping = [p for p in entry.paths if p in chain]
+        if looping:
+            names = " -> ".join(self.display(p) for p in chain + (looping[0],))
+            raise SpecError(Issue(f"include cycle: {names}", entry.key_path, entry.pos))
+        sub_dir = entry.project_directory or posixpath.dirname(entry.paths[0])
+        environ = proj.read_project_env(parent_env, sub_dir, entry.env_files, sub_dir)
+        trees = self.parse_all(entry.paths)
+        return self.build(entry.paths, trees, sub_dir, environ, chain)

@@ -1,0 +1,110 @@
+"""Top-level ``volumes``, ``secrets`` and ``configs``.
+
+A secret's value never appears in ``stackctl config`` output: inline ``content`` is printed
+as :data:`REDACTED` (a secret taken from ``environment`` shows the variable's name only, which
+is not the value).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field, SecretStr, field_serializer, field_validator
+
+from stackctl.spec.models.base import Bool, Model, OptsMap, Str, StrMap, describe, fail
+from stackctl.spec.models.network import _old_external
+
+REDACTED = "<redacted>"
+
+
+class Volume(Model):
+    """A top-level named volume."""
+
+    area: ClassVar[str] = "volume"
+    extensible: ClassVar[bool] = True
+    omit_false: ClassVar[frozenset[str]] = frozenset({"external"})
+
+    name: Str | None = None
+    driver: Str | None = None
+    driver_opts: OptsMap = Field(default_factory=dict)
+    external: Bool = False
+    labels: StrMap = Field(default_factory=dict)
+
+    @classmethod
+    def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return _old_external(data)
+
+    def finish(self, data: dict[str, Any]) -> None:
+        if self.external:
+            for key in ("driver", "driver_opts"):
+                if key in data:
+                    raise fail(f'an external volume takes no "{key}": it exists already, '
+                               "stackctl does not create it")
+        if self.driver not in (None, "local"):
+            raise fail(f'expected driver "local", got {describe(self.driver)}')
+
+
+class _FileObject(Model):
+    """What secrets and configs share: where the data comes from."""
+
+    extensible: ClassVar[bool] = True
+    omit_false: ClassVar[frozenset[str]] = frozenset({"external"})
+    kind: ClassVar[str] = "object"
+
+    name: Str | None = None
+    file: Str | None = None
+    environment: Str | None = None
+    external: Bool = False
+    labels: StrMap = Field(default_factory=dict)
+
+    @classmethod
+    def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return _old_external(data)
+
+    def finish(self, data: dict[str, Any]) -> None:
+        sources = [k for k in ("file", "environment", "content") if data.get(k) is not None]
+        if self.external:
+            sources.append("external")
+        if not sources:
+            raise fail(f"a {self.kind} needs one of: file, environment, content, external")
+        if len(sources) > 1:
+            raise fail(f'a {self.kind} takes only one of file, environment, content and '
+                       f'external; got "{sources[0]}" and "{sources[1]}"')
+
+    @property
+    def source_kind(self) -> str:
+        for key in ("file", "environment", "content"):
+            if getattr(self, key, None) is not None:
+                return key
+        return "external"
+
+
+class Secret(_FileObject):
+    """A top-level secret. ``content`` is a :class:`~pydantic.SecretStr`."""
+
+    area: ClassVar[str] = "secret"
+    kind: ClassVar[str] = "secret"
+
+    content: SecretStr | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content(cls, value: Any) -> Any:
+        if value is None or isinstance(value, SecretStr):
+            return value
+        if isinstance(value, (dict, list)) or isinstance(value, bool):
+            raise fail(f"expected a string, got {describe(value)}")
+        return str(value)
+
+    @field_serializer("content")
+    def _redact(self, value: SecretStr | None) -> str | None:
+        return None if value is None else REDACTED
+
+
+class Config(_FileObject):
+    """A top-level config."""
+
+    area: ClassVar[str] = "config"
+    kind: ClassVar[str] = "config"
+
+    content: Str | None = None

@@ -1,0 +1,285 @@
+"""A service (``services.<name>``), normalized to Compose's long syntax.
+
+Cross-key rules applied here, as Compose and Swarm apply them:
+
+- ``scale`` sets ``deploy.replicas`` (both set and different is an error);
+- ``restart`` gives ``deploy.restart_policy`` when that is not written (no -> none,
+  always/unless-stopped -> any, on-failure[:N] -> on-failure with max_attempts N);
+- ``cpus``, ``mem_limit``, ``mem_reservation`` and ``pids_limit`` fill
+  ``deploy.resources`` (conflicting values are an error);
+- port ranges are expanded to one entry per container port.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BeforeValidator, Field, PlainValidator, field_serializer, field_validator
+
+from stackctl.spec import units
+from stackctl.spec.models.base import (
+    Bool,
+    ByteSize,
+    Duration,
+    Model,
+    NanoCpus,
+    NonNegInt,
+    Str,
+    StrList,
+    StrMap,
+    StrOrList,
+    describe,
+    fail,
+    key_value_map,
+)
+from stackctl.spec.models.deploy import Deploy, RestartPolicy
+from stackctl.spec.models.mounts import Mount, mount_item
+from stackctl.spec.models.network import ServiceNetwork, service_networks
+from stackctl.spec.models.ports import Port, expose_item, port_item
+from stackctl.spec.models.service_parts import (
+    Build,
+    Dependency,
+    EnvFile,
+    FileRef,
+    Healthcheck,
+    Logging,
+    Ulimit,
+    build_item,
+    command_list,
+    depends_on_map,
+    env_file_list,
+    file_ref_item,
+    ulimits_map,
+)
+
+PULL_POLICIES = ("always", "never", "missing", "build", "daily", "weekly")
+_RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(?::(\d+))?)$")
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def _restart(value: Any) -> str:
+    if isinstance(value, bool) and value is False:
+        return "no"  # `restart: no` read as a YAML 1.1 boolean somewhere upstream
+    if isinstance(value, str) and _RESTART.match(value):
+        return value
+    raise fail("expected one of: no, always, on-failure, on-failure:<max retries>, "
+               f"unless-stopped; got {describe(value)}")
+
+
+def _pull_policy(value: Any) -> str:
+    if value == "if_not_present":
+        return "missing"
+    if isinstance(value, str):
+        if value in PULL_POLICIES:
+            return value
+        if value.startswith("every_"):
+            try:
+                units.parse_duration(value[len("every_"):])
+            except ValueError as exc:
+                raise fail(f"{value}: {exc}") from None
+            return value
+    raise fail(f"expected one of: {', '.join(PULL_POLICIES)}, if_not_present, every_<duration>; "
+               f"got {describe(value)}")
+
+
+def _extra_hosts(value: Any) -> dict[str, list[str]]:
+    if value is None:
+        return {}
+    out: dict[str, list[str]] = {}
+    if isinstance(value, dict):
+        for host, ips in value.items():
+            items = ips if isinstance(ips, list) else [ips]
+            for ip in items:
+                if not isinstance(ip, str) or not ip:
+                    raise fail(f"{host}: expected an IP address, got {describe(ip)}")
+                out.setdefault(str(host), []).append(ip.strip("[]"))
+        return out
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise fail(f"item {i + 1}: expected HOST=IP, got {describe(item)}")
+            sep = "=" if "=" in item else ":"
+            host, _, ip = item.partition(sep)
+            if not host or not ip:
+                raise fail(f"item {i + 1}: expected HOST=IP or HOST:IP, got {describe(item)}")
+            out.setdefault(host, []).append(ip.strip("[]"))
+        return out
+    raise fail(f"expected a list of HOST=IP or a mapping, got {describe(value)}")
+
+
+def _environment(value: Any) -> dict[str, str | None]:
+    return key_value_map(value, allow_missing=True)
+
+
+def _items(item_parser):
+    """Items of a list parsed one by one (errors stay at their index)."""
+    def check(value: Any) -> Any:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise fail(f"expected a list, got {describe(value)}")
+        return value
+    return check
+
+
+def _none_as(empty: Any):
+    def check(value: Any) -> Any:
+        return empty() if value is None else value
+    return check
+
+
+#: service keys that fold into deploy.resources: key -> (limits|reservations, field)
+RESOURCE_SHORTHANDS = {
+    "cpus": ("limits", "cpus"),
+    "mem_limit": ("limits", "memory"),
+    "mem_reservation": ("reservations", "memory"),
+    "pids_limit": ("limits", "pids"),
+}
+
+
+class Service(Model):
+    area: ClassVar[str] = "service"
+    extensible: ClassVar[bool] = True
+    keep_empty: ClassVar[frozenset[str]] = frozenset({"command", "entrypoint"})
+    omit_false: ClassVar[frozenset[str]] = frozenset(
+        {"init", "read_only", "privileged", "stdin_open", "tty"})
+
+    image: Str | None = None
+    build: Annotated[Build | None, BeforeValidator(build_item)] = None
+    command: Annotated[list[str] | None, PlainValidator(command_list)] = None
+    entrypoint: Annotated[list[str] | None, PlainValidator(command_list)] = None
+    container_name: Str | None = None
+    hostname: Str | None = None
+    domainname: Str | None = None
+    user: Str | None = None
+    working_dir: Str | None = None
+
+    environment: Annotated[dict[str, str | None], PlainValidator(_environment)] = \
+        Field(default_factory=dict)
+    env_file: Annotated[list[EnvFile], BeforeValidator(env_file_list)] = \
+        Field(default_factory=list)
+    labels: StrMap = Field(default_factory=dict)
+
+    ports: Annotated[list[Annotated[Port, BeforeValidator(port_item)]],
+                     BeforeValidator(_items(port_item))] = Field(default_factory=list)
+    expose: Annotated[list[Annotated[str, PlainValidator(expose_item)]],
+                      BeforeValidator(_items(expose_item))] = Field(default_factory=list)
+    networks: Annotated[dict[str, ServiceNetwork], BeforeValidator(service_networks)] = \
+        Field(default_factory=dict)
+    network_mode: Str | None = None
+    extra_hosts: Annotated[dict[str, list[str]], PlainValidator(_extra_hosts)] = \
+        Field(default_factory=dict)
+    dns: StrOrList = Field(default_factory=list)
+    dns_search: StrOrList = Field(default_factory=list)
+
+    volumes: Annotated[list[Annotated[Mount, BeforeValidator(mount_item)]],
+                       BeforeValidator(_items(mount_item))] = Field(default_factory=list)
+    volumes_from: StrList = Field(default_factory=list)
+    tmpfs: StrOrList = Field(default_factory=list)
+    secrets: Annotated[list[Annotated[FileRef, BeforeValidator(file_ref_item)]],
+                       BeforeValidator(_items(file_ref_item))] = Field(default_factory=list)
+    configs: Annotated[list[Annotated[FileRef, BeforeValidator(file_ref_item)]],
+                       BeforeValidator(_items(file_ref_item))] = Field(default_factory=list)
+
+    depends_on: Annotated[dict[str, Dependency], BeforeValidator(depends_on_map)] = \
+        Field(default_factory=dict)
+    healthcheck: Healthcheck | None = None
+    restart: Annotated[str | None, PlainValidator(_restart)] = None
+    deploy: Annotated[Deploy, BeforeValidator(_none_as(dict))] = Field(default_factory=Deploy)
+    scale: NonNegInt | None = None
+    profiles: StrList = Field(default_factory=list)
+    pull_policy: Annotated[str, PlainValidator(_pull_policy)] = "missing"
+
+    stop_signal: Str | None = None
+    stop_grace_period: Duration = 10 * units.SECOND
+    init: Bool = False
+    read_only: Bool = False
+    privileged: Bool = False
+    stdin_open: Bool = False
+    tty: Bool = False
+    cap_add: StrList = Field(default_factory=list)
+    cap_drop: StrList = Field(default_factory=list)
+    sysctls: StrMap = Field(default_factory=dict)
+    ulimits: Annotated[dict[str, Ulimit], BeforeValidator(ulimits_map)] = \
+        Field(default_factory=dict)
+    shm_size: ByteSize | None = None
+    ipc: Str | None = None
+    pid: Str | None = None
+    logging: Logging | None = None
+
+    # shorthands folded into deploy.resources (never printed: deploy shows them)
+    cpus: NanoCpus | None = Field(default=None, exclude=True)
+    mem_limit: ByteSize | None = Field(default=None, exclude=True)
+    mem_reservation: ByteSize | None = Field(default=None, exclude=True)
+    pids_limit: NonNegInt | None = Field(default=None, exclude=True)
+    # already resolved by the loader (stackctl.spec.extends); accepted and not printed
+    extends: Any = Field(default=None, exclude=True)
+
+    @field_validator("profiles", mode="after")
+    @classmethod
+    def _profiles(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _NAME.match(name):
+                raise fail(f"invalid profile name {describe(name)}: use letters, digits, "
+                           "'_', '.' and '-', starting with a letter or digit")
+        return value
+
+    @field_serializer("extra_hosts")
+    def _hosts_out(self, value: dict[str, list[str]]) -> list[str]:
+        return [f"{host}={ip}" for host, ips in value.items() for ip in ips]
+
+    def finish(self, data: dict[str, Any]) -> None:
+        if self.image is None and self.build is None:
+            raise fail("a service needs an image or a build section")
+        raw_deploy = data.get("deploy") if isinstance(data.get("deploy"), dict) else {}
+        self._fold_scale(raw_deploy)
+        self._fold_restart(raw_deploy)
+        self._fold_resources()
+        if self.network_mode is not None and data.get("networks"):
+            raise fail("network_mode and networks cannot be used together", at="networks")
+        replicas = self.deploy.replicas or 0
+        if self.container_name and (replicas > 1 or self.deploy.is_global):
+            raise fail(f"container_name {self.container_name} cannot be used by several "
+                       "replicas; remove it or run one replica", at="container_name")
+        self.ports = [p for port in self.ports for p in port.expand()]
+
+    def _fold_scale(self, raw_deploy: dict[str, Any]) -> None:
+        if self.scale is None:
+            return
+        if raw_deploy.get("replicas") is not None and self.deploy.replicas != self.scale:
+            raise fail(f"scale ({self.scale}) and deploy.replicas ({self.deploy.replicas}) "
+                       "differ; set only one", at="scale")
+        if self.deploy.is_global:
+            raise fail(f"scale cannot be set with deploy.mode {self.deploy.mode}", at="scale")
+        self.deploy.replicas = self.scale
+        self.scale = None
+
+    def _fold_restart(self, raw_deploy: dict[str, Any]) -> None:
+        if self.restart is None or raw_deploy.get("restart_policy") is not None:
+            return
+        if self.restart == "no":
+            policy = RestartPolicy(condition="none")
+        elif self.restart.startswith("on-failure"):
+            _, _, count = self.restart.partition(":")
+            policy = RestartPolicy(condition="on-failure", max_attempts=int(count or 0))
+        else:
+            policy = RestartPolicy(condition="any")
+        self.deploy.restart_policy = policy
+
+    def _fold_resources(self) -> None:
+        for key, (group, field) in RESOURCE_SHORTHANDS.items():
+            value = getattr(self, key)
+            if value is None:
+                continue
+            spec = getattr(self.deploy.resources, group)
+            current = getattr(spec, field)
+            if current is not None and current != value:
+                raise fail(f"{key} and deploy.resources.{group}.{field} differ; set only one",
+                           at=key)
+            setattr(spec, field, value)
+            setattr(self, key, None)
+
+    @staticmethod
+    def valid_name(name: str) -> bool:
+        return bool(_NAME.match(name))
