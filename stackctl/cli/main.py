@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "container": (f"{_C}:container", "Manage containers."),
     "image": ("stackctl.cli.image_cmd:image", "Manage images (build, load, save, import, ls...)."),
     "volume": ("stackctl.cli.volume_cmd:volume", "Manage named volumes."),
+    "network": ("stackctl.cli.network_cmd:network", "Manage networks."),
 }
 
 

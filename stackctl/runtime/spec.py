@@ -101,6 +101,9 @@ class ContainerState:
     error: str = ""  # why it failed to start, if it did
     started_at: str = ""
     finished_at: str = ""
+    # not persisted by the monitor: what start_container adjusted (e.g. ulimits clamped to the
+    # host's hard limits), for the CLI to print
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

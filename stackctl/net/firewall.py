@@ -1,0 +1,205 @@
+"""The firewall: one nftables table per node, rendered whole from the networking state.
+
+Plan, then apply: :func:`render` is a pure function from :class:`NetState` to an ``nft``
+script; :func:`apply` loads it in one atomic transaction (the old table is deleted and the
+new one created in the same ``nft -f`` run, so there is never a moment without rules).
+Every change re-renders the table from state, so the rules are always exactly what the state
+says — a crash can leave rules for an object that is gone only until the next change or
+:func:`stackctl.net.gc.gc_stale`, and cleanup of everything is one ``delete table``.
+
+We never touch anybody else's tables or chains. Layout (see docs/networking.md)::
+
+    table ip stackctl {
+      chain prerouting  nat    dstnat   -> jump ports (local destinations), jump vips
+      chain output      nat    -100     -> jump ports (local destinations), jump vips
+      chain ports       DNAT per published port
+      chain vips        DNAT per service VIP, numgen random over its healthy replicas
+      chain postrouting nat    srcnat   MASQUERADE out of the host; for loopback clients
+                                        of published ports; for hairpin (same bridge) DNAT
+      chain forward     filter          same bridge ok; bridge -> other bridge dropped
+                                        (isolation); internal: nothing in or out;
+                                        else out ok, in only replies and published ports
+      chain input       filter          internal networks reach only their gateway
+    }
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+
+from stackctl.net.model import BRIDGE_PREFIX, NetState, NetworkError, Network
+from stackctl.paths import NodePaths
+
+DEFAULT_STATE_DIR = "/var/lib/stackctl"
+
+
+def table_name(paths: NodePaths) -> str:
+    """``stackctl`` for the default node; ``stackctl_<hash>`` for a node with another state
+    dir (tests, several nodes on one machine), so that nodes never flush each other's rules."""
+    state = os.path.realpath(paths.state)
+    if state == DEFAULT_STATE_DIR:
+        return "stackctl"
+    return "stackctl_" + hashlib.sha256(state.encode()).hexdigest()[:8]
+
+
+def _q(ifname: str) -> str:
+    return f'"{ifname}"'
+
+
+def _published_targets(state: NetState) -> list[tuple[str, str, object]]:
+    """(container address, bridge, binding) for every published port of every sandbox.
+    A container's ports go to its address on the first non-internal network it is on."""
+    out = []
+    for sb in sorted(state.sandboxes.values(), key=lambda s: s.container_id):
+        target = None
+        for nid in sb.networks:
+            net = state.networks.get(nid)
+            ep = state.endpoints.get(nid, {}).get(sb.container_id)
+            if net is not None and ep is not None and not net.internal:
+                target = (ep.address, net.bridge)
+                break
+        if target is None:
+            continue
+        for pb in sb.ports:
+            out.append((target[0], target[1], pb))
+    return out
+
+
+def vip_backends(state: NetState, network_id: str, service: str) -> list[str]:
+    """Addresses of the healthy replicas of ``service`` on a network, sorted."""
+    eps = state.endpoints.get(network_id, {}).values()
+    return sorted(
+        (ep.address for ep in eps if ep.service == service and ep.healthy),
+        key=lambda a: tuple(int(o) for o in a.split(".")),
+    )
+
+
+def render(state: NetState, table: str) -> str:
+    """The whole nft script that replaces ``table`` with what ``state`` needs."""
+    nets: list[Network] = sorted(state.networks.values(), key=lambda n: n.bridge)
+    lines = [f"table ip {table}", f"delete table ip {table}", f"table ip {table} {{"]
+
+    def chain(name: str, hook: str | None, body: list[str]) -> None:
+        lines.append(f"  chain {name} {{")
+        if hook:
+            lines.append(f"    {hook}")
+        lines.extend(f"    {r}" for r in body)
+        lines.append("  }")
+
+    # --- NAT -----------------------------------------------------------------------------
+    ports = []
+    for address, _bridge, pb in _published_targets(state):
+        match = f"ip daddr {pb.host_ip} " if pb.host_ip else ""
+        ports.append(f"{match}{pb.protocol} dport {pb.host_port} dnat to {address}:{pb.container_port}"
+                     f' comment "{pb}"')
+    vips = []
+    for net in nets:
+        for service, vip in sorted(state.vips.get(net.id, {}).items()):
+            backends = vip_backends(state, net.id, service)
+            if not backends:
+                continue  # nothing to balance to: the input rule below refuses the VIP
+            if len(backends) == 1:
+                target = backends[0]
+            else:
+                pairs = ", ".join(f"{i} : {a}" for i, a in enumerate(backends))
+                target = f"numgen random mod {len(backends)} map {{ {pairs} }}"
+            vips.append(f'ip daddr {vip} dnat to {target} comment "vip {service}@{net.name}"')
+
+    chain("prerouting", "type nat hook prerouting priority dstnat; policy accept;",
+          ["fib daddr type local jump ports", "jump vips"])
+    chain("output", "type nat hook output priority -100; policy accept;",
+          ["fib daddr type local jump ports", "jump vips"])
+    chain("ports", None, ports)
+    chain("vips", None, vips)
+
+    post = []
+    for net in nets:
+        br = _q(net.bridge)
+        if not net.internal:
+            post.append(f"ip saddr {net.subnet} oifname != {br} masquerade")
+        # clients on the host's loopback reach published ports (route_localnet on the bridge)
+        post.append(f"oifname {br} ip saddr 127.0.0.0/8 masquerade")
+        # hairpin: a container reaching a VIP or published port that lands on its own bridge
+        # (iifname is not known in postrouting, so: sourced from the subnet, DNAT'd, back in)
+        post.append(f"oifname {br} ip saddr {net.subnet} ct status dnat masquerade")
+    chain("postrouting", "type nat hook postrouting priority srcnat; policy accept;", post)
+
+    # --- filter --------------------------------------------------------------------------
+    fwd = []
+    for net in nets:
+        br = _q(net.bridge)
+        fwd.append(f"iifname {br} oifname {br} accept")
+        fwd.append(f'iifname {br} oifname "{BRIDGE_PREFIX}*" drop comment "isolation {net.name}"')
+        if net.internal:
+            fwd.append(f'iifname {br} drop comment "internal {net.name}"')
+            fwd.append(f"oifname {br} drop")
+        else:
+            fwd.append(f"iifname {br} accept")
+            fwd.append(f"oifname {br} ct state established,related accept")
+            fwd.append(f"oifname {br} ct status dnat accept")
+            fwd.append(f"oifname {br} drop")
+    chain("forward", "type filter hook forward priority filter; policy accept;", fwd)
+
+    inp = []
+    for net in nets:
+        br = _q(net.bridge)
+        if net.internal:
+            inp.append(f"iifname {br} ct state established,related accept")
+            inp.append(f'iifname {br} ip daddr != {net.gateway} drop comment "internal {net.name}"')
+        dead_vips = [v for s, v in sorted(state.vips.get(net.id, {}).items())
+                     if not vip_backends(state, net.id, s)]
+        for vip in dead_vips:
+            inp.append(f"ip daddr {vip} reject")
+    chain("input", "type filter hook input priority filter; policy accept;", inp)
+
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_delete(table: str) -> str:
+    return f"table ip {table}\ndelete table ip {table}\n"
+
+
+def _nft() -> str:
+    nft = shutil.which("nft") or ("/usr/sbin/nft" if os.path.exists("/usr/sbin/nft") else None)
+    if nft is None:
+        raise NetworkError("the `nft` command is not installed",
+                           hint="install Debian's nftables package (scripts/setup does)")
+    return nft
+
+
+def run_nft(script: str) -> None:
+    proc = subprocess.run([_nft(), "-f", "-"], input=script, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NetworkError(f"loading firewall rules failed: {proc.stderr.strip()}",
+                           hint="is the nf_tables kernel module available? (needs root)")
+
+
+def apply(paths: NodePaths, state: NetState) -> None:
+    """Make the node's table what ``state`` says; no table at all when there is nothing."""
+    table = table_name(paths)
+    if not state.networks:
+        run_nft(render_delete(table))
+    else:
+        run_nft(render(state, table))
+
+
+def list_tables() -> list[tuple[str, str]]:
+    """(family, name) of every nftables table on this host."""
+    proc = subprocess.run([_nft(), "list", "tables"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NetworkError(f"listing firewall tables failed: {proc.stderr.strip()}")
+    return parse_tables(proc.stdout)
+
+
+def parse_tables(text: str) -> list[tuple[str, str]]:
+    """Parse `nft list tables` output: lines ``table <family> <name>``."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "table":
+            out.append((parts[1], parts[2]))
+    return out

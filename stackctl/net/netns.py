@@ -1,0 +1,86 @@
+"""Network namespace files: a new netns bind-mounted on ``<paths.run>/netns/<container id>``
+(what `ip netns add` does, in our own directory), joined by the runtime through
+``ContainerSpec.network = "netns:<path>"``.
+
+The directory is made a shared mount of itself (as iproute2 does with /run/netns), so that
+unmounting a netns file here also unmounts its copies in mount namespaces created later.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import subprocess
+
+from stackctl.net.model import NetworkError
+
+MNT_DETACH = 2
+_libc = None
+
+
+def _lib():
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    return _libc
+
+
+def is_netns_file(path: str) -> bool:
+    """True when ``path`` is a mounted nsfs file (a live network namespace handle)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if fields[4].replace("\\040", " ") == path and "nsfs" in line.split(" - ", 1)[1]:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def create(path: str) -> str:
+    """Create a network namespace and bind it on ``path`` (which must not exist yet)."""
+    from pyroute2 import netns as pr_netns
+
+    if os.path.exists(path):
+        if is_netns_file(path):
+            raise NetworkError(f"network namespace {path} already exists")
+        os.unlink(path)  # an empty mountpoint left by a crash
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        pr_netns.create(path)
+    except OSError as exc:
+        remove(path)
+        raise NetworkError(f"cannot create network namespace {path}: {exc}",
+                           hint="network namespaces need root (CAP_SYS_ADMIN)") from None
+    if not is_netns_file(path):
+        remove(path)
+        raise NetworkError(f"cannot create network namespace {path}: the bind mount did not appear")
+    return path
+
+
+def remove(path: str) -> None:
+    """Unmount and delete a netns file; a missing one is fine."""
+    if os.path.lexists(path):
+        _lib().umount2(os.fsencode(path), MNT_DETACH)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def listed(directory: str) -> list[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+
+
+def exec_argv(path: str, argv: list[str]) -> list[str]:
+    """argv that runs ``argv`` inside the netns at ``path`` (for tests and debugging)."""
+    return ["nsenter", f"--net={path}", "--", *argv]
+
+
+def run_in(path: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(exec_argv(path, argv), **kwargs)

@@ -1,0 +1,209 @@
+"""A container's networking: its network namespace, its endpoints on networks, its published
+ports. This is what the runtime calls:
+
+    setup = setup_container(paths, cid, name="web", networks=[Attachment("front")],
+                            ports=["8080:80"])
+    spec.network = setup.spec_network          # "netns:<paths.run>/netns/<cid>"
+    spec.dns, spec.dns_search, spec.extra_hosts = setup.dns, setup.dns_search, setup.extra_hosts
+    ...
+    teardown_container(paths, cid)             # after the container is gone
+
+Ports and addresses are checked before anything is made; a failure part-way removes what was
+made (netns, veths, VIPs, rules) before the error is raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from stackctl.errors import NotFoundError
+from stackctl.net import bridge, ipam, netns, ports as ports_mod, store, veth
+from stackctl.net.model import Endpoint, NetState, Network, NetworkError, PortBinding, Sandbox
+from stackctl.net.networks import commit, get, tag
+from stackctl.paths import NodePaths
+
+
+@dataclass
+class Attachment:
+    """A request to put the container on one network."""
+
+    network: str  # name or id
+    aliases: list[str] = field(default_factory=list)
+    ipv4_address: str | None = None
+
+
+@dataclass
+class NetworkSetup:
+    """What the runtime needs to start the container on its networks."""
+
+    netns: str
+    addresses: dict[str, str]  # network name -> address
+    ports: list[PortBinding]
+    dns: list[str]  # nameservers for /etc/resolv.conf (the embedded DNS server)
+    dns_search: list[str]
+    dns_options: list[str]
+    extra_hosts: list[str]  # "name:ip" for /etc/hosts, own name first
+
+    @property
+    def spec_network(self) -> str:
+        return f"netns:{self.netns}"
+
+
+def _taken(state: NetState, net: Network) -> set[str]:
+    used = {net.gateway}
+    used |= {ep.address for ep in state.endpoints_of(net.id)}
+    used |= set(state.vips.get(net.id, {}).values())
+    return used
+
+
+def _published(state: NetState, except_cid: str = "") -> list[PortBinding]:
+    return [p for cid, sb in state.sandboxes.items() if cid != except_cid for p in sb.ports]
+
+
+def setup_container(
+    paths: NodePaths,
+    container_id: str,
+    *,
+    name: str,
+    hostname: str = "",
+    networks: Iterable[Attachment] = (),
+    ports: Iterable[str | ports_mod.PortSpec] = (),
+    publish_all: bool = False,
+    exposed: Iterable[str] = (),
+    service: str = "",
+    endpoint_mode: str = "vip",
+    dns: Iterable[str] = (),
+    dns_search: Iterable[str] = (),
+    dns_options: Iterable[str] = (),
+    extra_hosts: Iterable[str] = (),
+    is_free=ports_mod.port_is_free,
+) -> NetworkSetup:
+    attachments = list(networks)
+    specs = [p if isinstance(p, ports_mod.PortSpec) else ports_mod.parse(p) for p in ports]
+    if publish_all:
+        specs += ports_mod.parse_exposed(exposed)
+    if specs and not attachments:
+        raise NetworkError(f"container {name!r} publishes ports but is on no network",
+                           hint="attach it to a network (--network NAME)")
+    with store.locked(paths) as state:
+        if container_id in state.sandboxes:
+            raise NetworkError(f"container {container_id[:12]} already has its network set up")
+        nets: list[Network] = []
+        for att in attachments:
+            net = get(paths, att.network, state)
+            if net in nets:
+                raise NetworkError(f"container {name!r} is attached to network {net.name!r} twice")
+            nets.append(net)
+        # everything that can be refused is checked before anything is made
+        bindings = ports_mod.resolve(specs, is_free=is_free, published=_published(state))
+        if specs and all(n.internal for n in nets):
+            raise NetworkError(f"container {name!r} publishes ports but is only on internal networks",
+                               hint="internal networks have no way in or out; add a non-internal one")
+        for att, net in zip(attachments, nets):
+            if att.ipv4_address:
+                ipam.allocate(ipam.parse_subnet(net.subnet), _taken(state, net),
+                              requested=att.ipv4_address, network_name=net.name)
+
+        path = store.netns_path(paths, container_id)
+        netns.create(path)
+        sb = Sandbox(container_id=container_id, netns=path, name=name, dns=list(dns))
+        state.sandboxes[container_id] = sb
+        try:
+            addresses = {}
+            default_set = False
+            for i, (att, net) in enumerate(zip(attachments, nets)):
+                address = ipam.allocate(ipam.parse_subnet(net.subnet), _taken(state, net),
+                                        requested=att.ipv4_address, ip_range=net.ip_range,
+                                        network_name=net.name)
+                names = [n for n in dict.fromkeys([name, hostname, *att.aliases]) if n]
+                ep = Endpoint(network_id=net.id, container_id=container_id, address=str(address),
+                              ifname=f"eth{i}", names=names, service=service,
+                              endpoint_mode="dnsrr" if endpoint_mode == "dnsrr" else "vip")
+                state.endpoints.setdefault(net.id, {})[container_id] = ep
+                sb.networks.append(net.id)
+                if service and ep.endpoint_mode == "vip":
+                    _ensure_vip(state, net, service)
+                bridge.ensure_bridge(net, tag(paths), state.vips.get(net.id, {}).values())
+                want_default = not default_set and not net.internal
+                veth.attach(path, net, ep, default_route=want_default, tag=tag(paths))
+                default_set = default_set or want_default
+                addresses[net.name] = str(address)
+            sb.ports = bindings
+            commit(paths, state)
+        except BaseException:
+            _teardown(paths, state, container_id)
+            try:
+                commit(paths, state)
+            except NetworkError:
+                pass
+            raise
+    first = next(iter(addresses.values()), "")
+    hosts = [f"{h}:{first}" for h in dict.fromkeys([hostname or name, name]) if h and first]
+    return NetworkSetup(
+        netns=path,
+        addresses=addresses,
+        ports=bindings,
+        dns=[nets[0].gateway] if nets else list(dns),
+        dns_search=list(dns_search),
+        dns_options=list(dns_options),
+        extra_hosts=hosts + list(extra_hosts),
+    )
+
+
+def _ensure_vip(state: NetState, net: Network, service: str) -> str:
+    vips = state.vips.setdefault(net.id, {})
+    if service not in vips:
+        subnet = ipam.parse_subnet(net.subnet)
+        # VIPs from the top of the subnet, containers from the bottom: they rarely meet
+        taken = _taken(state, net)
+        for addr in reversed(list(subnet.hosts())):
+            if str(addr) not in taken:
+                vips[service] = str(addr)
+                break
+        else:
+            raise NetworkError(f"no free address left on network {net.name!r} for the VIP of {service!r}")
+    return vips[service]
+
+
+def _teardown(paths: NodePaths, state: NetState, container_id: str) -> None:
+    """Remove a container's endpoints, VIPs no longer used, and netns (state and kernel)."""
+    sb = state.sandboxes.pop(container_id, None)
+    for nid, eps in state.endpoints.items():
+        ep = eps.pop(container_id, None)
+        net = state.networks.get(nid)
+        if ep is None or net is None:
+            continue
+        veth.detach(net, container_id)
+        vips = state.vips.get(nid, {})
+        if ep.service in vips and not any(e.service == ep.service for e in eps.values()):
+            del vips[ep.service]
+            bridge.ensure_bridge(net, tag(paths), vips.values())
+    netns.remove(sb.netns if sb else store.netns_path(paths, container_id))
+
+
+def teardown_container(paths: NodePaths, container_id: str) -> None:
+    """Undo :func:`setup_container` (idempotent: an unknown container is fine)."""
+    with store.locked(paths) as state:
+        _teardown(paths, state, container_id)
+        commit(paths, state)
+
+
+def set_health(paths: NodePaths, container_id: str, healthy: bool) -> None:
+    """Mark a container's endpoints healthy or not: only healthy replicas are answered for
+    ``tasks.<service>``/dnsrr names and balanced to by VIPs."""
+    with store.locked(paths) as state:
+        if container_id not in state.sandboxes:
+            raise NotFoundError(f"container {container_id[:12]} has no network set up")
+        changed = False
+        for eps in state.endpoints.values():
+            ep = eps.get(container_id)
+            if ep is not None and ep.healthy != healthy:
+                ep.healthy = healthy
+                changed = True
+        if changed:
+            commit(paths, state)
+
+
+def sandbox_of(paths: NodePaths, container_id: str) -> Sandbox | None:
+    return store.load(paths).sandboxes.get(container_id)

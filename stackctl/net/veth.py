@@ -1,0 +1,80 @@
+"""Endpoints: a veth pair per (container, network). The host end ``stkv<key>`` is a port of
+the network's bridge; the peer is created as ``stkp<key>``, moved into the container's netns
+and renamed there to ``eth0`` (``eth1``… for later networks), with the endpoint's address and
+MAC, the network's MTU and — for the first non-internal network only — the default route via
+the gateway. ``lo`` is brought up in the netns too.
+
+Any failure undoes what this call made (deleting the host end deletes the peer with it).
+"""
+
+from __future__ import annotations
+
+import os
+
+from stackctl.net.bridge import link_index, owner_alias
+from stackctl.net.model import Endpoint, NetworkError, Network, veth_names
+
+
+def _ipr(netns: str | None = None):
+    from pyroute2 import IPRoute
+
+    if netns is None:
+        return IPRoute()
+    return IPRoute(netns=netns, flags=0)  # flags=0: never create a missing netns
+
+
+def attach(netns_path: str, net: Network, ep: Endpoint, *, default_route: bool, tag: str) -> None:
+    host, peer = veth_names(net.id, ep.container_id)
+    try:
+        with _ipr() as ipr:
+            old = link_index(ipr, host)
+            if old is not None:  # left over by a crash: start clean
+                ipr.link("del", index=old)
+            br = link_index(ipr, net.bridge)
+            if br is None:
+                raise NetworkError(f"bridge {net.bridge} of network {net.name!r} is missing")
+            ipr.link("add", ifname=host, kind="veth", peer={"ifname": peer}, mtu=net.mtu)
+            hidx = link_index(ipr, host)
+            pidx = link_index(ipr, peer)
+            ipr.link("set", index=hidx,
+                     ifalias=owner_alias(tag, f"endpoint {ep.container_id[:12]} {net.name}"))
+            ipr.link("set", index=pidx, mtu=net.mtu)
+            fd = os.open(netns_path, os.O_RDONLY)
+            try:
+                ipr.link("set", index=pidx, net_ns_fd=fd)
+            finally:
+                os.close(fd)
+            ipr.link("set", index=hidx, master=br, state="up")
+        with _ipr(netns_path) as ns:
+            lo = link_index(ns, "lo")
+            if lo is not None:
+                ns.link("set", index=lo, state="up")
+            idx = link_index(ns, peer)
+            ns.link("set", index=idx, ifname=ep.ifname, address=ep.mac)
+            ns.addr("add", index=idx, address=ep.address, prefixlen=net.prefixlen)
+            ns.link("set", index=idx, state="up")
+            if default_route:
+                ns.route("add", dst="0.0.0.0/0", gateway=net.gateway, oif=idx)
+    except NetworkError:
+        detach(net, ep.container_id)
+        raise
+    except Exception as exc:
+        detach(net, ep.container_id)
+        raise NetworkError(
+            f"cannot attach container {ep.container_id[:12]} to network {net.name!r}: {exc}"
+        ) from None
+
+
+def detach(net: Network, container_id: str) -> None:
+    """Remove the endpoint's veth pair (a missing one is fine)."""
+    from stackctl.net.bridge import remove_link
+
+    host, _peer = veth_names(net.id, container_id)
+    remove_link(host)
+
+
+def next_ifname(used: list[str]) -> str:
+    i = 0
+    while f"eth{i}" in used:
+        i += 1
+    return f"eth{i}"
