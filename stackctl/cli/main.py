@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     from stackctl.errors import StackctlError
 
     try:
-        cli.main(args=argv, prog_name="stackctl", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="stackctl", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -79,4 +79,5 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
-    sys.exit(0)
+    # Without standalone mode click returns the code of a `ctx.exit(code)` instead of raising.
+    sys.exit(rv if isinstance(rv, int) else 0)

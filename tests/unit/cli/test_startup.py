@@ -50,3 +50,26 @@ def test_unknown_command_is_usage_error():
     assert out.returncode == 2
     assert "No such command" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_ctx_exit_code_reaches_the_shell():
+    code = (
+        "import click\n"
+        "from stackctl.cli import main as m\n"
+        "@click.command()\n"
+        "@click.pass_context\n"
+        "def t(ctx):\n"
+        "    ctx.exit(3)\n"
+        "m.cli.add_command(t, 'tt')\n"
+        "m.main(['tt'])\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 3
+
+
+def test_stackctl_error_is_one_line_without_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "stackctl", "config", "-f", str(tmp_path / "nope.yml")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ")
+    assert "nope.yml" in out.stderr
+    assert "Traceback" not in out.stderr
