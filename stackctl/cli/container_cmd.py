@@ -1,0 +1,698 @@
+"""The Docker-like container verbs: run, ps, logs, exec, stop, start, restart, kill, rm, top,
+inspect, wait, stats, and ``container <verb>`` as their long form.
+
+Thin: parse flags, call :class:`~stackctl.runtime.manager.ContainerManager`, print Docker's
+output shapes (see :mod:`stackctl.cli.format`). Imports stay light; ``run`` pays only for what
+it uses. Exit codes follow Docker: 125 when stackctl fails before the container starts, 126 /
+127 when its command cannot be invoked / is not found, else the container's own exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+
+from stackctl.errors import NotFoundError, StackctlError, UsageError
+
+_NOHELP_H = {"help_option_names": ["--help"]}  # -h is --hostname for run/create, as in docker
+_PROXY_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+
+def _manager():
+    from stackctl.paths import default_paths
+    from stackctl.runtime.manager import ContainerManager
+
+    return ContainerManager(default_paths())
+
+
+def _each(items: tuple[str, ...], fn) -> None:
+    """Docker's multi-container verbs: act on each, report each failure, exit 1 if any."""
+    failed = False
+    for item in items:
+        try:
+            fn(item)
+        except StackctlError as exc:
+            failed = True
+            for line in exc.lines():
+                click.echo(line if line.startswith("hint:") else f"error: {line}", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
+def _exit_code_for_start_failure(exc: StackctlError) -> int:
+    code = getattr(exc, "container_exit_code", None) or getattr(exc, "exit_code", 1)
+    return code if code in (126, 127) else 125
+
+
+# --- run / create -------------------------------------------------------------------------
+
+def _run_options(f):
+    opts = [
+        click.option("--name", help="Assign a name to the container."),
+        click.option("-e", "--env", multiple=True, help="Set environment variables (K=V, or K to pass it on)."),
+        click.option("--env-file", multiple=True, type=click.Path(dir_okay=False), help="Read in a file of environment variables."),
+        click.option("-v", "--volume", "volumes", multiple=True, help="Bind mount a volume: [NAME|/HOST:]/PATH[:ro]."),
+        click.option("--mount", "mounts", multiple=True, help="type=bind|volume|tmpfs,source=..,target=..[,readonly]."),
+        click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory: /PATH[:OPTIONS]."),
+        click.option("-w", "--workdir", default="", help="Working directory inside the container."),
+        click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])."),
+        click.option("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image."),
+        click.option("-h", "--hostname", default="", help="Container host name."),
+        click.option("--domainname", default="", help="Container NIS domain name."),
+        click.option("--init", is_flag=True, help="Run an init inside the container that forwards signals and reaps processes."),
+        click.option("-m", "--memory", default=None, help="Memory limit (e.g. 32m, 1g)."),
+        click.option("--memory-reservation", default=None, help="Memory soft limit."),
+        click.option("--cpus", type=float, default=None, help="Number of CPUs."),
+        click.option("--pids-limit", type=int, default=None, help="Tune container pids limit (-1 for unlimited)."),
+        click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only."),
+        click.option("--cap-add", multiple=True, help="Add Linux capabilities."),
+        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities."),
+        click.option("--privileged", is_flag=True, help="Give extended privileges to this container."),
+        click.option("--network", "--net", "network", default="none", show_default=True, help="none or host."),
+        click.option("-l", "--label", "labels", multiple=True, help="Set meta data on a container (K=V)."),
+        click.option("--stop-signal", default="", help="Signal to stop the container."),
+        click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container."),
+        click.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
+        click.option("--dns", multiple=True, help="Set custom DNS servers."),
+        click.option("--dns-search", multiple=True, help="Set custom DNS search domains."),
+        click.option("--dns-option", multiple=True, help="Set DNS options."),
+        click.option("--ulimit", multiple=True, help="Ulimit options (nofile=1024:2048)."),
+        click.option("--shm-size", default=None, help="Size of /dev/shm."),
+        click.option("--sysctl", multiple=True, help="Sysctl options."),
+        click.option("--expose", multiple=True, help="Expose a port or a range of ports."),
+        click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host."),
+        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached."),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
+        click.option("--rm", "auto_remove", is_flag=True, help="Automatically remove the container when it exits."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _options_from(image: str, command: tuple[str, ...], kw: dict[str, Any]):
+    from stackctl.runtime.imageconfig import RunOptions, parse_env_file, parse_labels
+
+    if kw["publish"]:
+        raise UsageError("publishing ports (-p) needs a bridge network, which `run` does not offer yet",
+                         hint="use --network host, or a stack file (stackctl up)")
+    env_lines: list[str] = []
+    for path in kw["env_file"]:
+        try:
+            with open(path) as f:
+                env_lines += parse_env_file(f.read(), path)
+        except OSError as exc:
+            raise UsageError(f"cannot read env file {path}: {exc.strerror}") from None
+    entrypoint = None if kw["entrypoint"] is None else ([kw["entrypoint"]] if kw["entrypoint"] else [])
+    return RunOptions(
+        image=image,
+        command=list(command) or None,
+        entrypoint=entrypoint,
+        env=list(kw["env"]),
+        env_file_lines=env_lines,
+        workdir=kw["workdir"],
+        user=kw["user"],
+        hostname=kw["hostname"],
+        domainname=kw["domainname"],
+        labels=parse_labels(list(kw["labels"])),
+        stop_signal=kw["stop_signal"],
+        stop_timeout=kw["stop_timeout"],
+        tty=kw["tty"],
+        stdin_open=kw["interactive"],
+        init=kw["init"],
+        read_only=kw["read_only"],
+        privileged=kw["privileged"],
+        cap_add=list(kw["cap_add"]),
+        cap_drop=list(kw["cap_drop"]),
+        volumes=list(kw["volumes"]),
+        mounts=list(kw["mounts"]),
+        tmpfs=list(kw["tmpfs"]),
+        memory=kw["memory"],
+        memory_reservation=kw["memory_reservation"],
+        cpus=kw["cpus"],
+        pids_limit=kw["pids_limit"],
+        shm_size=kw["shm_size"],
+        network=kw["network"],
+        add_hosts=list(kw["add_host"]),
+        dns=list(kw["dns"]),
+        dns_search=list(kw["dns_search"]),
+        dns_options=list(kw["dns_option"]),
+        ulimits=list(kw["ulimit"]),
+        sysctls=list(kw["sysctl"]),
+        expose=list(kw["expose"]),
+        auto_remove=kw["auto_remove"],
+    )
+
+
+def _create(mgr, image: str, command: tuple[str, ...], kw: dict[str, Any]):
+    try:
+        return mgr.create(_options_from(image, command, kw), kw["name"])
+    except StackctlError as exc:
+        exc.exit_code = 125
+        raise
+
+
+@click.command(context_settings={**_NOHELP_H, "allow_interspersed_args": False})
+@_run_options
+@click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID.")
+@click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals to the process.")
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run(image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool, **kw) -> None:
+    """Create and run a new container from an image."""
+    mgr = _manager()
+    rec = _create(mgr, image, command, kw)
+    if detach:
+        try:
+            mgr.start(rec.id)
+        except StackctlError as exc:
+            if kw["auto_remove"]:
+                _quiet_remove(mgr, rec.id)
+            exc.exit_code = _exit_code_for_start_failure(exc)
+            raise
+        click.echo(rec.id)
+        return
+    code = _run_attached(mgr, rec, sig_proxy=sig_proxy, auto_remove=kw["auto_remove"],
+                         stdin=kw["interactive"], tty=kw["tty"])
+    raise SystemExit(code)
+
+
+@click.command(name="create", context_settings={**_NOHELP_H, "allow_interspersed_args": False})
+@_run_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def create(image: str, command: tuple[str, ...], **kw) -> None:
+    """Create a new container (without starting it)."""
+    rec = _create(_manager(), image, command, kw)
+    click.echo(rec.id)
+
+
+def _quiet_remove(mgr, cid: str) -> None:
+    try:
+        mgr.remove(cid, force=True, volumes=True)
+    except NotFoundError:
+        pass
+
+
+def _waiter(mgr, cid: str) -> threading.Event:
+    """An event set when the container stops (its monitor recorded the exit)."""
+    done = threading.Event()
+
+    def wait() -> None:
+        try:
+            mgr.core.wait_container(mgr.paths, cid)
+        except Exception:  # the record vanished, or the core could not wait: poll instead
+            with __import__("contextlib").suppress(Exception):
+                mgr.wait_stopped(cid, None)
+        finally:
+            done.set()
+
+    threading.Thread(target=wait, daemon=True, name="wait").start()
+    return done
+
+
+def _write(stream: str, text: str) -> None:
+    out = sys.stdout if stream == "stdout" else sys.stderr
+    out.buffer.write(text.encode("utf-8", "surrogateescape"))
+    out.flush()
+
+
+def _run_attached(mgr, rec, *, sig_proxy: bool, auto_remove: bool, stdin: bool, tty: bool) -> int:
+    """Start the container and stay with it: stream its output (through the attach socket,
+    or by following its log), forward signals (``--sig-proxy``, not with a tty: there the
+    terminal's own keys reach the container), pass stdin with ``-i``, and return its exit
+    code. ``--rm`` removes it afterwards, whatever happened."""
+    from stackctl.cli import attach_client as A
+
+    previous: dict[int, Any] = {}
+    try:
+        # The core holds an attached container before exec until a client connects, and
+        # start_container returns only once it runs: start in a thread, connect meanwhile.
+        result: dict[str, BaseException] = {}
+
+        def do_start() -> None:
+            try:
+                mgr.start(rec.id, attach=True)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below in this thread
+                result["error"] = exc
+
+        starter = threading.Thread(target=do_start, daemon=True, name="start")
+        starter.start()
+        sock = A.connect(A.socket_path(mgr.paths, rec.id), timeout=35.0, give_up=lambda: not starter.is_alive())
+        starter.join()
+        if "error" in result:
+            if sock is not None:
+                sock.close()
+            exc = result["error"]
+            if isinstance(exc, StackctlError):
+                exc.exit_code = _exit_code_for_start_failure(exc)
+            raise exc
+        if sig_proxy and not tty:
+            def forward(signum: int, _frame: Any) -> None:
+                try:
+                    mgr.core.signal_container(mgr.paths, rec.id, signum)
+                except Exception:
+                    pass  # it may just have exited
+
+            for name in _PROXY_SIGNALS:
+                signum = getattr(signal, name)
+                previous[signum] = signal.signal(signum, forward)
+        code = None
+        if sock is not None:
+            if tty:
+                with _raw_terminal():
+                    code = A.stream(sock, stdin=stdin, tty=True)
+            else:
+                code = A.stream(sock, stdin=stdin, tty=False)
+        else:  # no attach socket: follow the log file instead
+            from stackctl.runtime import logs
+
+            done = _waiter(mgr, rec.id)
+            for entry in logs.follow_log(mgr.log_path(rec.id), 0, done.wait):
+                _write(entry.stream, entry.text)
+        if code is None:
+            _waiter(mgr, rec.id).wait()
+            try:
+                state = mgr.read_state(rec.id)
+                code = state.exit_code if state.exit_code is not None else 0
+            except NotFoundError:
+                code = 0
+        return code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if auto_remove:
+            mgr.forget(rec)
+
+
+# --- ps -----------------------------------------------------------------------------------
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running).")
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
+@click.option("-l", "--latest", is_flag=True, help="Show the latest created container (includes all states).")
+@click.option("-n", "--last", type=int, default=-1, help="Show n last created containers (includes all states).")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (status=, name=, label=, id=, ancestor=, exited=, volume=).")
+@click.option("--format", "fmt", default="", help="table, json, or a Go-like template ({{.Names}}).")
+@click.option("-s", "--size", is_flag=True, hidden=True)
+def ps(all_: bool, quiet: bool, latest: bool, last: int, no_trunc: bool, filters, fmt: str, size: bool) -> None:
+    """List containers."""
+    from stackctl.cli import format as F
+    from stackctl.runtime.manager import parse_filters
+
+    mgr = _manager()
+    n = 1 if latest else (last if last >= 0 else None)
+    recs = mgr.list(all=all_, filters=parse_filters(filters), last=n)
+    now = time.time_ns()
+    rows = [F.container_row(r.spec, r.state, now, trunc=not no_trunc) for r in recs]
+    if quiet:
+        for r in rows:
+            click.echo(r["ID"])
+        return
+    _print_rows(rows, fmt, F.ps_table)
+
+
+def _print_rows(rows: list[dict[str, Any]], fmt: str, table_fn) -> None:
+    from stackctl.cli import format as F
+
+    if fmt in ("", "table"):
+        click.echo(table_fn(rows))
+    elif fmt == "json":
+        if rows:
+            click.echo(F.to_json_lines(rows))
+    else:
+        template = F.unescape_template(fmt)
+        if template.startswith("table "):
+            import re
+
+            cols = [c.strip() for c in template[len("table "):].split("\t")]
+            heads = [re.sub(r"\{\{\s*(?:json\s+)?\.?([\w.]*)\s*\}\}", lambda m: _header(m.group(1)), c)
+                     for c in cols]
+            click.echo(F.table(heads, [[F.render_template(c, r) for c in cols] for r in rows]))
+            return
+        for r in rows:
+            click.echo(F.render_template(template, r))
+
+
+_HEADERS = {"ID": "CONTAINER ID", "RunningFor": "CREATED", "CreatedAt": "CREATED AT", "Names": "NAMES",
+            "LocalVolumes": "LOCAL VOLUMES", "Name": "NAME", "CPUPerc": "CPU %", "MemPerc": "MEM %",
+            "MemUsage": "MEM USAGE / LIMIT", "PIDs": "PIDS", "Container": "CONTAINER"}
+
+
+def _header(field: str) -> str:
+    return _HEADERS.get(field, field.upper())
+
+
+# --- logs ---------------------------------------------------------------------------------
+
+@click.command()
+@click.option("-f", "--follow", is_flag=True, help="Follow log output.")
+@click.option("-n", "--tail", default="all", help="Number of lines to show from the end of the logs.")
+@click.option("--since", default=None, help="Show logs since a timestamp (2013-01-02T13:23:37Z) or relative (42m).")
+@click.option("--until", default=None, help="Show logs before a timestamp or relative time.")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.option("--details", is_flag=True, hidden=True)
+@click.argument("container")
+def logs(follow: bool, tail: str, since: str | None, until: str | None, timestamps: bool, details: bool,
+         container: str) -> None:
+    """Fetch the logs of a container."""
+    from stackctl.runtime import logs as L
+
+    mgr = _manager()
+    rec = mgr.get(container)
+    now = time.time_ns()
+    offset_s = -time.altzone if time.daylight and time.localtime().tm_isdst else -time.timezone
+    since_ns = L.parse_time_arg(since, now, "--since", offset_s) if since else None
+    until_ns = L.parse_time_arg(until, now, "--until", offset_s) if until else None
+    path = mgr.log_path(rec.id)
+    entries, offset = L.read_log(path, tail=L.parse_tail(tail), since_ns=since_ns, until_ns=until_ns)
+    for e in entries:
+        _write(e.stream, L.render(e, timestamps))
+    if follow and rec.state.status == "running" and (until_ns is None or until_ns > now):
+        done = _waiter(mgr, rec.id)
+        for e in L.follow_log(path, offset, done.wait, until_ns=until_ns):
+            if since_ns is None or e.time_ns >= since_ns:
+                _write(e.stream, L.render(e, timestamps))
+
+
+# --- exec ---------------------------------------------------------------------------------
+
+@click.command(name="exec", context_settings={"allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
+@click.option("-e", "--env", multiple=True, help="Set environment variables.")
+@click.option("--env-file", multiple=True, type=click.Path(dir_okay=False), help="Read in a file of environment variables.")
+@click.option("-w", "--workdir", default="", help="Working directory inside the container.")
+@click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>]).")
+@click.option("--privileged", is_flag=True, hidden=True)
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(detach: bool, interactive: bool, tty: bool, env, env_file, workdir: str, user: str, privileged: bool,
+          container: str, command: tuple[str, ...]) -> None:
+    """Run a command in a running container."""
+    from stackctl.runtime.imageconfig import parse_env_file, resolve_env
+
+    mgr = _manager()
+    rec = mgr.get(container)
+    if rec.state.status != "running":
+        raise StackctlError(f"container {container} is not running")
+    if workdir and not workdir.startswith("/"):
+        raise UsageError(f"the working directory {workdir!r} is invalid: it must be an absolute path")
+    lines: list[str] = []
+    for path in env_file:
+        try:
+            with open(path) as f:
+                lines += parse_env_file(f.read(), path)
+        except OSError as exc:
+            raise UsageError(f"cannot read env file {path}: {exc.strerror}") from None
+    environ = resolve_env(lines + list(env), os.environ)
+    args = dict(env=environ, cwd=workdir or None, user=user or None, tty=tty and not detach,
+                stdin=interactive and not detach)
+    exec_fn = getattr(mgr.core, "exec_in_container", None)
+    if exec_fn is None:
+        raise StackctlError("exec is not available in this build: the execution core has no exec_in_container yet")
+    if detach:
+        pid = os.fork()
+        if pid == 0:  # the child runs the command with no terminal, then vanishes
+            try:
+                os.setsid()
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                exec_fn(mgr.paths, rec.id, list(command), **args)
+            finally:
+                os._exit(0)
+        return
+    if tty:
+        with _raw_terminal():
+            code = exec_fn(mgr.paths, rec.id, list(command), **args)
+    else:
+        code = exec_fn(mgr.paths, rec.id, list(command), **args)
+    raise SystemExit(code)
+
+
+@__import__("contextlib").contextmanager
+def _raw_terminal():
+    """The caller's terminal in raw mode for the duration (restored on any exit)."""
+    if not sys.stdin.isatty():
+        yield
+        return
+    import termios
+    import tty as _tty
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    try:
+        _tty.setraw(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+# --- life cycle ---------------------------------------------------------------------------
+
+@click.command()
+@click.option("-t", "--time", "--timeout", "timeout", type=int, default=None, help="Seconds to wait before killing the container.")
+@click.option("-s", "--signal", "sig", default=None, help="Signal to send to the container.")
+@click.argument("containers", nargs=-1, required=True)
+def stop(timeout: int | None, sig: str | None, containers: tuple[str, ...]) -> None:
+    """Stop one or more running containers."""
+    mgr = _manager()
+
+    def one(c: str) -> None:
+        mgr.stop(c, timeout, sig)
+        click.echo(c)
+
+    _each(containers, one)
+
+
+@click.command()
+@click.option("-s", "--signal", "sig", default="KILL", help="Signal to send to the container.")
+@click.argument("containers", nargs=-1, required=True)
+def kill(sig: str, containers: tuple[str, ...]) -> None:
+    """Kill one or more running containers."""
+    mgr = _manager()
+
+    def one(c: str) -> None:
+        mgr.kill(c, sig)
+        click.echo(c)
+
+    _each(containers, one)
+
+
+@click.command()
+@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
+@click.argument("containers", nargs=-1, required=True)
+def start(attach: bool, interactive: bool, containers: tuple[str, ...]) -> None:
+    """Start one or more stopped containers."""
+    mgr = _manager()
+    if attach or interactive:
+        if len(containers) > 1:
+            raise UsageError("you cannot start and attach multiple containers at once")
+        rec = mgr.get(containers[0])
+        code = _run_attached(mgr, rec, sig_proxy=True, auto_remove=rec.spec.auto_remove,
+                             stdin=interactive and rec.spec.stdin_open, tty=rec.spec.tty)
+        raise SystemExit(code)
+
+    def one(c: str) -> None:
+        mgr.start(c)
+        click.echo(c)
+
+    _each(containers, one)
+
+
+@click.command()
+@click.option("-t", "--time", "--timeout", "timeout", type=int, default=None, help="Seconds to wait before killing the container.")
+@click.option("-s", "--signal", "sig", default=None, help="Signal to send to the container.")
+@click.argument("containers", nargs=-1, required=True)
+def restart(timeout: int | None, sig: str | None, containers: tuple[str, ...]) -> None:
+    """Restart one or more containers."""
+    mgr = _manager()
+
+    def one(c: str) -> None:
+        rec = mgr.stop(c, timeout, sig)
+        mgr.start(rec.id)
+        click.echo(c)
+
+    _each(containers, one)
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL).")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes associated with the container.")
+@click.argument("containers", nargs=-1, required=True)
+def rm(force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
+    """Remove one or more containers."""
+    mgr = _manager()
+
+    def one(c: str) -> None:
+        try:
+            mgr.remove(c, force=force, volumes=volumes)
+        except NotFoundError:
+            if force:  # docker rm -f ignores what is not there
+                return
+            raise
+        click.echo(c)
+
+    _each(containers, one)
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+def wait(containers: tuple[str, ...]) -> None:
+    """Block until one or more containers stop, then print their exit codes."""
+    mgr = _manager()
+    _each(containers, lambda c: click.echo(str(mgr.wait(c))))
+
+
+# --- inspect / top / stats ----------------------------------------------------------------
+
+@click.command()
+@click.option("-f", "--format", "fmt", default="", help="Format output using a Go-like template.")
+@click.option("--type", "type_", type=click.Choice(["container", "image", "volume"]), default=None)
+@click.option("-s", "--size", is_flag=True, hidden=True)
+@click.argument("names", nargs=-1, required=True)
+def inspect(fmt: str, type_: str | None, size: bool, names: tuple[str, ...]) -> None:
+    """Return low-level information on containers, images or volumes."""
+    from stackctl.cli import format as F
+
+    mgr = _manager()
+    found: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for name in names:
+        obj = _inspect_one(mgr, name, type_)
+        if obj is None:
+            errors.append(f"error: no such object: {name}")
+        else:
+            found.append(obj)
+    if fmt:
+        template = F.unescape_template(fmt)
+        for obj in found:
+            click.echo(F.to_json_array([obj])[1:-1].strip() if template.strip() == "json" else F.render_template(template, obj))
+    else:
+        click.echo(F.to_json_array(found))
+    for e in errors:
+        click.echo(e, err=True)
+    if errors:
+        raise SystemExit(1)
+
+
+def _inspect_one(mgr, name: str, type_: str | None) -> dict[str, Any] | None:
+    if type_ in (None, "container"):
+        try:
+            return mgr.inspect(name)
+        except NotFoundError:
+            pass
+    if type_ in (None, "image"):
+        try:
+            img = mgr.images.resolve(name)
+            cfg = img.config
+            return {
+                "Id": img.id, "RepoTags": img.repo_tags, "Created": getattr(img, "created", ""),
+                "Size": getattr(img, "size", 0), "Architecture": cfg.get("architecture", ""),
+                "Os": cfg.get("os", ""), "Config": cfg.get("config", {}), "RootFS": cfg.get("rootfs", {}),
+            }
+        except (NotFoundError, ImportError):
+            pass
+        except StackctlError:
+            pass
+    if type_ in (None, "volume"):
+        try:
+            return mgr.volumes.get(name).inspect()
+        except NotFoundError:
+            pass
+    return None
+
+
+@click.command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+@click.argument("container")
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+def top(container: str, ps_args: tuple[str, ...]) -> None:
+    """Display the running processes of a container."""
+    from stackctl.cli import format as F
+
+    headers, rows = _manager().top(container, list(ps_args) or None)
+    click.echo(F.table(headers, rows))
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running).")
+@click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
+@click.option("--format", "fmt", default="", help="table, json, or a template.")
+@click.argument("containers", nargs=-1)
+def stats(all_: bool, no_stream: bool, no_trunc: bool, fmt: str, containers: tuple[str, ...]) -> None:
+    """Display resource usage of containers."""
+    from stackctl.cli import format as F
+
+    mgr = _manager()
+    if containers:
+        ids = [mgr.resolve(c) for c in containers]
+    else:
+        ids = [r.id for r in mgr.list(all=all_)]
+    prev: dict[str, tuple[int, float]] = {}
+    while True:
+        rows = []
+        for cid in ids:
+            try:
+                rec, st = mgr.stats(cid)
+            except NotFoundError:
+                continue
+            rows.append(F.stats_row(rec.spec, st, prev, time.monotonic(), trunc=not no_trunc))
+        if no_stream and not prev and any(r.get("_sampled") for r in rows):
+            time.sleep(0.5)  # CPU % needs two samples
+            continue
+        for r in rows:
+            r.pop("_sampled", None)
+        if not no_stream and sys.stdout.isatty():
+            click.echo("\033[2J\033[H", nl=False)
+        _print_rows(rows, fmt, F.stats_table)
+        if no_stream:
+            return
+        time.sleep(1)
+
+
+# --- container <verb> ---------------------------------------------------------------------
+
+@click.group()
+def container() -> None:
+    """Manage containers."""
+
+
+@click.command(name="prune")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+def prune(force: bool) -> None:
+    """Remove all stopped containers."""
+    if not force and not click.confirm(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?"):
+        return
+    mgr = _manager()
+    removed = []
+    for rec in mgr.list(all=True):
+        if rec.state.status in ("exited", "created", "dead"):
+            try:
+                mgr.remove(rec.id)
+                removed.append(rec.id)
+            except StackctlError:
+                continue
+    if removed:
+        click.echo("Deleted Containers:")
+        for cid in removed:
+            click.echo(cid)
+        click.echo("")
+    click.echo("Total reclaimed space: 0B")
+
+
+for _cmd in (run, create, ps, logs, exec_, stop, start, restart, kill, rm, top, inspect, wait, stats, prune):
+    container.add_command(_cmd)
+container.add_command(ps, name="ls")
+container.add_command(ps, name="list")

@@ -1,0 +1,475 @@
+"""The execution core's public API, used by the container manager and the agent.
+
+``start_container`` launches the container's monitor detached (double fork + setsid, stdio on
+/dev/null) and returns once the container runs or has failed to start; everything else reads
+the monitor's ``state.json`` and acts on the processes and cgroup it names. All functions take
+:class:`~stackctl.paths.NodePaths` and never touch anything outside it (and the cgroup subtree
+``paths.cgroup_parent``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal as _signal
+import sys
+import time
+
+from stackctl.errors import ConflictError, NotFoundError, StackctlError
+from stackctl.paths import NodePaths
+from stackctl.runtime.spec import ContainerSpec, ContainerState
+
+MONITOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
+
+
+class ContainerStartError(StackctlError):
+    """The container could not be started; nothing of it is left running or mounted."""
+
+    def __init__(self, message: str, *, exit_code: int = 125, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.container_exit_code = exit_code
+
+
+class ContainerNotRunningError(StackctlError):
+    pass
+
+
+def container_dir(paths: NodePaths, cid: str) -> str:
+    return os.path.join(paths.containers, cid)
+
+
+def run_dir(paths: NodePaths, cid: str) -> str:
+    return os.path.join(paths.run, "containers", cid)
+
+
+def _short(spec_or_id) -> str:
+    if isinstance(spec_or_id, ContainerSpec):
+        return spec_or_id.name or spec_or_id.id[:12]
+    return spec_or_id[:12]
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def host_hard_limits() -> dict[str, int]:
+    import resource
+
+    from stackctl.runtime.containers.process import RLIMITS
+
+    out = {}
+    for name, res in RLIMITS.items():
+        hard = resource.getrlimit(res)[1]
+        out[name] = -1 if hard == resource.RLIM_INFINITY else hard
+    return out
+
+
+def _write_etc_files(cdir: str, spec: ContainerSpec) -> None:
+    from stackctl.runtime.containers import etcfiles
+
+    hostname = spec.hostname or spec.id[:12]
+
+    def host(path: str) -> str:
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    try:
+        hosts = etcfiles.hosts_file(hostname, spec.extra_hosts, network=spec.network, host_hosts=host("/etc/hosts"))
+    except ValueError as e:
+        raise StackctlError(f"container {_short(spec)}: {e}") from e
+    files = {
+        "hostname": etcfiles.hostname_file(hostname),
+        "hosts": hosts,
+        "resolv.conf": etcfiles.resolv_file(host("/etc/resolv.conf"), dns=spec.dns, dns_search=spec.dns_search,
+                                            dns_options=spec.dns_options, network=spec.network),
+    }
+    for name, text in files.items():
+        with open(os.path.join(cdir, name), "w") as f:
+            f.write(text)
+
+
+def _check_spec(spec: ContainerSpec) -> list[str]:
+    from stackctl.runtime.containers import caps, process
+
+    name = _short(spec)
+    if not spec.argv:
+        raise ContainerStartError(f"container {name}: no command specified", hint="give a command or use an image with CMD/ENTRYPOINT")
+    for d in spec.rootfs_layers:
+        if not os.path.isdir(d):
+            raise ContainerStartError(f"container {name}: image layer {d} is missing", hint="pull or build the image again")
+    try:
+        caps.effective_set(spec.cap_add, spec.cap_drop, privileged=spec.privileged)
+    except caps.CapabilityError as e:
+        raise ContainerStartError(f"container {name}: {e}") from e
+    for k in spec.sysctls:
+        try:
+            process.check_sysctl(k)
+        except ValueError as e:
+            raise ContainerStartError(f"container {name}: {e}") from e
+    if spec.init and process.find_init() is None:
+        raise ContainerStartError(f"container {name}: --init needs catatonit or tini on the host", hint="apt-get install catatonit")
+    for m in spec.mounts:
+        if m.type in ("bind", "volume") and not os.path.exists(m.source):
+            raise ContainerStartError(f"container {name}: bind source path does not exist: {m.source}")
+    net = spec.network
+    if not (net in ("none", "host") or net.startswith(("netns:", "container:"))):
+        raise ContainerStartError(f"container {name}: unknown network mode {net!r} (none, host, netns:PATH, container:ID)")
+    try:
+        ulimits, warnings = process.clamp_ulimits(spec.ulimits, host_hard_limits())
+    except ValueError as e:
+        raise ContainerStartError(f"container {name}: {e}") from e
+    spec.ulimits = ulimits
+    return warnings
+
+
+def start_container(paths: NodePaths, spec: ContainerSpec, *, attach: bool = False) -> ContainerState:
+    """Start ``spec`` under a new detached monitor and return its state (``running``).
+
+    With ``attach=True`` the container is held just before exec until a client connects to
+    its attach socket (:func:`stackctl.runtime.containers.attach.connect`), so a foreground
+    ``run`` sees all of its output; after 30 s without a client it starts anyway.
+    Raises :class:`ContainerStartError` (exit code 125/126/127 as Docker) if it cannot start;
+    the monitor has then removed the cgroup and no process or mount remains."""
+    cdir = container_dir(paths, spec.id)
+    os.makedirs(cdir, exist_ok=True)
+    old = _read_state_file(cdir)
+    if old is not None and old.status == "running" and _alive(old.monitor_pid):
+        raise ConflictError(f"container {_short(spec)} is already running", hint=f"stackctl stop {_short(spec)}")
+    warnings = _check_spec(spec)
+    for d in ("upper", "work", "rootfs"):
+        os.makedirs(os.path.join(cdir, d), exist_ok=True)
+    _write_etc_files(cdir, spec)
+    _write_json(os.path.join(cdir, "spec.json"), spec.to_json())
+    try:
+        os.unlink(os.path.join(cdir, "state.json"))
+    except FileNotFoundError:
+        pass
+    rdir = run_dir(paths, spec.id)
+    os.makedirs(os.path.dirname(rdir), exist_ok=True)
+    # loaded before fork, so that the setup child does not pay for imports
+    import fcntl  # noqa: F401
+    import resource  # noqa: F401
+    import socket  # noqa: F401
+
+    from stackctl.runtime.containers import caps, linux, process, rootfs, seccomp, users  # noqa: F401
+    from stackctl.runtime.containers.cgroups import detect, v1, v2  # noqa: F401
+
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                _launch(paths, spec, cdir, rdir, w, attach)
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    try:
+        while chunk := os.read(r, 65536):
+            data += chunk
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    try:
+        result = json.loads(data or b"{}")
+    except ValueError:
+        result = {}
+    if result.get("status") != "running" and "error" in result:
+        raise ContainerStartError(f"container {_short(spec)}: {result['error']}", exit_code=int(result.get("code", 125)))
+    if "pid" not in result:
+        st = _read_state_file(cdir)
+        why = st.error if st and st.error else "the monitor exited without reporting"
+        raise ContainerStartError(f"container {_short(spec)}: failed to start: {why}")
+    state = read_state(paths, spec.id)
+    state.warnings = warnings
+    return state
+
+
+def _launch(paths: NodePaths, spec: ContainerSpec, cdir: str, rdir: str, ready_w: int, attach: bool) -> None:
+    """In the detached grandchild: create the cgroup, unshare a pid namespace, fork the
+    container's setup child, then exec the monitor, which thereby stays the container's
+    parent. The child's setup overlaps with the monitor's interpreter start. Never returns."""
+    from stackctl.runtime.containers import linux, process
+    from stackctl.runtime.containers.cgroups import detect
+
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    cg = child = None
+    try:
+        sj = spec.to_json()
+        res = dict(sj["resources"], privileged=spec.privileged)
+        cg = detect.open_cgroup(detect.layout(), paths.cgroup_parent, spec.id)
+        cg.create(res)
+        cfg = process.config_from_spec(sj, cdir, paths.containers, cg.procs_files())
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+        stdio = [null, null, null]
+        keep = {"out": -1, "errout": -1, "stdin": -1, "console": -1}
+        console_child = None
+        if spec.tty:
+            import socket
+
+            parent_sock, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            keep["console"] = parent_sock.detach()
+        else:
+            keep["out"], stdio[1] = os.pipe2(os.O_CLOEXEC)
+            keep["errout"], stdio[2] = os.pipe2(os.O_CLOEXEC)
+            if spec.stdin_open:
+                stdio[0], keep["stdin"] = os.pipe2(os.O_CLOEXEC)
+        linux.unshare(linux.CLONE_NEWPID)
+        child = os.fork()
+        if child == 0:
+            # the monitor's ends: held here they would hide its EOFs (ready, sync, output)
+            for fd in (ready_w, err_r, sync_w, *(v for v in keep.values() if v >= 0)):
+                os.close(fd)
+            for i, fd in enumerate(stdio):
+                os.dup2(fd, i)
+            # without an attach to wait for, the child execs at once: the monitor's interpreter
+            # start then overlaps with the container's run (output waits in the pipes)
+            process.setup_and_exec(cfg, err_w, sync_r if attach else None, console_child.fileno() if console_child else None)
+        for fd in {err_w, sync_r, *stdio}:
+            if fd != null:
+                os.close(fd)
+        if console_child:
+            console_child.close()
+        fds = [child, ready_w, err_r, sync_w, keep["out"], keep["errout"], keep["stdin"], keep["console"]]
+        for fd in fds[1:]:
+            if fd >= 0:
+                os.set_inheritable(fd, True)
+        flags = ("a" if attach else "") + ("r" if spec.auto_remove else "") + "-"
+        os.execv(sys.executable, [sys.executable, "-S", "-I", MONITOR, cdir, rdir, paths.cgroup_parent, flags,
+                                  ",".join(map(str, fds))])
+    except BaseException as e:  # noqa: BLE001 - report to the starter; leave nothing behind
+        code = e.code if isinstance(e, process.ExecFailure) else 125
+        msg = e.message if isinstance(e, process.ExecFailure) else str(e)
+        if child:
+            try:
+                os.kill(child, _signal.SIGKILL)
+                os.waitpid(child, 0)
+            except OSError:
+                pass
+        if cg is not None:
+            try:
+                cg.kill_all()
+                cg.remove()
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            _write_json(os.path.join(cdir, "state.json"), ContainerState(status="exited", exit_code=code, error=msg).to_json())
+            os.write(ready_w, json.dumps({"error": msg, "code": code}).encode())
+        finally:
+            os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _read_state_file(cdir: str) -> ContainerState | None:
+    try:
+        with open(os.path.join(cdir, "state.json")) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return ContainerState(status="dead", error="state.json is unreadable")
+    known = ContainerState.__dataclass_fields__
+    return ContainerState(**{k: v for k, v in data.items() if k in known})
+
+
+def read_state(paths: NodePaths, cid: str) -> ContainerState:
+    """The container's state. A container whose monitor died while it was running is
+    reported as ``dead`` with an error (its processes may still run: cleanup_container)."""
+    cdir = container_dir(paths, cid)
+    st = _read_state_file(cdir)
+    if st is None:
+        if not os.path.isdir(cdir):
+            raise NotFoundError(f"no such container: {cid[:12]}")
+        return ContainerState(status="created")
+    if st.status == "running" and not _alive(st.monitor_pid):
+        st = _read_state_file(cdir) or st  # it may have just written its final state
+        if st.status == "running":
+            st.status = "dead"
+            st.error = st.error or f"the container's monitor (pid {st.monitor_pid}) died; its exit status is unknown"
+    return st
+
+
+def _running_state(paths: NodePaths, cid: str, what: str) -> ContainerState:
+    st = read_state(paths, cid)
+    if st.status != "running":
+        raise ContainerNotRunningError(f"container {cid[:12]} is not running (status {st.status}): cannot {what}",
+                                       hint=f"stackctl start {cid[:12]}")
+    return st
+
+
+def parse_signal(sig: int | str) -> int:
+    if isinstance(sig, int):
+        return sig
+    s = sig.strip().upper()
+    if s.isdigit():
+        return int(s)
+    if not s.startswith("SIG"):
+        s = "SIG" + s
+    try:
+        return int(getattr(_signal.Signals, s))
+    except AttributeError:
+        raise StackctlError(f"invalid signal: {sig}") from None
+
+
+def signal_container(paths: NodePaths, cid: str, sig: int | str) -> None:
+    st = _running_state(paths, cid, "send a signal")
+    # the pid must still be the monitor's child (guards against pid reuse)
+    try:
+        with open(f"/proc/{st.pid}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return
+    if ppid != st.monitor_pid:
+        return
+    try:
+        os.kill(st.pid, parse_signal(sig))
+    except ProcessLookupError:
+        pass
+
+
+def _wait_pid_exit(pid: int, timeout: float | None) -> bool:
+    """Wait until ``pid`` has exited (any process, not only our children)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        r, _, _ = select.select([fd], [], [], timeout)
+        return bool(r)
+    finally:
+        os.close(fd)
+
+
+def wait_container(paths: NodePaths, cid: str, timeout: float | None = None) -> ContainerState:
+    """Wait until the container has exited and its monitor has cleaned up; returns the
+    final state. Raises StackctlError on timeout."""
+    cdir = container_dir(paths, cid)
+    st = read_state(paths, cid)
+    if st.status == "running":
+        if not _wait_pid_exit(st.monitor_pid, timeout):
+            raise StackctlError(f"container {cid[:12]} did not exit within {timeout} s")
+    final = _read_state_file(cdir)
+    if final is None:  # auto_remove took the directory: the last known state is all we have
+        return ContainerState(status="exited", pid=st.pid, monitor_pid=st.monitor_pid, exit_code=st.exit_code)
+    return read_state(paths, cid) if os.path.isdir(cdir) else final
+
+
+def stop_container(paths: NodePaths, cid: str, timeout: float | None = None) -> ContainerState:
+    """The stop signal (spec.stop_signal), then SIGKILL after ``timeout`` (default
+    spec.stop_timeout); returns the final state once the monitor has finished."""
+    st = read_state(paths, cid)
+    if st.status != "running":
+        return st
+    spec = load_spec(paths, cid)
+    grace = spec.stop_timeout if timeout is None else timeout
+    try:
+        signal_container(paths, cid, spec.stop_signal or "SIGTERM")
+    except ContainerNotRunningError:
+        return read_state(paths, cid)
+    if not _wait_pid_exit(st.pid, grace):
+        try:
+            signal_container(paths, cid, _signal.SIGKILL)
+        except ContainerNotRunningError:
+            pass
+    return wait_container(paths, cid, timeout=30)
+
+
+def load_spec(paths: NodePaths, cid: str) -> ContainerSpec:
+    try:
+        with open(os.path.join(container_dir(paths, cid), "spec.json")) as f:
+            return ContainerSpec.from_json(json.load(f))
+    except FileNotFoundError:
+        raise NotFoundError(f"no such container: {cid[:12]}") from None
+
+
+def _cgroup(paths: NodePaths, cid: str):
+    from stackctl.runtime.containers.cgroups import detect
+
+    return detect.open_cgroup(detect.layout(), paths.cgroup_parent, cid)
+
+
+def container_pids(paths: NodePaths, cid: str) -> list[int]:
+    """Host pids of every process of the container (for ``top``)."""
+    st = _running_state(paths, cid, "list processes")
+    pids = _cgroup(paths, cid).pids()
+    if st.pid and st.pid not in pids and _alive(st.pid):
+        pids.insert(0, st.pid)
+    return sorted(set(pids))
+
+
+def container_stats(paths: NodePaths, cid: str) -> dict:
+    """``memory_usage``, ``memory_limit`` (-1: none), ``memory_cache``, ``cpu_usage_ns``,
+    ``pids_current``, ``pids_limit`` (-1: none), plus ``read_at`` (time.time())."""
+    _running_state(paths, cid, "read stats")
+    stats = _cgroup(paths, cid).stats()
+    stats["read_at"] = time.time()
+    return stats
+
+
+def cleanup_container(paths: NodePaths, cid: str) -> None:
+    """Idempotent: kill whatever is left of the container (monitor included), remove its
+    cgroup and attach socket. Mounts live only in the container's mount namespace and go
+    with its last process. For ``rm -f`` and for leftovers of a crash."""
+    cdir = container_dir(paths, cid)
+    st = _read_state_file(cdir)
+    cg = _cgroup(paths, cid)
+    if st is not None and st.status == "running" and _alive(st.pid):
+        try:
+            with open(f"/proc/{st.pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == st.monitor_pid:
+                os.kill(st.pid, _signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+    if cg.exists():
+        cg.kill_all()
+    if st is not None and _alive(st.monitor_pid) and _is_our_monitor(st.monitor_pid, cdir):
+        if not _wait_pid_exit(st.monitor_pid, 5):
+            os.kill(st.monitor_pid, _signal.SIGKILL)
+            _wait_pid_exit(st.monitor_pid, 5)
+    if cg.exists():
+        cg.remove()
+    rdir = run_dir(paths, cid)
+    try:
+        os.unlink(os.path.join(rdir, "attach.sock"))
+    except FileNotFoundError:
+        pass
+    try:
+        os.rmdir(rdir)
+    except OSError:
+        pass
+    if st is not None and st.status == "running" and os.path.isdir(cdir):
+        st = _read_state_file(cdir) or st
+        if st.status == "running":
+            st.status = "exited"
+            st.exit_code = 137 if st.exit_code is None else st.exit_code
+            st.error = st.error or "killed by cleanup"
+            _write_json(os.path.join(cdir, "state.json"), st.to_json())
+
+
+def _is_our_monitor(pid: int, cdir: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return cdir.encode() in f.read()
+    except OSError:
+        return False

@@ -1,0 +1,139 @@
+"""cgroup v1: one directory per controller hierarchy, ``<mount>/<parent>/<id>``.
+
+memory: ``memory.limit_in_bytes`` (hard), ``memory.soft_limit_in_bytes`` (reservation); OOM
+kills are counted in ``memory.oom_control``'s ``oom_kill`` line (kernel ≥ 4.13).
+cpu: ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``. pids: ``pids.max``. devices: Docker's
+allow-list (deny all, then the standard character devices and ptys), so that the MKNOD
+capability cannot be used to reach the host's disks.
+"""
+
+from __future__ import annotations
+
+import os
+
+from stackctl.runtime.containers.cgroups import common
+from stackctl.runtime.containers.cgroups.detect import CgroupError
+
+CFS_PERIOD = 100_000
+
+DEVICE_ALLOW = (
+    "c *:* m", "b *:* m",
+    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",  # null zero full random urandom
+    "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm",  # tty console ptmx
+    "c 136:* rwm",  # pts
+    "c 10:200 rwm",  # tun
+)
+
+
+class V1Cgroup:
+    version = 1
+
+    def __init__(self, mounts: dict[str, str], parent: str, cid: str) -> None:
+        self.parent = parent
+        self.id = cid
+        # controller -> directory; co-mounted controllers share one directory
+        self.dirs = {c: os.path.join(m, parent, cid) for c, m in mounts.items()}
+
+    def _unique_dirs(self) -> list[str]:
+        return sorted(set(self.dirs.values()))
+
+    def create(self, resources: dict) -> None:
+        """mkdir in every hierarchy, then write the limits; on any failure remove what was
+        made and raise."""
+        made: list[str] = []
+        try:
+            for d in self._unique_dirs():
+                os.makedirs(os.path.dirname(d), exist_ok=True)
+                try:
+                    os.mkdir(d)
+                    made.append(d)
+                except FileExistsError:
+                    pass
+            self._write_limits(resources)
+        except (OSError, CgroupError) as e:
+            for d in reversed(made):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+            if isinstance(e, CgroupError):
+                raise
+            raise CgroupError(f"create cgroup {e.filename}: {e.strerror}") from e
+
+    def _write_limits(self, r: dict) -> None:
+        mem = self.dirs.get("memory")
+        if r.get("memory"):
+            if not mem:
+                raise CgroupError("a memory limit needs the memory cgroup controller, which is not mounted")
+            common.write(os.path.join(mem, "memory.limit_in_bytes"), str(int(r["memory"])))
+        if r.get("memory_reservation") and mem:
+            common.write(os.path.join(mem, "memory.soft_limit_in_bytes"), str(int(r["memory_reservation"])))
+        if r.get("cpus"):
+            cpu = self.dirs.get("cpu")
+            if not cpu:
+                raise CgroupError("a cpu limit needs the cpu cgroup controller, which is not mounted")
+            common.write(os.path.join(cpu, "cpu.cfs_period_us"), str(CFS_PERIOD))
+            common.write(os.path.join(cpu, "cpu.cfs_quota_us"), str(max(1000, int(r["cpus"] * CFS_PERIOD))))
+        if r.get("pids"):
+            pids = self.dirs.get("pids")
+            if not pids:
+                raise CgroupError("a pids limit needs the pids cgroup controller, which is not mounted")
+            common.write(os.path.join(pids, "pids.max"), str(int(r["pids"])) if r["pids"] > 0 else "max")
+        dev = self.dirs.get("devices")
+        if dev and not r.get("privileged"):
+            common.write(os.path.join(dev, "devices.deny"), "a")
+            for rule in DEVICE_ALLOW:
+                common.write(os.path.join(dev, "devices.allow"), rule)
+
+    def procs_files(self) -> list[str]:
+        return [os.path.join(d, "cgroup.procs") for d in self._unique_dirs()]
+
+    def _main_dir(self) -> str:
+        return self.dirs.get("pids") or self.dirs.get("memory") or self._unique_dirs()[0]
+
+    def pids(self) -> list[int]:
+        return common.pids_in(self._main_dir())
+
+    def oom_kills(self) -> int:
+        mem = self.dirs.get("memory")
+        if not mem:
+            return 0
+        return common.keyed(common.read(os.path.join(mem, "memory.oom_control"))).get("oom_kill", 0)
+
+    def stats(self) -> dict:
+        mem = self.dirs.get("memory", "")
+        cpuacct = self.dirs.get("cpuacct", "")
+        pids = self.dirs.get("pids", "")
+        mstat = common.keyed(common.read(os.path.join(mem, "memory.stat"))) if mem else {}
+        return {
+            "memory_usage": common.read_int(os.path.join(mem, "memory.usage_in_bytes")) if mem else 0,
+            "memory_limit": common.read_int(os.path.join(mem, "memory.limit_in_bytes")) if mem else -1,
+            "memory_cache": mstat.get("total_inactive_file", 0),
+            "cpu_usage_ns": common.read_int(os.path.join(cpuacct, "cpuacct.usage")) if cpuacct else 0,
+            "pids_current": common.read_int(os.path.join(pids, "pids.current")) if pids else len(self.pids()),
+            "pids_limit": common.read_int(os.path.join(pids, "pids.max"), -1) if pids else -1,
+        }
+
+    def kill_all(self) -> None:
+        if not any(common.pids_in(d) for d in self._unique_dirs() if os.path.isdir(d)):
+            return
+        freezer = self.dirs.get("freezer")
+        # freezing first stops a fork bomb from outrunning the kill loop
+        if freezer and os.path.isdir(freezer):
+            try:
+                common.write(os.path.join(freezer, "freezer.state"), "FROZEN")
+                common.kill_pids(freezer)
+                common.write(os.path.join(freezer, "freezer.state"), "THAWED")
+            except CgroupError:
+                if os.path.isdir(freezer):  # not just removed by the monitor meanwhile
+                    raise
+        for d in self._unique_dirs():
+            if os.path.isdir(d):
+                common.kill_pids(d)
+
+    def exists(self) -> bool:
+        return any(os.path.isdir(d) for d in self._unique_dirs())
+
+    def remove(self) -> None:
+        for d in self._unique_dirs():
+            common.rmdir_retry(d)

@@ -1,0 +1,619 @@
+"""The container manager: names, records, life cycle and queries of a node's containers.
+
+It turns user options plus an image into a :class:`ContainerSpec` (via
+:mod:`stackctl.runtime.imageconfig`), stores it, and drives the execution core
+(:mod:`stackctl.runtime.containers`) to start, signal, stop and clean up. Records live in
+``<state>/containers/<id>/``: ``config.json`` (the spec), ``meta.json`` (what ``inspect`` shows
+that the spec does not keep) and ``state.json`` (written by the container's monitor).
+
+Two ``stackctl`` processes may run at once: every change of records or volumes happens under
+an exclusive ``flock`` on ``<state>/runtime.lock``; reads need no lock (files are replaced
+atomically). Any failure while creating removes everything that call made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal as _signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from stackctl.errors import ConflictError, NotFoundError, StackctlError, UsageError
+from stackctl.paths import NodePaths
+from stackctl.runtime import names
+from stackctl.runtime.imageconfig import RunOptions, build_plan, normalize_signal
+from stackctl.runtime.spec import ContainerSpec, ContainerState
+from stackctl.runtime.volumes import VolumeStore
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
+@dataclass
+class Record:
+    """One container as stored: its spec, the manager's extras, and the monitor's state."""
+
+    spec: ContainerSpec
+    meta: dict[str, Any]
+    state: ContainerState
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def image_config_of(image: Any) -> dict[str, Any]:
+    """The ``config`` object (Env, Cmd, ...) of an image, whether the store hands out the whole
+    OCI config blob or only its ``config`` member."""
+    cfg = getattr(image, "config", None) or {}
+    inner = cfg.get("config")
+    if isinstance(inner, dict) and "Cmd" not in cfg and "Env" not in cfg:
+        return inner
+    return cfg
+
+
+# --- filters (pure) -----------------------------------------------------------------------
+
+def parse_filters(values: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for v in values:
+        k, sep, val = v.partition("=")
+        if not sep or not k:
+            raise UsageError(f"bad format of filter {v!r}: expected name=value")
+        out.setdefault(k.strip().lower(), []).append(val)
+    return out
+
+
+def record_matches(rec: Record, filters: dict[str, list[str]], image_ids: dict[str, str] | None = None) -> bool:
+    """``ps --filter``: status, name, label, id, ancestor, exited, volume. Values of one key
+    are alternatives (OR); different keys must all match (AND), as in Docker."""
+    import re
+
+    for key, values in filters.items():
+        if key == "status":
+            for v in values:
+                if v not in STATUSES:
+                    raise UsageError(f"invalid filter 'status={v}': one of {', '.join(STATUSES)}")
+            if rec.state.status not in values:
+                return False
+        elif key == "name":
+            if not any(re.search(v, rec.name) for v in values):
+                return False
+        elif key == "id":
+            if not any(rec.id.startswith(v) for v in values):
+                return False
+        elif key == "label":
+            for v in values:  # every label filter must hold
+                k, sep, val = v.partition("=")
+                if k not in rec.spec.labels or (sep and rec.spec.labels[k] != val):
+                    return False
+        elif key == "ancestor":
+            ok = False
+            for v in values:
+                if v in (rec.spec.image, rec.spec.image_id) or (":" not in v and rec.spec.image == v + ":latest"):
+                    ok = True
+                elif (image_ids or {}).get(v) == rec.spec.image_id:
+                    ok = True
+                elif rec.spec.image_id.removeprefix("sha256:").startswith(v.removeprefix("sha256:")) and len(v) >= 4:
+                    ok = True
+            if not ok:
+                return False
+        elif key == "exited":
+            if rec.state.status != "exited" or str(rec.state.exit_code) not in values:
+                return False
+        elif key == "volume":
+            if not any(m.volume_name == v or m.target == v for v in values for m in rec.spec.mounts):
+                return False
+        else:
+            raise UsageError(f"invalid filter {key!r} (status, name, label, id, ancestor, exited, volume)")
+    return True
+
+
+def parse_ps_table(output: str, pids: set[int]) -> tuple[list[str], list[list[str]]]:
+    """``ps -ef`` output cut down to the given host PIDs: (headers, rows). The last column
+    (CMD) keeps its spaces."""
+    lines = output.splitlines()
+    if not lines:
+        return [], []
+    headers = lines[0].split()
+    pid_col = headers.index("PID")
+    rows = []
+    for line in lines[1:]:
+        cells = line.split(None, len(headers) - 1)
+        if len(cells) < len(headers):
+            continue
+        try:
+            if int(cells[pid_col]) in pids:
+                rows.append(cells)
+        except ValueError:
+            continue
+    return headers, rows
+
+
+# --- the manager --------------------------------------------------------------------------
+
+class ContainerManager:
+    def __init__(self, paths: NodePaths, images: Any = None, core: Any = None) -> None:
+        self.paths = paths
+        self._images = images
+        self._core = core
+        self.volumes = VolumeStore(paths)
+
+    # collaborators, imported only when needed (ps must not pay for the image store)
+    @property
+    def images(self) -> Any:
+        if self._images is None:
+            from stackctl.runtime.images.store import ImageStore
+
+            self._images = ImageStore(self.paths.images)
+        return self._images
+
+    @property
+    def core(self) -> Any:
+        if self._core is None:
+            from stackctl.runtime.containers import api as core
+
+            self._core = core
+        return self._core
+
+    # --- records ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        os.makedirs(self.paths.state, exist_ok=True)
+        fd = os.open(os.path.join(self.paths.state, "runtime.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _dir(self, cid: str) -> str:
+        return os.path.join(self.paths.containers, cid)
+
+    def log_path(self, cid: str) -> str:
+        return os.path.join(self._dir(cid), f"{cid}-json.log")
+
+    @staticmethod
+    def _write_json(path: str, obj: Any) -> None:
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+
+    def ids(self) -> list[str]:
+        try:
+            entries = os.listdir(self.paths.containers)
+        except FileNotFoundError:
+            return []
+        return [e for e in entries if names.ID_RE.match(e) and os.path.exists(os.path.join(self.paths.containers, e, "config.json"))]
+
+    def read_state(self, cid: str) -> ContainerState:
+        if os.path.exists(os.path.join(self._dir(cid), "state.json")):
+            try:
+                return self.core.read_state(self.paths, cid)
+            except (FileNotFoundError, NotFoundError):
+                pass
+        return ContainerState()
+
+    def load(self, cid: str) -> Record:
+        d = self._dir(cid)
+        try:
+            with open(os.path.join(d, "config.json")) as f:
+                spec = ContainerSpec.from_json(json.load(f))
+        except FileNotFoundError:
+            raise NotFoundError(f"no such container: {cid}") from None
+        try:
+            with open(os.path.join(d, "meta.json")) as f:
+                meta = json.load(f)
+        except FileNotFoundError:
+            meta = {}
+        return Record(spec, meta, self.read_state(cid))
+
+    def records(self) -> list[Record]:
+        out = []
+        for cid in self.ids():
+            try:
+                out.append(self.load(cid))
+            except (NotFoundError, ValueError):
+                continue  # removed meanwhile, or being written
+        return out
+
+    def _names(self) -> list[tuple[str, str]]:
+        out = []
+        for cid in self.ids():
+            try:
+                with open(os.path.join(self._dir(cid), "config.json")) as f:
+                    out.append((cid, json.load(f)["name"]))
+            except (OSError, ValueError, KeyError):
+                continue
+        return out
+
+    def resolve(self, query: str) -> str:
+        """A container's full ID from its name, full ID or unique ID prefix."""
+        return names.match(query, self._names())
+
+    def get(self, query: str) -> Record:
+        return self.load(self.resolve(query))
+
+    # --- create ----------------------------------------------------------------------------
+
+    def create(self, opts: RunOptions, name: str | None = None, *, environ: dict[str, str] | None = None,
+               cwd: str | None = None) -> Record:
+        """Make a container (status ``created``); nothing is left behind if this fails."""
+        if name:
+            name = names.validate_name(name)
+        image = self.images.resolve(opts.image)  # NotFoundError names the image
+        with self.locked():
+            taken = dict((n, cid) for cid, n in self._names())
+            if name and name in taken:
+                raise ConflictError(
+                    f'the container name "/{name}" is already in use by container "{taken[name]}"',
+                    hint="remove (or rename) that container to be able to reuse that name",
+                )
+            if not name:
+                name = names.random_name(lambda n: n in taken)
+            cid = names.new_id()
+            while os.path.exists(self._dir(cid)):
+                cid = names.new_id()
+            from stackctl.runtime.logs import format_rfc3339
+
+            plan = build_plan(
+                opts,
+                image_id=image.id,
+                image_config=image_config_of(image),
+                layer_dirs=list(image.layer_dirs()),
+                container_id=cid,
+                name=name,
+                environ=dict(os.environ if environ is None else environ),
+                host_hostname=os.uname().nodename,
+                cwd=cwd or os.getcwd(),
+                created=format_rfc3339(time.time_ns()),
+            )
+            made_volumes: list[str] = []
+            made_dirs: list[str] = []
+            try:
+                spec = plan.spec
+                nocopy = []
+                for req in plan.mounts:
+                    m = req.mount
+                    if m.type == "bind":
+                        if not os.path.exists(m.source):
+                            if not req.create_source:
+                                raise StackctlError(
+                                    f'invalid mount config for type "bind": bind source path does not exist: {m.source}',
+                                    hint="create it first, or use -v, which creates a missing directory",
+                                )
+                            made_dirs.extend(_makedirs(m.source))
+                    elif m.type == "volume":
+                        if req.anonymous:
+                            vol = self.volumes.create(labels={"stackctl.anonymous": "true"})
+                            made_volumes.append(vol.name)
+                        elif self.volumes.exists(m.volume_name):
+                            vol = self.volumes.get(m.volume_name)
+                        else:
+                            vol = self.volumes.create(m.volume_name)
+                            made_volumes.append(vol.name)
+                        m.volume_name = vol.name
+                        m.source = vol.mountpoint
+                        if req.nocopy:
+                            nocopy.append(m.target)
+                    spec.mounts.append(m)
+                meta = {
+                    "Config": plan.config,
+                    "NoCopy": nocopy,
+                    "AnonymousVolumes": [m.volume_name for r, m in zip(plan.mounts, spec.mounts) if r.anonymous],
+                    "ImageRepoTags": list(getattr(image, "repo_tags", []) or []),
+                }
+                d = self._dir(cid)
+                os.makedirs(d, mode=0o700)
+                made_dirs.append(d)
+                self._write_json(os.path.join(d, "meta.json"), meta)
+                self._write_json(os.path.join(d, "config.json"), spec.to_json())
+            except BaseException:
+                shutil.rmtree(self._dir(cid), ignore_errors=True)
+                for v in made_volumes:
+                    shutil.rmtree(os.path.dirname(self.volumes.get(v).mountpoint), ignore_errors=True)
+                for p in reversed(made_dirs):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(p)
+                raise
+        return Record(spec, meta, ContainerState())
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    def start(self, query: str, *, attach: bool = False) -> Record:
+        """Start a created or stopped container; a running one is left as it is. With
+        ``attach`` the container waits for a client on its attach socket before it runs."""
+        with self.locked():
+            rec = self.get(query)
+            if rec.state.status == "running":
+                return rec
+            spec = rec.spec
+            nocopy = set(rec.meta.get("NoCopy", []))
+            populate = []
+            for m in spec.mounts:
+                if m.type != "volume":
+                    continue
+                opts = [o for o in m.options if o != "nocopy"]
+                try:
+                    populated = self.volumes.get(m.volume_name).populated
+                except NotFoundError:
+                    raise StackctlError(
+                        f"container {spec.name}: volume {m.volume_name} was removed", hint="remove and re-create the container"
+                    ) from None
+                if m.target in nocopy or populated:
+                    opts.append("nocopy")
+                else:
+                    populate.append(m.volume_name)
+                m.options = opts
+            try:
+                if attach:
+                    state = self.core.start_container(self.paths, spec, attach=True)
+                else:
+                    state = self.core.start_container(self.paths, spec)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.core.cleanup_container(self.paths, spec.id)
+                raise
+            for v in populate:  # the first mount had its chance to copy; later ones don't
+                with contextlib.suppress(NotFoundError):
+                    self.volumes.mark_populated(v)
+            return Record(spec, rec.meta, state)
+
+    def kill(self, query: str, sig: str | int = "SIGKILL") -> Record:
+        rec = self.get(query)
+        if rec.state.status != "running":
+            raise ConflictError(f"cannot kill container {rec.name}: container {names.short_id(rec.id)} is not running")
+        signame = normalize_signal(sig)
+        self.core.signal_container(self.paths, rec.id, getattr(_signal, signame))
+        return rec
+
+    def stop(self, query: str, timeout: float | None = None, sig: str | None = None) -> Record:
+        """The stop signal, then SIGKILL after the grace period; a stopped container is fine."""
+        rec = self.get(query)
+        if rec.state.status != "running":
+            return rec
+        t = rec.spec.stop_timeout if timeout is None else timeout
+        if sig is None or normalize_signal(sig) == rec.spec.stop_signal:
+            self.core.stop_container(self.paths, rec.id, t)
+        else:
+            self.core.signal_container(self.paths, rec.id, getattr(_signal, normalize_signal(sig)))
+            if not self.wait_stopped(rec.id, t if t >= 0 else None):
+                self.core.signal_container(self.paths, rec.id, _signal.SIGKILL)
+                self.wait_stopped(rec.id, None)
+        return self.load(rec.id)
+
+    def wait_stopped(self, cid: str, timeout: float | None) -> bool:
+        """Poll the monitor's state until the container is not running (or time runs out)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.read_state(cid).status != "running":
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def restart(self, query: str, timeout: float | None = None) -> Record:
+        rec = self.stop(query, timeout)
+        return self.start(rec.id)
+
+    def wait(self, query: str) -> int:
+        """Block until the container is not running; its exit code."""
+        rec = self.get(query)
+        if rec.state.status == "running":
+            self.core.wait_container(self.paths, rec.id)
+        state = self.read_state(rec.id)
+        return state.exit_code if state.exit_code is not None else 0
+
+    def remove(self, query: str, *, force: bool = False, volumes: bool = False) -> str:
+        """Remove a container (``force`` kills a running one first; ``volumes`` also removes its
+        anonymous volumes). Afterwards no process, mount, cgroup or record of it remains."""
+        with self.locked():
+            rec = self.get(query)
+            if rec.state.status == "running":
+                if not force:
+                    raise ConflictError(
+                        f'cannot remove container "/{rec.name}": container is running',
+                        hint="stop the container before removing, or force remove with rm -f",
+                    )
+                self.core.signal_container(self.paths, rec.id, _signal.SIGKILL)
+                self.wait_stopped(rec.id, None)
+            self._remove_locked(rec, volumes)
+            return rec.id
+
+    def _remove_locked(self, rec: Record, volumes: bool) -> None:
+        if os.path.exists(os.path.join(self._dir(rec.id), "state.json")) or rec.state.status != "created":
+            self.core.cleanup_container(self.paths, rec.id)
+        shutil.rmtree(self._dir(rec.id), ignore_errors=True)
+        if volumes:
+            self._remove_anonymous_locked(rec)
+
+    def _remove_anonymous_locked(self, rec: Record) -> None:
+        used = self._volume_users()
+        for v in rec.meta.get("AnonymousVolumes", []):
+            if v not in used and self.volumes.exists(v):
+                self.volumes.remove(v)
+
+    def forget(self, rec: Record) -> None:
+        """After an ``--rm`` container's monitor removed its directory: drop what is left of
+        it (its anonymous volumes, and the record if the monitor did not get to it)."""
+        with self.locked():
+            if os.path.isdir(self._dir(rec.id)):
+                with contextlib.suppress(NotFoundError):
+                    self._remove_locked(self.load(rec.id), True)
+                    return
+            self._remove_anonymous_locked(rec)
+
+    def reap_auto_remove(self, recs: list[Record]) -> list[Record]:
+        """Remove exited ``--rm`` containers whose starter is gone (the monitor records the exit;
+        the record is ours to drop). Returns the records still there."""
+        left = []
+        for rec in recs:
+            if rec.spec.auto_remove and rec.state.status in ("exited", "dead"):
+                with self.locked(), contextlib.suppress(NotFoundError):
+                    self._remove_locked(self.load(rec.id), True)
+                continue
+            left.append(rec)
+        return left
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
+             last: int | None = None) -> list[Record]:
+        """Newest first, like ``docker ps``. ``last`` implies ``all`` (as ``-n``/``-l``)."""
+        recs = self.reap_auto_remove(self.records())
+        recs.sort(key=lambda r: r.spec.created, reverse=True)
+        filters = filters or {}
+        if last is not None:
+            recs = recs[:last] if last > 0 else recs
+        elif not all and "status" not in filters and "exited" not in filters:
+            recs = [r for r in recs if r.state.status == "running"]
+        if filters:
+            recs = [r for r in recs if record_matches(r, filters)]
+        return recs
+
+    def _volume_users(self) -> dict[str, list[str]]:
+        used: dict[str, list[str]] = {}
+        for rec in self.records():
+            for m in rec.spec.mounts:
+                if m.type == "volume" and m.volume_name:
+                    used.setdefault(m.volume_name, []).append(rec.name)
+        return used
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        with self.locked():
+            users = self._volume_users().get(name, [])
+            if force and not self.volumes.exists(name):
+                return
+            self.volumes.remove(name, users)
+
+    def prune_volumes(self, *, all_volumes: bool = False, filters: dict[str, list[str]] | None = None) -> tuple[list[str], int]:
+        with self.locked():
+            return self.volumes.prune(set(self._volume_users()), all_volumes=all_volumes, filters=filters)
+
+    def dangling_volumes(self) -> set[str]:
+        used = self._volume_users()
+        return {v.name for v in self.volumes.list() if v.name not in used}
+
+    def inspect(self, query: str) -> dict[str, Any]:
+        """``docker inspect`` shape."""
+        return inspect_record(self.get(query), self.log_path)
+
+    def top(self, query: str, ps_args: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+        import subprocess
+
+        rec = self.get(query)
+        if rec.state.status != "running":
+            raise ConflictError(f"container {rec.name} is not running")
+        pids = set(self.core.container_pids(self.paths, rec.id))
+        out = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise StackctlError(f"ps {' '.join(ps_args or ['-ef'])} failed: {out.stderr.strip()}")
+        return parse_ps_table(out.stdout, pids)
+
+    def stats(self, query: str) -> Any:
+        rec = self.get(query)
+        if rec.state.status != "running":
+            return rec, None
+        return rec, self.core.container_stats(self.paths, rec.id)
+
+
+def _makedirs(path: str) -> list[str]:
+    """``os.makedirs`` that returns the directories it made (top first), for a rollback."""
+    made = []
+    p = path
+    while p and p != "/" and not os.path.exists(p):
+        made.append(p)
+        p = os.path.dirname(p)
+    os.makedirs(path, exist_ok=True)
+    return list(reversed(made))
+
+
+def inspect_record(rec: Record, log_path: Any = None) -> dict[str, Any]:
+    spec, st = rec.spec, rec.state
+    cfg = dict(rec.meta.get("Config") or {})
+    cfg.setdefault("Hostname", spec.hostname)
+    cfg.setdefault("Image", spec.image)
+    cfg.setdefault("Env", spec.env)
+    cfg.setdefault("Cmd", spec.argv)
+    cfg.setdefault("Entrypoint", None)
+    cfg.setdefault("WorkingDir", spec.cwd)
+    cfg.setdefault("User", spec.user)
+    cfg.setdefault("Labels", spec.labels)
+    r = spec.resources
+    status = st.status
+    return {
+        "Id": spec.id,
+        "Created": spec.created,
+        "Path": spec.argv[0] if spec.argv else "",
+        "Args": spec.argv[1:],
+        "State": {
+            "Status": status,
+            "Running": status == "running",
+            "Paused": False,
+            "Restarting": False,
+            "OOMKilled": st.oom_killed,
+            "Dead": status == "dead",
+            "Pid": st.pid if status == "running" else 0,
+            "ExitCode": st.exit_code if st.exit_code is not None else 0,
+            "Error": st.error,
+            "StartedAt": st.started_at or ZERO_TIME,
+            "FinishedAt": st.finished_at or ZERO_TIME,
+        },
+        "Image": spec.image_id,
+        "LogPath": log_path(spec.id) if log_path else "",
+        "Name": "/" + spec.name,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {
+            "Binds": [f"{m.source if m.type == 'bind' else m.volume_name}:{m.target}{':ro' if m.read_only else ''}"
+                      for m in spec.mounts if m.type in ("bind", "volume") and not _anonymous(rec, m.volume_name)] or None,
+            "NetworkMode": spec.network,
+            "AutoRemove": spec.auto_remove,
+            "CapAdd": spec.cap_add or None,
+            "CapDrop": spec.cap_drop or None,
+            "Dns": spec.dns,
+            "DnsOptions": spec.dns_options,
+            "DnsSearch": spec.dns_search,
+            "ExtraHosts": spec.extra_hosts or None,
+            "Privileged": spec.privileged,
+            "ReadonlyRootfs": spec.read_only,
+            "ShmSize": r.shm_size,
+            "Init": spec.init,
+            "Memory": r.memory or 0,
+            "MemoryReservation": r.memory_reservation or 0,
+            "NanoCpus": int(round((r.cpus or 0) * 1e9)),
+            "PidsLimit": r.pids,
+            "Ulimits": [{"Name": k, "Soft": s, "Hard": h} for k, (s, h) in spec.ulimits.items()] or None,
+            "Sysctls": spec.sysctls or None,
+            "Tmpfs": {m.target: ",".join(m.options) for m in spec.mounts if m.type == "tmpfs"} or None,
+        },
+        "Mounts": [_inspect_mount(m) for m in spec.mounts],
+        "Config": cfg,
+    }
+
+
+def _anonymous(rec: Record, volume_name: str) -> bool:
+    return bool(volume_name) and volume_name in rec.meta.get("AnonymousVolumes", [])
+
+
+def _inspect_mount(m: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"Type": m.type}
+    if m.type == "volume":
+        out.update(Name=m.volume_name, Source=m.source, Destination=m.target, Driver="local")
+    else:
+        out.update(Source=m.source, Destination=m.target)
+    out.update(Mode="ro" if m.read_only else "", RW=not m.read_only,
+               Propagation="rprivate" if m.type == "bind" else "")
+    return out
