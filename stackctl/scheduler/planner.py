@@ -26,7 +26,7 @@ wave), each with the update ``order`` and ``delay`` after it. The rolling state 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from stackctl.scheduler.confighash import changed_parts

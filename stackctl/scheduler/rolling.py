@@ -215,25 +215,27 @@ class _Phase:
         self.failures.append(run.slot)
         return reason
 
-    def step(self, now: int) -> tuple[list[Command], list[str], int | None]:
-        """Timers and wave launches: (commands, failure reasons, next wake-up time)."""
-        cmds: list[Command] = []
+    def expire(self, now: int) -> list[str]:
+        """Apply the timers at ``now``: late starts fail, monitor periods end. Failures."""
         failed: list[str] = []
         for run in self.runs.values():
             if run.state == "starting" and now >= run.started_at + self.deadline:
                 failed.append(self._fail(run, now, self._late_reason(run)))
             elif run.state == "monitoring" and now >= run.ready_at + self.config.monitor:
                 run.state = "done"
-        if not self.halted and self.launched < len(self.waves):
-            if self.launched == 0:
-                cmds += self._launch(now)
-            else:
-                current = self._wave_runs(self.launched - 1)
-                if all(r.settled for r in current):
-                    at = max(r.settled_at for r in current) + self.config.delay
-                    if now >= at:
-                        cmds += self._launch(now)
-        return cmds, failed, self._next_timer()
+        return failed
+
+    def advance(self, now: int) -> list[Command]:
+        """Launch the next wave if the current one settled and its delay is over."""
+        if self.halted or self.launched >= len(self.waves):
+            return []
+        if self.launched == 0:
+            return self._launch(now)
+        current = self._wave_runs(self.launched - 1)
+        if all(r.settled for r in current) and \
+                now >= max(r.settled_at for r in current) + self.config.delay:
+            return self._launch(now)
+        return []
 
     def _late_reason(self, run: _SlotRun) -> str:
         if self.health is None:
@@ -258,6 +260,11 @@ class _Phase:
         return min(times) if times else None
 
     def report(self, r: TaskReport) -> tuple[list[Command], list[str]]:
+        failed = self.expire(r.at)  # a report after a timer went off: the timer came first
+        cmds, more = self._report(r)
+        return cmds, failed + more
+
+    def _report(self, r: TaskReport) -> tuple[list[Command], list[str]]:
         run = self.runs.get(r.slot)
         if run is None:
             return [], []
@@ -334,9 +341,10 @@ class RollingUpdate:
 
     def poll(self, now: int) -> list[Command]:
         """What to do at time ``now`` (launch waves, time out tasks, finish)."""
-        cmds, failed, _ = self._phase.step(now)
-        for reason in failed:
+        cmds: list[Command] = []
+        for reason in self._phase.expire(now):
             cmds += self._on_failure(reason, now)
+        cmds += self._phase.advance(now)
         return self._finish(cmds, now)
 
     def report(self, r: TaskReport) -> list[Command]:
@@ -388,12 +396,7 @@ class RollingUpdate:
         self.state, self.reason = ROLLING_BACK, reason
         self._phase = _Phase(waves, NEW, OLD, self.rollback_config, self.rollback_health)
         self._update_failures = list(update.failures)
-        cmds: list[Command] = [RollbackStarted(reason)]
-        step_cmds, failed, _ = self._phase.step(now)
-        cmds += step_cmds
-        for why in failed:
-            cmds += self._on_failure(why, now)
-        return cmds
+        return [RollbackStarted(reason)] + self._phase.advance(now)
 
     @property
     def update_failures(self) -> list[str]:

@@ -9,7 +9,9 @@ S = 10**9
 
 
 def policy(**kw) -> RestartPolicy:
-    return RestartPolicy(**kw)
+    # a plain number is seconds to the model (as in a stack file): pass nanoseconds as text
+    return RestartPolicy(**{k: f"{v}ns" if k in ("delay", "window") else v
+                            for k, v in kw.items()})
 
 
 def test_condition_none_never_restarts():
