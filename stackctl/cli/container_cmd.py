@@ -74,7 +74,10 @@ def _run_options(f):
         click.option("--cap-add", multiple=True, help="Add Linux capabilities."),
         click.option("--cap-drop", multiple=True, help="Drop Linux capabilities."),
         click.option("--privileged", is_flag=True, help="Give extended privileges to this container."),
-        click.option("--network", "--net", "network", default="none", show_default=True, help="none or host."),
+        click.option("--network", "--net", "network", default="none", show_default=True,
+                     help="none, host, container:NAME, or a network made with `stackctl network create`."),
+        click.option("--network-alias", "network_aliases", multiple=True, help="Add a network-scoped alias for the container."),
+        click.option("--ip", default="", help="IPv4 address on the network (e.g., 172.30.100.104)."),
         click.option("-l", "--label", "labels", multiple=True, help="Set meta data on a container (K=V)."),
         click.option("--stop-signal", default="", help="Signal to stop the container."),
         click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container."),
@@ -86,7 +89,8 @@ def _run_options(f):
         click.option("--shm-size", default=None, help="Size of /dev/shm."),
         click.option("--sysctl", multiple=True, help="Sysctl options."),
         click.option("--expose", multiple=True, help="Expose a port or a range of ports."),
-        click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host."),
+        click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host: [IP:][HOST:]PORT[/PROTO]."),
+        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."),
         click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached."),
         click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
         click.option("--rm", "auto_remove", is_flag=True, help="Automatically remove the container when it exits."),
@@ -99,9 +103,6 @@ def _run_options(f):
 def _options_from(image: str, command: tuple[str, ...], kw: dict[str, Any]):
     from stackctl.runtime.imageconfig import RunOptions, parse_env_file, parse_labels
 
-    if kw["publish"]:
-        raise UsageError("publishing ports (-p) needs a bridge network, which `run` does not offer yet",
-                         hint="use --network host, or a stack file (stackctl up)")
     env_lines: list[str] = []
     for path in kw["env_file"]:
         try:
@@ -146,6 +147,10 @@ def _options_from(image: str, command: tuple[str, ...], kw: dict[str, Any]):
         ulimits=list(kw["ulimit"]),
         sysctls=list(kw["sysctl"]),
         expose=list(kw["expose"]),
+        publish=list(kw["publish"]),
+        publish_all=kw["publish_all"],
+        network_aliases=list(kw["network_aliases"]),
+        ipv4_address=kw["ip"],
         auto_remove=kw["auto_remove"],
     )
 
@@ -166,8 +171,13 @@ def _create(mgr, image: str, command: tuple[str, ...], kw: dict[str, Any]):
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def run(image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool, **kw) -> None:
     """Create and run a new container from an image."""
+    from stackctl.trace import mark
+
+    mark("run: parsed")
     mgr = _manager()
+    mark("run: manager imported")
     rec = _create(mgr, image, command, kw)
+    mark("run: created")
     if detach:
         try:
             mgr.start(rec.id)
@@ -229,30 +239,20 @@ def _run_attached(mgr, rec, *, sig_proxy: bool, auto_remove: bool, stdin: bool, 
     terminal's own keys reach the container), pass stdin with ``-i``, and return its exit
     code. ``--rm`` removes it afterwards, whatever happened."""
     from stackctl.cli import attach_client as A
+    from stackctl.trace import mark
 
     previous: dict[int, Any] = {}
     try:
-        # The core holds an attached container before exec until a client connects, and
-        # start_container returns only once it runs: start in a thread, connect meanwhile.
-        result: dict[str, BaseException] = {}
-
-        def do_start() -> None:
-            try:
-                mgr.start(rec.id, attach=True)
-            except BaseException as exc:  # noqa: BLE001 - re-raised below in this thread
-                result["error"] = exc
-
-        starter = threading.Thread(target=do_start, daemon=True, name="start")
-        starter.start()
-        sock = A.connect(A.socket_path(mgr.paths, rec.id), timeout=35.0, give_up=lambda: not starter.is_alive())
-        starter.join()
-        if "error" in result:
-            if sock is not None:
-                sock.close()
-            exc = result["error"]
-            if isinstance(exc, StackctlError):
-                exc.exit_code = _exit_code_for_start_failure(exc)
-            raise exc
+        # The core holds an attached container before exec until a client connects. Its
+        # monitor listens before it reports the start, so once start returns the socket is
+        # there: connect at once (no thread, no polling).
+        try:
+            mgr.start(rec.id, attach=True)
+        except StackctlError as exc:
+            exc.exit_code = _exit_code_for_start_failure(exc)
+            raise
+        sock = A.connect(A.socket_path(mgr.paths, rec.id), timeout=2.0)
+        mark("run: started and attached")
         if sig_proxy and not tty:
             def forward(signum: int, _frame: Any) -> None:
                 try:
@@ -270,6 +270,7 @@ def _run_attached(mgr, rec, *, sig_proxy: bool, auto_remove: bool, stdin: bool, 
                     code = A.stream(sock, stdin=stdin, tty=True)
             else:
                 code = A.stream(sock, stdin=stdin, tty=False)
+            mark("run: exit frame")
         else:  # no attach socket: follow the log file instead
             from stackctl.runtime import logs
 
@@ -289,6 +290,7 @@ def _run_attached(mgr, rec, *, sig_proxy: bool, auto_remove: bool, stdin: bool, 
             signal.signal(signum, handler)
         if auto_remove:
             mgr.forget(rec)
+            mark("run: removed")
 
 
 # --- ps -----------------------------------------------------------------------------------
@@ -311,7 +313,14 @@ def ps(all_: bool, quiet: bool, latest: bool, last: int, no_trunc: bool, filters
     n = 1 if latest else (last if last >= 0 else None)
     recs = mgr.list(all=all_, filters=parse_filters(filters), last=n)
     now = time.time_ns()
-    rows = [F.container_row(r.spec, r.state, now, trunc=not no_trunc) for r in recs]
+    rows = []
+    for r in recs:
+        row = F.container_row(r.spec, r.state, now, trunc=not no_trunc)
+        settings = r.meta.get("NetworkSettings")
+        if settings:
+            row["Networks"] = ",".join(settings.get("Networks") or {})
+            row["Ports"] = F.ports_column(settings) if r.state.status == "running" else ""
+        rows.append(row)
     if quiet:
         for r in rows:
             click.echo(r["ID"])
@@ -392,7 +401,7 @@ def logs(follow: bool, tail: str, since: str | None, until: str | None, timestam
 @click.option("--env-file", multiple=True, type=click.Path(dir_okay=False), help="Read in a file of environment variables.")
 @click.option("-w", "--workdir", default="", help="Working directory inside the container.")
 @click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>]).")
-@click.option("--privileged", is_flag=True, hidden=True)
+@click.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(detach: bool, interactive: bool, tty: bool, env, env_file, workdir: str, user: str, privileged: bool,
@@ -414,29 +423,64 @@ def exec_(detach: bool, interactive: bool, tty: bool, env, env_file, workdir: st
         except OSError as exc:
             raise UsageError(f"cannot read env file {path}: {exc.strerror}") from None
     environ = resolve_env(lines + list(env), os.environ)
-    args = dict(env=environ, cwd=workdir or None, user=user or None, tty=tty and not detach,
-                stdin=interactive and not detach)
-    exec_fn = getattr(mgr.core, "exec_in_container", None)
-    if exec_fn is None:
-        raise StackctlError("exec is not available in this build: the execution core has no exec_in_container yet")
+    args = dict(env=environ, cwd=workdir, user=user, tty=tty and not detach, stdin=interactive and not detach,
+                privileged=privileged)
     if detach:
-        pid = os.fork()
-        if pid == 0:  # the child runs the command with no terminal, then vanishes
-            try:
-                os.setsid()
+        _exec_detached(mgr, rec.id, list(command), args)
+        return
+    raise SystemExit(_exec(mgr, rec.id, list(command), args))
+
+
+def _exec_exit_code(exc: StackctlError) -> int:
+    code = getattr(exc, "container_exit_code", 126)
+    return code if code in (1, 126, 127) else 126
+
+
+def _exec(mgr, cid: str, argv: list[str], args: dict[str, Any]) -> int:
+    """The command's exit code; Docker's codes when it cannot run: 126 not executable (or
+    another setup failure, e.g. an unknown user), 127 not found, 1 when the container is not
+    running."""
+    from stackctl.runtime.containers.exec import ExecError, exec_in_container
+
+    try:
+        return exec_in_container(mgr.paths, cid, argv, **args)
+    except ExecError as exc:
+        exc.exit_code = _exec_exit_code(exc)
+        raise
+
+
+def _exec_detached(mgr, cid: str, argv: list[str], args: dict[str, Any]) -> None:
+    """``exec -d``: a detached process (own session, stdio on /dev/null) runs the command; we
+    wait only until it has started, so ``exec -d C nosuch`` still fails with 127 as in Docker."""
+    from stackctl.runtime.containers.exec import exec_in_container
+
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() == 0:  # the grandchild: not our child, so nobody has to reap it
                 devnull = os.open(os.devnull, os.O_RDWR)
                 for fd in (0, 1, 2):
                     os.dup2(devnull, fd)
-                exec_fn(mgr.paths, rec.id, list(command), **args)
-            finally:
-                os._exit(0)
-        return
-    if tty:
-        with _raw_terminal():
-            code = exec_fn(mgr.paths, rec.id, list(command), **args)
-    else:
-        code = exec_fn(mgr.paths, rec.id, list(command), **args)
-    raise SystemExit(code)
+                try:
+                    exec_in_container(mgr.paths, cid, argv, ready_fd=w, **args)
+                except StackctlError as exc:
+                    os.write(w, f"{_exec_exit_code(exc)}\n{exc.message}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    if data:
+        head, _, msg = data.decode(errors="replace").partition("\n")
+        exc = StackctlError(msg)
+        exc.exit_code = int(head) if head.isdigit() else 126
+        raise exc
 
 
 @__import__("contextlib").contextmanager

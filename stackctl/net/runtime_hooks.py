@@ -11,6 +11,10 @@
 server), ``spec.extra_hosts`` (own name first); the user's ``--dns`` servers become the
 upstreams the embedded server forwards to for this container. ``release`` is idempotent and
 costs one file read when the container has no networking of ours.
+
+``network_settings`` (pure) renders what ``inspect`` shows as ``NetworkSettings`` and ``ps`` as
+PORTS; ``release_orphans`` tears down sandboxes whose container record is gone (``run -d --rm``:
+the monitor removes the record, and it must not import networking).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from stackctl.net import sandbox, store
+from stackctl.net.model import NetState
 from stackctl.paths import NodePaths
 
 MODES = ("", "none", "host")
@@ -57,3 +62,38 @@ def attach(
 def release(paths: NodePaths, container_id: str) -> None:
     if container_id in store.load(paths).sandboxes:
         sandbox.teardown_container(paths, container_id)
+
+
+def release_orphans(paths: NodePaths, live: Callable[[str], bool]) -> list[str]:
+    """Tear down the sandboxes of containers for which ``live(cid)`` is false (the caller
+    holds the lock that container creation holds, so a sandbox being made is never taken)."""
+    gone = [cid for cid in store.load(paths).sandboxes if not live(cid)]
+    for cid in gone:
+        sandbox.teardown_container(paths, cid)
+    return gone
+
+
+def network_settings(state: NetState, container_id: str, exposed: Iterable[str] = ()) -> dict[str, Any]:
+    """Docker's ``NetworkSettings`` of one container, from the networking state (pure).
+    ``Ports`` maps every exposed or published ``PORT/PROTO`` to its host bindings (None when
+    only exposed), as ``docker inspect`` does."""
+    sb = state.sandboxes.get(container_id)
+    networks: dict[str, Any] = {}
+    ports: dict[str, Any] = {p if "/" in p else f"{p}/tcp": None for p in exposed}
+    if sb is None:
+        return {"Networks": networks, "Ports": ports}
+    for nid in sb.networks:
+        net = state.networks.get(nid)
+        ep = state.endpoints.get(nid, {}).get(container_id)
+        if net is None or ep is None:
+            continue
+        networks[net.name] = {
+            "NetworkID": net.id, "EndpointID": ep.host_ifname,  # our host veth names the endpoint
+            "Gateway": net.gateway, "IPAddress": ep.address, "IPPrefixLen": net.prefixlen,
+            "MacAddress": ep.mac, "Aliases": list(ep.names), "DNSNames": list(ep.names),
+        }
+    for b in sb.ports:
+        key = f"{b.container_port}/{b.protocol}"
+        ports[key] = (ports.get(key) or []) + [{"HostIp": b.host_ip or "0.0.0.0", "HostPort": str(b.host_port)}]
+    return {"Networks": networks, "Ports": ports}
+

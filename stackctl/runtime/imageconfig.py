@@ -76,6 +76,10 @@ class RunOptions:
     ulimits: list[str] = field(default_factory=list)
     sysctls: list[str] = field(default_factory=list)
     expose: list[str] = field(default_factory=list)
+    publish: list[str] = field(default_factory=list)  # -p [IP:][HOST:]CONTAINER[/PROTO]
+    publish_all: bool = False  # -P
+    network_aliases: list[str] = field(default_factory=list)  # --network-alias
+    ipv4_address: str = ""  # --ip
     auto_remove: bool = False
 
 
@@ -398,8 +402,14 @@ def build_plan(
     config_env = user_env + image_env
 
     network = opts.network or "none"
-    if network not in ("none", "host") and not network.startswith(("container:", "netns:")):
-        raise UsageError(f"network {network!r} is not supported by `run` yet: use none or host")
+    bridge = network not in ("none", "host") and not network.startswith(("container:", "netns:"))
+    if not bridge:  # a network name is resolved by the manager (stackctl.net.runtime_hooks)
+        if opts.publish or opts.publish_all:
+            raise UsageError(f"published ports (-p, -P) need a bridge network, not --network {network}",
+                             hint="create one with `stackctl network create NAME`, then --network NAME")
+        if opts.network_aliases or opts.ipv4_address:
+            raise UsageError("--network-alias and --ip are supported only for containers on a network you created",
+                             hint="--network NAME")
     if opts.hostname:
         hostname = opts.hostname
     elif network == "host" and host_hostname:

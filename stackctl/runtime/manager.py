@@ -315,12 +315,19 @@ class ContainerManager:
                     "AnonymousVolumes": [m.volume_name for r, m in zip(plan.mounts, spec.mounts) if r.anonymous],
                     "ImageRepoTags": list(getattr(image, "repo_tags", []) or []),
                 }
+                if _wants_bridge(opts.network):
+                    meta["NetworkSettings"] = self._attach_network(spec, opts, list(plan.config.get("ExposedPorts") or {}))
                 d = self._dir(cid)
                 os.makedirs(d, mode=0o700)
                 made_dirs.append(d)
                 self._write_json(os.path.join(d, "meta.json"), meta)
                 self._write_json(os.path.join(d, "config.json"), spec.to_json())
             except BaseException:
+                if _wants_bridge(opts.network):
+                    with contextlib.suppress(Exception):  # the original error is the one to show
+                        from stackctl.net import runtime_hooks
+
+                        runtime_hooks.release(self.paths, cid)
                 shutil.rmtree(self._dir(cid), ignore_errors=True)
                 for v in made_volumes:
                     shutil.rmtree(os.path.dirname(self.volumes.get(v).mountpoint), ignore_errors=True)
@@ -329,6 +336,44 @@ class ContainerManager:
                         os.rmdir(p)
                 raise
         return Record(spec, meta, ContainerState())
+
+    def _attach_network(self, spec: ContainerSpec, opts: RunOptions, exposed: list[str]) -> dict[str, Any]:
+        """Put a new container on its bridge network (netns, veth, address, published ports;
+        refusals such as a host port in use come before anything is made), make sure the
+        node's DNS server runs, and return Docker's NetworkSettings for ``meta.json``."""
+        from stackctl.net import dnsd, runtime_hooks, sandbox, store
+
+        self._release_orphans_locked()
+        runtime_hooks.attach(
+            self.paths, spec,
+            networks=[sandbox.Attachment(opts.network, aliases=list(opts.network_aliases),
+                                         ipv4_address=opts.ipv4_address or None)],
+            ports=opts.publish, publish_all=opts.publish_all, exposed=exposed,
+        )
+        dnsd.ensure_running(self.paths)
+        return runtime_hooks.network_settings(store.load(self.paths), spec.id, exposed)
+
+    def _has_record(self, cid: str) -> bool:
+        return os.path.exists(os.path.join(self._dir(cid), "config.json"))
+
+    def _release_orphans(self) -> None:
+        """Networking of containers whose record is gone (``run -d --rm``: the monitor removes
+        the record but does not import networking). Costs a ``stat`` without networks, one
+        file read with them; takes the lock only when there is something to release."""
+        if not os.path.exists(os.path.join(self.paths.state, "networks", "state.json")):
+            return
+        from stackctl.net import store
+
+        if any(not self._has_record(cid) for cid in store.load(self.paths).sandboxes):
+            with self.locked():
+                self._release_orphans_locked()
+
+    def _release_orphans_locked(self) -> None:
+        if not os.path.exists(os.path.join(self.paths.state, "networks", "state.json")):
+            return
+        from stackctl.net import runtime_hooks
+
+        runtime_hooks.release_orphans(self.paths, self._has_record)
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -435,9 +480,16 @@ class ContainerManager:
     def _remove_locked(self, rec: Record, volumes: bool) -> None:
         if os.path.exists(os.path.join(self._dir(rec.id), "state.json")) or rec.state.status != "created":
             self.core.cleanup_container(self.paths, rec.id)
+        self._release_network_locked(rec)
         shutil.rmtree(self._dir(rec.id), ignore_errors=True)
         if volumes:
             self._remove_anonymous_locked(rec)
+
+    def _release_network_locked(self, rec: Record) -> None:
+        if "NetworkSettings" in rec.meta:
+            from stackctl.net import runtime_hooks
+
+            runtime_hooks.release(self.paths, rec.id)
 
     def _remove_anonymous_locked(self, rec: Record) -> None:
         used = self._volume_users()
@@ -453,6 +505,7 @@ class ContainerManager:
                 with contextlib.suppress(NotFoundError):
                     self._remove_locked(self.load(rec.id), True)
                     return
+            self._release_network_locked(rec)
             self._remove_anonymous_locked(rec)
 
     def reap_auto_remove(self, recs: list[Record]) -> list[Record]:
@@ -473,6 +526,7 @@ class ContainerManager:
              last: int | None = None) -> list[Record]:
         """Newest first, like ``docker ps``. ``last`` implies ``all`` (as ``-n``/``-l``)."""
         recs = self.reap_auto_remove(self.records())
+        self._release_orphans()
         recs.sort(key=lambda r: r.spec.created, reverse=True)
         filters = filters or {}
         if last is not None:
@@ -527,6 +581,12 @@ class ContainerManager:
         if rec.state.status != "running":
             return rec, None
         return rec, self.core.container_stats(self.paths, rec.id)
+
+
+def _wants_bridge(network: str) -> bool:
+    """A network *name* (Docker's user-defined network), not a mode: the same rule as
+    :func:`stackctl.net.runtime_hooks.wants_bridge`, without importing networking."""
+    return bool(network) and network not in ("none", "host") and not network.startswith(("container:", "netns:"))
 
 
 def _makedirs(path: str) -> list[str]:
@@ -601,7 +661,21 @@ def inspect_record(rec: Record, log_path: Any = None) -> dict[str, Any]:
         },
         "Mounts": [_inspect_mount(m) for m in spec.mounts],
         "Config": cfg,
+        "NetworkSettings": _network_settings(rec),
     }
+
+
+def _network_settings(rec: Record) -> dict[str, Any]:
+    """Docker's NetworkSettings: recorded at create for a container on our networks (its
+    address and ports stay until ``rm``); ports only show while it runs, as in Docker."""
+    settings = dict(rec.meta.get("NetworkSettings") or {})
+    networks = settings.get("Networks") or {}
+    if not networks and rec.spec.network in ("none", "host"):
+        networks = {rec.spec.network: {"NetworkID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                                       "MacAddress": "", "Aliases": None}}
+    ports = settings.get("Ports") or {}
+    return {"Networks": networks, "Ports": ports if rec.state.status == "running" else {},
+            "SandboxKey": rec.spec.network.removeprefix("netns:") if rec.spec.network.startswith("netns:") else ""}
 
 
 def _anonymous(rec: Record, volume_name: str) -> bool:

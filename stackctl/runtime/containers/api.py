@@ -21,6 +21,11 @@ from stackctl.paths import NodePaths
 from stackctl.runtime.spec import ContainerSpec, ContainerState
 
 MONITOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
+# The monitor runs as `python3 -S -I -c MONITOR_BOOT ...`: imported as a module rather than run
+# as a script, so its bytecode comes from __pycache__ instead of being compiled at every start.
+_PKG_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+MONITOR_BOOT = (f"import sys; sys.path.insert(0, {_PKG_ROOT!r}); "
+                "from stackctl.runtime.containers.monitor import main; sys.exit(main(sys.argv))")
 
 
 class ContainerStartError(StackctlError):
@@ -142,6 +147,9 @@ def start_container(paths: NodePaths, spec: ContainerSpec, *, attach: bool = Fal
     old = _read_state_file(cdir)
     if old is not None and old.status == "running" and _alive(old.monitor_pid):
         raise ConflictError(f"container {_short(spec)} is already running", hint=f"stackctl stop {_short(spec)}")
+    from stackctl.trace import mark
+
+    mark("core: start_container")
     warnings = _check_spec(spec)
     for d in ("upper", "work", "rootfs"):
         os.makedirs(os.path.join(cdir, d), exist_ok=True)
@@ -161,6 +169,7 @@ def start_container(paths: NodePaths, spec: ContainerSpec, *, attach: bool = Fal
     from stackctl.runtime.containers import caps, linux, process, rootfs, seccomp, users  # noqa: F401
     from stackctl.runtime.containers.cgroups import detect, v1, v2  # noqa: F401
 
+    mark("core: files written, modules loaded")
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
@@ -178,6 +187,7 @@ def start_container(paths: NodePaths, spec: ContainerSpec, *, attach: bool = Fal
     finally:
         os.close(r)
         os.waitpid(pid, 0)
+    mark("core: monitor reported")
     try:
         result = json.loads(data or b"{}")
     except ValueError:
@@ -199,6 +209,7 @@ def _launch(paths: NodePaths, spec: ContainerSpec, cdir: str, rdir: str, ready_w
     parent. The child's setup overlaps with the monitor's interpreter start. Never returns."""
     from stackctl.runtime.containers import linux, process
     from stackctl.runtime.containers.cgroups import detect
+    from stackctl.trace import mark
 
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
@@ -209,6 +220,7 @@ def _launch(paths: NodePaths, spec: ContainerSpec, cdir: str, rdir: str, ready_w
         res = dict(sj["resources"], privileged=spec.privileged)
         cg = detect.open_cgroup(detect.layout(), paths.cgroup_parent, spec.id)
         cg.create(res)
+        mark("launch: cgroup created")
         cfg = process.config_from_spec(sj, cdir, paths.containers, cg.procs_files())
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
@@ -245,9 +257,10 @@ def _launch(paths: NodePaths, spec: ContainerSpec, cdir: str, rdir: str, ready_w
         for fd in fds[1:]:
             if fd >= 0:
                 os.set_inheritable(fd, True)
+        mark("launch: exec monitor")
         flags = ("a" if attach else "") + ("r" if spec.auto_remove else "") + "-"
-        os.execv(sys.executable, [sys.executable, "-S", "-I", MONITOR, cdir, rdir, paths.cgroup_parent, flags,
-                                  ",".join(map(str, fds))])
+        os.execv(sys.executable, [sys.executable, "-S", "-I", "-c", MONITOR_BOOT, cdir, rdir, paths.cgroup_parent,
+                                  flags, ",".join(map(str, fds))])
     except BaseException as e:  # noqa: BLE001 - report to the starter; leave nothing behind
         code = e.code if isinstance(e, process.ExecFailure) else 125
         msg = e.message if isinstance(e, process.ExecFailure) else str(e)

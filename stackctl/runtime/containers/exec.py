@@ -35,8 +35,12 @@ def exec_in_container(
     tty: bool = False,
     stdin: bool = True,
     privileged: bool = False,
+    ready_fd: int | None = None,
 ) -> int:
-    """Run ``argv`` in container ``cid`` and return its exit code (128+N for signal N)."""
+    """Run ``argv`` in container ``cid`` and return its exit code (128+N for signal N).
+
+    ``ready_fd`` (optional) is closed as soon as the command runs, and left open when this
+    raises: a caller that only waits for the start (``exec -d``) reads it until EOF."""
     import fcntl  # noqa: F401 - loaded before fork: the mount namespace switch hides the host's library
     import resource  # noqa: F401
     import socket
@@ -70,6 +74,8 @@ def exec_in_container(
     if pid == 0:
         os.close(err_r)
         try:
+            if ready_fd is not None:
+                os.close(ready_fd)
             for p in procs:
                 with open(p, "w") as f:
                     f.write("0")
@@ -105,11 +111,13 @@ def exec_in_container(
             master = -1
         sock_parent.close()
     if master >= 0:
-        _relay_pty(master, pid)
+        _relay_pty(master, pid, stdin=stdin)
     msg = b""
     while chunk := os.read(err_r, 65536):
         msg += chunk
     os.close(err_r)
+    if ready_fd is not None and not msg.lstrip(b"R").startswith(b"E"):
+        os.close(ready_fd)
     _, status = os.waitpid(pid, 0)
     code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     msg = msg.lstrip(b"R")
@@ -166,8 +174,9 @@ def _exec_child(cfg: dict, err_w: int, sock_fd: int | None) -> None:
         process._report(err_w, 126, f"{type(e).__name__}: {e}")
 
 
-def _relay_pty(master: int, pid: int) -> None:
-    """Copy the caller's terminal to the pty and back until the process is gone."""
+def _relay_pty(master: int, pid: int, *, stdin: bool = True) -> None:
+    """Copy the pty's output to our stdout, and (``stdin``) our stdin to the pty, until the
+    process is gone; our terminal is in raw mode meanwhile and its size follows ours."""
     import select
     import termios
     import tty as ttymod
@@ -187,7 +196,7 @@ def _relay_pty(master: int, pid: int) -> None:
         if stdin_is_tty:
             ttymod.setraw(0)
             resize()
-        fds = [0, master]
+        fds = [0, master] if stdin else [master]
         while master in fds:
             r, _, _ = select.select(fds, [], [])
             if 0 in r:

@@ -34,6 +34,12 @@ DRAIN_TIMEOUT = 2.0
 LOG_LINE_MAX = 16 * 1024
 
 
+def _mark(name: str) -> None:
+    from stackctl.trace import mark
+
+    mark(name)
+
+
 def now() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
@@ -151,6 +157,10 @@ class Monitor:
         self.stdin_w = fds["stdin"]
         if fds["out"] >= 0:
             self.outputs = {fds["out"]: "stdout", fds["errout"]: "stderr"}
+        if self.wait_attach:
+            # listen (and import socket) while the child is still setting up: off the start's
+            # critical path, and the starter can connect as soon as it has the report
+            self.listen()
         msg = os.read(err_r, 65536)
         if msg == b"R" and fds["console"] >= 0:
             import socket
@@ -165,14 +175,15 @@ class Monitor:
             console.close()
         if msg != b"R":
             return self.start_failed(msg, err_r)
+        _mark("monitor: child ready")
         self.state.update(status="running", pid=self.pid, started_at=now())
         if self.wait_attach:
-            self.listen()
             write_state(self.cdir, self.state)
             self.report(self.state)
             r, _, _ = select.select([self.listener], [], [], ATTACH_WAIT_TIMEOUT)
             if r:
                 self.accept()
+            _mark("monitor: client attached")
         if self.wait_attach:
             os.write(sync_w, b"G")
         os.close(sync_w)
@@ -291,6 +302,7 @@ class Monitor:
                 except ChildProcessError:
                     p, st = self.pid, 0
                 if p:
+                    _mark("monitor: container exited")
                     status = st
                     drain_deadline = time.monotonic() + DRAIN_TIMEOUT
             if status is not None and (not self.outputs or time.monotonic() > drain_deadline):
@@ -338,7 +350,9 @@ class Monitor:
         self.state.update(status="exited", exit_code=code, oom_killed=oom, finished_at=now())
         write_state(self.cdir, self.state)
         self.broadcast(EXIT, struct.pack(">i", code))
+        _mark("monitor: exit sent")
         self.teardown()
+        _mark("monitor: torn down")
 
     def cgroup(self):
         from stackctl.runtime.containers.cgroups import detect
@@ -378,6 +392,9 @@ def main(argv: list[str]) -> int:
     """argv: CONTAINER_DIR RUN_DIR CGROUP_PARENT FLAGS FDS — FLAGS is a string of letters
     (``a``: wait for an attach before exec, ``r``: auto-remove), FDS is comma-separated
     ``pid,ready,err,sync,out,errout,stdin,console`` (-1 when absent)."""
+    from stackctl.trace import mark
+
+    mark("monitor: main")
     cdir, rundir, parent, flags, fdlist = argv[1:6]
     for s in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(s, signal.SIG_IGN)

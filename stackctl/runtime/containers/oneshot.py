@@ -5,7 +5,9 @@ writable layer (what the command changes lands there, ready to become the step's
 pid/mount/uts/ipc namespaces (and a new net namespace for ``network="none"``), Docker's default
 capabilities, no_new_privs and seccomp. All mounts live in the command's own mount namespace and
 vanish with it; the overlay's work dir (``<upper_dir>.work``, next to the upper dir because
-overlayfs needs both on one filesystem) is removed afterwards.
+overlayfs needs both on one filesystem) is removed afterwards. The overlay is mounted with
+``index=off,redirect_dir=off,metacopy=off`` (those the kernel knows), so that the upper dir is
+a plain layer: no redirect or metacopy xattrs for the layer writer to misread.
 """
 
 from __future__ import annotations
@@ -53,8 +55,12 @@ def run_oneshot(
     etc = {}
     if network == "host":
         etc = {"/etc/resolv.conf": "/etc/resolv.conf", "/etc/hosts": "/etc/hosts"}
+    from stackctl.runtime.containers.rootfs import kernel_overlay_params, plain_overlay_options
+
     cfg = {
         "rootfs": mnt, "lowers": list(lower_dirs), "upper": upper_dir, "work": work,
+        # the upper dir becomes the step's layer: plain files, dirs and whiteouts only
+        "overlay_options": plain_overlay_options(kernel_overlay_params()),
         "hostname": hostname, "network": network, "etc_files": etc, "etc_no_create": True,
         "argv": list(argv), "env": list(env), "cwd": cwd or "/", "user": user,
     }

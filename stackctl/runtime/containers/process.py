@@ -203,6 +203,9 @@ def _setup_and_exec(cfg: dict, errfd: int, syncfd: int | None, console_sock: int
 
     from stackctl.runtime.containers import caps as capmod
     from stackctl.runtime.containers import rootfs, seccomp, users
+    from stackctl.trace import mark
+
+    mark("child: start")
 
     for s in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGTTOU, signal.SIGTTIN):
         signal.signal(s, signal.SIG_DFL)
@@ -217,6 +220,7 @@ def _setup_and_exec(cfg: dict, errfd: int, syncfd: int | None, console_sock: int
             os.write(fd, b"0")
         finally:
             os.close(fd)
+    mark("child: cgroups joined")
     new_net = _join_network(cfg.get("network", "none"))
     linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | (linux.CLONE_NEWNET if new_net else 0))
     if new_net:
@@ -231,7 +235,7 @@ def _setup_and_exec(cfg: dict, errfd: int, syncfd: int | None, console_sock: int
     root = cfg["rootfs"]
     os.makedirs(root, exist_ok=True)
     try:
-        rootfs.mount_overlay(root, cfg["lowers"], cfg.get("upper"), cfg.get("work"))
+        rootfs.mount_overlay(root, cfg["lowers"], cfg.get("upper"), cfg.get("work"), cfg.get("overlay_options", ""))
     except OSError as e:
         raise ExecFailure(125, f"mount the container's root filesystem: {e.strerror}") from e
     privileged = bool(cfg.get("privileged"))
@@ -250,6 +254,7 @@ def _setup_and_exec(cfg: dict, errfd: int, syncfd: int | None, console_sock: int
         with open(os.path.join(root, "proc/sys", name.replace(".", "/")), "w") as f:
             f.write(str(value))
 
+    mark("child: mounts made")
     rootfs.pivot(root)
     if not privileged:
         rootfs.mask_paths()
@@ -304,6 +309,7 @@ def _setup_and_exec(cfg: dict, errfd: int, syncfd: int | None, console_sock: int
     if cfg.get("init_binary"):
         path, argv = "/dev/init", ["/dev/init", "--", path] + argv[1:]
 
+    mark("child: ready")
     os.write(errfd, b"R")
     if syncfd is not None:
         os.read(syncfd, 1)

@@ -79,27 +79,48 @@ def secure_join(root: str, unsafe: str) -> str:
     return os.path.join(root, *resolved)
 
 
-def overlay_options(lowers: list[str], upper: str | None, work: str | None) -> tuple[str, str | None]:
+PLAIN_OVERLAY_FEATURES = ("index", "redirect_dir", "metacopy")
+
+
+def plain_overlay_options(kernel_params: list[str] | set[str]) -> str:
+    """``index=off,redirect_dir=off,metacopy=off`` for the features this kernel's overlayfs
+    knows (its module parameters, /sys/module/overlay/parameters, name them; an older kernel
+    refuses an option it does not know). With them off, an upper dir holds only plain files,
+    directories and whiteouts — what a layer tar can say (pure)."""
+    return ",".join(f"{f}=off" for f in PLAIN_OVERLAY_FEATURES if f in kernel_params)
+
+
+def kernel_overlay_params(path: str = "/sys/module/overlay/parameters") -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def overlay_options(lowers: list[str], upper: str | None, work: str | None, extra: str = "") -> tuple[str, str | None]:
     """The overlay data string and the directory to chdir to first. Lower dirs are given
     bottom → top; overlay wants top first. Past the one-page limit of mount data, paths are
-    made relative to their common parent (the caller chdirs there)."""
+    made relative to their common parent (the caller chdirs there). ``extra``: more options
+    (``index=off,...``), appended."""
     top_first = list(reversed(lowers))
+    tail = f",{extra}" if extra else ""
     data = "lowerdir=" + ":".join(top_first)
     if upper:
         data += f",upperdir={upper},workdir={work}"
-    if len(data) < 3800:
-        return data, None
+    if len(data + tail) < 3800:
+        return data + tail, None
     base = os.path.commonpath(top_first + ([upper, work] if upper else []))
     rel = [os.path.relpath(p, base) for p in top_first]
     data = "lowerdir=" + ":".join(rel)
     if upper:
         data += f",upperdir={os.path.relpath(upper, base)},workdir={os.path.relpath(work, base)}"
+    data += tail
     if len(data) >= 4000:
         raise RootfsError(f"too many image layers for one overlay mount ({len(lowers)})")
     return data, base
 
 
-def mount_overlay(target: str, lowers: list[str], upper: str | None, work: str | None) -> None:
+def mount_overlay(target: str, lowers: list[str], upper: str | None, work: str | None, extra: str = "") -> None:
     if not lowers:
         raise RootfsError("the image has no layers")
     for d in lowers:
@@ -109,7 +130,7 @@ def mount_overlay(target: str, lowers: list[str], upper: str | None, work: str |
         linux.mount(lowers[0], target, None, MS_BIND | MS_REC)
         linux.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
         return
-    data, base = overlay_options(lowers, upper, work)
+    data, base = overlay_options(lowers, upper, work, extra)
     if base is None:
         linux.mount("overlay", target, "overlay", 0, data)
         return
@@ -210,15 +231,81 @@ def parse_tmpfs_options(options: list[str], read_only: bool) -> tuple[int, str]:
 
 def _copy_up(src_dir: str, volume_dir: str) -> None:
     """Docker's first-use copy: an empty volume mounted onto a non-empty image directory gets
-    that directory's content."""
+    that directory's content, with owners, modes, times, symlinks, hard links, device nodes and
+    xattrs kept (as Docker's copy-up; shutil.copytree would make root own everything)."""
     if not os.path.isdir(src_dir) or os.listdir(volume_dir) or not os.listdir(src_dir):
         return
-    import shutil
+    copy_tree(src_dir, volume_dir)
 
-    shutil.copytree(src_dir, volume_dir, symlinks=True, dirs_exist_ok=True)
-    st = os.stat(src_dir)
-    os.chown(volume_dir, st.st_uid, st.st_gid)
-    os.chmod(volume_dir, stat.S_IMODE(st.st_mode))
+
+def copy_tree(src: str, dst: str) -> None:
+    """Copy the content of directory ``src`` into the existing directory ``dst`` and give
+    ``dst`` the metadata of ``src``. Needs root for foreign owners and device nodes."""
+    links: dict[tuple[int, int], str] = {}
+    _copy_dir_content(src, dst, links)
+    _copy_meta(src, dst, os.lstat(src))
+
+
+def _copy_dir_content(src: str, dst: str, links: dict[tuple[int, int], str]) -> None:
+    with os.scandir(src) as it:
+        entries = list(it)
+    for e in entries:
+        s, d = e.path, os.path.join(dst, e.name)
+        st = e.stat(follow_symlinks=False)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            os.mkdir(d, 0o700)
+            _copy_dir_content(s, d, links)
+        elif st.st_nlink > 1 and not stat.S_ISLNK(mode) and (st.st_dev, st.st_ino) in links:
+            os.link(links[(st.st_dev, st.st_ino)], d)
+            continue
+        elif stat.S_ISREG(mode):
+            _copy_file(s, d, st.st_size)
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(s), d)
+        else:  # fifo, socket, device
+            os.mknod(d, mode, st.st_rdev)
+        if st.st_nlink > 1 and not stat.S_ISDIR(mode) and not stat.S_ISLNK(mode):
+            links[(st.st_dev, st.st_ino)] = d
+        _copy_meta(s, d, st)
+
+
+def _copy_file(src: str, dst: str, size: int) -> None:
+    fi = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        fo = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            left = size
+            while left > 0:
+                n = os.sendfile(fo, fi, None, min(left, 1 << 30))
+                if n == 0:
+                    break
+                left -= n
+        finally:
+            os.close(fo)
+    finally:
+        os.close(fi)
+
+
+def _copy_meta(src: str, dst: str, st: os.stat_result) -> None:
+    """xattrs, owner, then mode (chown clears setuid bits), then times; never following a link."""
+    link = stat.S_ISLNK(st.st_mode)
+    try:
+        names = os.listxattr(src, follow_symlinks=False)
+    except OSError:
+        names = []
+    for name in names:
+        if name.startswith("trusted.overlay."):  # overlayfs' own bookkeeping, not content
+            continue
+        try:
+            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
+        except OSError as e:
+            if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EINVAL):
+                raise
+    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    if not link:
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def mount_user(root: str, mounts: list[dict], *, read_only_root: bool) -> None:

@@ -8,9 +8,8 @@ config blob and an ordered list of layer blobs; everything is addressed by
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
+import os
 import time
 from typing import Any
 
@@ -37,6 +36,8 @@ COMPRESSION_MEDIA_TYPE = {"": MT_LAYER, "gzip": MT_LAYER_GZIP, "zstd": MT_LAYER_
 
 
 def digest_bytes(data: bytes) -> str:
+    import hashlib  # not at module level: loading OpenSSL costs `stackctl run` ~2 ms
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -60,7 +61,7 @@ def now_rfc3339() -> str:
 
 
 def host_platform() -> dict[str, str]:
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()  # as platform.machine(), without importing platform
     arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
     return {"architecture": arch, "os": "linux"}
 

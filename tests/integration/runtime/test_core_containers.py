@@ -259,3 +259,28 @@ def test_oneshot_writes_into_upper(node_paths, busybox_rootfs, tmp_path):
     assert (upper / "etc" / "made").read_text() == "built\n"
     assert not os.path.exists(str(upper) + ".work")
     assert run_oneshot(node_paths, lower_dirs=[busybox_rootfs], upper_dir=str(upper), argv=["nope"], env=[], stderr=os.open("/dev/null", os.O_WRONLY)) == 127
+
+
+def test_oneshot_upper_is_a_plain_layer(node_paths, busybox_rootfs, tmp_path):
+    """index/redirect_dir/metacopy off: renaming a lower dir or chowning a lower file leaves
+    plain entries in the upper dir, never overlay redirect/metacopy xattrs."""
+    from stackctl.runtime.containers.oneshot import run_oneshot
+
+    os.makedirs(os.path.join(busybox_rootfs, "data", "d"))
+    with open(os.path.join(busybox_rootfs, "data", "d", "f"), "w") as f:
+        f.write("x\n")
+    with open(os.path.join(busybox_rootfs, "data", "g"), "w") as f:
+        f.write("y\n")
+    upper = tmp_path / "upper"
+    code = run_oneshot(node_paths, lower_dirs=[busybox_rootfs], upper_dir=str(upper),
+                       argv=["sh", "-c", "mv /data/d /data/e && chown 1000 /data/g && cat /data/e/f"], env=["PATH=/bin"],
+                       stdout=os.open("/dev/null", os.O_WRONLY))
+    assert code == 0
+    assert (upper / "data" / "e" / "f").read_text() == "x\n"
+    assert os.stat(upper / "data" / "g").st_size == 2  # a full copy, not a metacopy stub
+    for root, dirs, files in os.walk(upper):
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            bad = [x for x in os.listxattr(p, follow_symlinks=False)
+                   if x in ("trusted.overlay.redirect", "trusted.overlay.metacopy")]
+            assert bad == [], (p, bad)

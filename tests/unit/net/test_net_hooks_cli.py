@@ -1,4 +1,5 @@
 import json
+import os
 
 from click.testing import CliRunner
 
@@ -62,3 +63,43 @@ def test_cli_ls_and_inspect_from_state(node_paths):
     assert data[0]["IPAM"]["Config"] == [{"Subnet": "10.89.0.0/24", "Gateway": "10.89.0.1"}]
     assert data[0]["Services"] == {"web": {"VIP": "10.89.0.254"}}
     assert len(data[0]["Containers"]) == 4
+
+
+def test_network_settings_and_ps_ports_are_dockers_shapes():
+    from netstate import cid
+
+    from stackctl.cli.format import ports_column
+
+    settings = runtime_hooks.network_settings(sample_state(), cid(6), exposed=["443/tcp", "80/tcp"])
+    assert list(settings["Networks"]) == ["front", "back"]
+    front = settings["Networks"]["front"]
+    assert front["IPAddress"] == "10.89.0.5" and front["Gateway"] == "10.89.0.1" and front["IPPrefixLen"] == 24
+    assert front["Aliases"] == ["proxy", "gateway-alias"] and front["MacAddress"] == "02:42:0a:59:00:05"
+    assert settings["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}],
+                                 "443/tcp": None,
+                                 "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "5353"}]}
+    assert ports_column(settings) == "127.0.0.1:5353->53/udp, 0.0.0.0:8080->80/tcp, 443/tcp"
+    assert runtime_hooks.network_settings(sample_state(), "0" * 64) == {"Networks": {}, "Ports": {}}
+    assert ports_column(None) == ""
+
+
+def test_release_orphans_tears_down_only_containers_without_a_record(node_paths, monkeypatch):
+    from netstate import cid
+
+    os.makedirs(store.net_dir(node_paths))
+    store.save(node_paths, sample_state())
+    torn = []
+    monkeypatch.setattr(runtime_hooks.sandbox, "teardown_container", lambda paths, c: torn.append(c))
+    gone = runtime_hooks.release_orphans(node_paths, lambda c: c != cid(2))
+    assert gone == torn == [cid(2)]
+
+
+def test_dns_daemon_pid_checks():
+    from stackctl.net import dnsd
+    from stackctl.paths import NodePaths
+
+    paths = NodePaths(state="/var/lib/x", run="/run/x", cgroup_parent="x")
+    assert dnsd.parse_pid("123\n") == 123 and dnsd.parse_pid("") is None and dnsd.parse_pid("0") is None
+    assert dnsd.is_daemon_cmdline(b"python3\0-m\0stackctl.net.dnsd\0/var/lib/x\0/run/x\0x\0003\0", paths)
+    assert not dnsd.is_daemon_cmdline(b"python3\0-m\0stackctl.net.dnsd\0/var/lib/y\0/run/y\0x\0003\0", paths)
+    assert not dnsd.is_daemon_cmdline(b"sleep\0/var/lib/x\0", paths)

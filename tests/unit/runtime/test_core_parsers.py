@@ -194,6 +194,17 @@ def test_overlay_options_order_and_long_paths():
     many = [f"/var/lib/stackctl/images/layers/{i:064d}" for i in range(40)]
     data, base = rootfs.overlay_options(many, "/var/lib/stackctl/c/up", "/var/lib/stackctl/c/work")
     assert base == "/var/lib/stackctl" and len(data) < 4000
+    data, base = rootfs.overlay_options(many, "/var/lib/stackctl/c/up", "/var/lib/stackctl/c/work", "index=off")
+    assert data.endswith(",workdir=c/work,index=off") and len(data) < 4000
+    data, _ = rootfs.overlay_options(["/l/a"], "/c/up", "/c/work", "index=off,metacopy=off")
+    assert data == "lowerdir=/l/a,upperdir=/c/up,workdir=/c/work,index=off,metacopy=off"
+
+
+def test_plain_overlay_options_only_what_the_kernel_knows():
+    assert rootfs.plain_overlay_options(["index", "metacopy", "redirect_dir", "xino_auto"]) == \
+        "index=off,redirect_dir=off,metacopy=off"
+    assert rootfs.plain_overlay_options(["redirect_dir"]) == "redirect_dir=off"
+    assert rootfs.plain_overlay_options([]) == ""
 
 
 def test_tmpfs_options():

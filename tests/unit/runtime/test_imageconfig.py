@@ -176,9 +176,12 @@ def test_signals_and_hosts_and_exposed_ports():
     assert p.config["ExposedPorts"] == {"80/tcp": {}, "8080/tcp": {}}
 
 
-def test_unsupported_network_is_clear():
-    with pytest.raises(UsageError, match="none or host"):
-        plan(RunOptions("img", command=["x"], network="bridge"))
+def test_network_names_pass_and_port_flags_need_one():
+    # a network name is left for the manager to attach (stackctl.net.runtime_hooks)
+    assert plan(RunOptions("img", command=["x"], network="front", publish=["80"])).spec.network == "front"
+    for kw in ({"publish": ["8080:80"]}, {"publish_all": True}, {"network_aliases": ["a"]}, {"ipv4_address": "10.0.0.2"}):
+        with pytest.raises(UsageError, match="network"):
+            plan(RunOptions("img", command=["x"], network="host", **kw))
 
 
 def test_shell_split_for_stack_strings():

@@ -1,0 +1,184 @@
+"""The node's DNS server as a small daemon, started on demand — until the agent owns it.
+
+``stackctl run --network NAME`` has no long-running process to host the embedded DNS server
+(:mod:`stackctl.net.dnsserver`), and a container's monitor must stay small. So, like the monitor,
+a detached process runs it: the first container put on a network starts it
+(:func:`ensure_running`), and it exits by itself once no container of the node has networking
+left (after a short grace period, so that a series of ``run``s does not restart it each time).
+
+Races are settled by one ``flock`` (``<run>/net/dns.lock``): ``ensure_running`` holds it while it
+checks the pid file and starts a daemon; the daemon holds it while it decides to exit, and
+removes its pid file (and its sockets) before letting go. A container's sandbox is recorded
+before ``ensure_running`` is called, so a daemon that saw "no sandboxes" under the lock cannot
+miss a container that needs it.
+
+Run as ``python3 -m stackctl.net.dnsd STATE RUN CGROUP_PARENT READY_FD``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+from stackctl.net.model import NetworkError
+from stackctl.paths import NodePaths
+
+IDLE_GRACE = 2.0  # seconds without any sandbox before the daemon exits
+MODULE = "stackctl.net.dnsd"
+
+
+def _dir(paths: NodePaths) -> str:
+    return os.path.join(paths.run, "net")
+
+
+def pid_file(paths: NodePaths) -> str:
+    return os.path.join(_dir(paths), "dns.pid")
+
+
+@contextlib.contextmanager
+def _locked(paths: NodePaths) -> Iterator[None]:
+    os.makedirs(_dir(paths), exist_ok=True)
+    fd = os.open(os.path.join(_dir(paths), "dns.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def parse_pid(text: str) -> int | None:
+    """The pid in a pid file's text (pure)."""
+    text = text.strip()
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def is_daemon_cmdline(cmdline: bytes, paths: NodePaths) -> bool:
+    """Whether ``/proc/PID/cmdline`` is this node's daemon (pure; guards against pid reuse)."""
+    args = cmdline.split(b"\0")
+    return MODULE.encode() in args and paths.state.encode() in args
+
+
+def running_pid(paths: NodePaths) -> int | None:
+    """The daemon's pid if it runs (for this state dir), else None."""
+    try:
+        with open(pid_file(paths)) as f:
+            pid = parse_pid(f.read())
+        if pid is None:
+            return None
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return pid if is_daemon_cmdline(f.read(), paths) else None
+    except OSError:
+        return None
+
+
+def ensure_running(paths: NodePaths, timeout: float = 10.0) -> int:
+    """Start the daemon unless it runs; returns its pid once it listens."""
+    with _locked(paths):
+        pid = running_pid(paths)
+        if pid is not None:
+            return pid
+        r, w = os.pipe()
+        try:
+            p = subprocess.Popen(
+                [sys.executable, "-m", MODULE, paths.state, paths.run, paths.cgroup_parent, str(w)],
+                pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, cwd="/",
+            )
+        finally:
+            os.close(w)
+        data = b""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    raise NetworkError(f"the DNS server did not start within {timeout:g} s")
+                chunk = os.read(r, 4096)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(r)
+            p.wait()  # the first process exits once it has forked the daemon
+        text = data.decode(errors="replace")
+        pid = parse_pid(text.partition("\n")[0])
+        if pid is None:
+            raise NetworkError(f"the DNS server could not start: {text.strip() or 'it exited without a word'}",
+                               hint="names between containers need it; is port 53 of the gateways free?")
+        tmp = pid_file(paths) + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{pid}\n")
+        os.replace(tmp, pid_file(paths))
+        return pid
+
+
+def stop(paths: NodePaths, timeout: float = 5.0) -> None:
+    """Stop the daemon if it runs (tests, and whoever takes over DNS, such as the agent)."""
+    with _locked(paths):
+        pid = running_pid(paths)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+                time.sleep(0.02)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pid_file(paths))
+
+
+def _serve_until_idle(paths: NodePaths, ready_w: int) -> None:
+    from stackctl.net import dnsserver, store
+
+    try:
+        thread, stop_ev = dnsserver.start_in_thread(paths)
+    except BaseException as e:  # noqa: BLE001 - reported to the starter
+        os.write(ready_w, f"E {e}\n".encode())
+        return
+    signal.signal(signal.SIGTERM, lambda *_: stop_ev.set())
+    signal.signal(signal.SIGINT, lambda *_: stop_ev.set())
+    os.write(ready_w, f"{os.getpid()}\n".encode())
+    os.close(ready_w)
+    idle_since: float | None = None
+    try:
+        while not stop_ev.wait(0.25) and thread.is_alive():
+            if store.load(paths).sandboxes:
+                idle_since = None
+                continue
+            now = time.monotonic()
+            idle_since = idle_since or now
+            if now - idle_since < IDLE_GRACE:
+                continue
+            with _locked(paths):
+                if store.load(paths).sandboxes:
+                    idle_since = None
+                    continue
+                stop_ev.set()
+                thread.join(5)
+                with contextlib.suppress(FileNotFoundError):
+                    if running_pid(paths) == os.getpid():
+                        os.unlink(pid_file(paths))
+                return
+    finally:
+        stop_ev.set()
+        thread.join(5)
+
+
+def main(argv: list[str]) -> None:
+    state, run, cgroup_parent, fd = argv
+    ready_w = int(fd)
+    if os.fork() != 0:  # the starter waits for this process; the daemon is its child
+        os._exit(0)
+    _serve_until_idle(NodePaths(state=state, run=run, cgroup_parent=cgroup_parent), ready_w)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
