@@ -12,12 +12,10 @@ rules follow Docker's CLI (docker/go-units and its tabwriter settings):
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
-_DECIMAL = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
-_BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+from stackctl.humanize import bytes_size, human_duration, human_size  # noqa: F401 (re-exported)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -34,60 +32,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         return "".join(parts)
 
     return "\n".join([line(headers)] + [line(r) for r in rows])
-
-
-def _custom_size(size: float, base: float, units: tuple[str, ...]) -> str:
-    i = 0
-    while size >= base and i < len(units) - 1:
-        size /= base
-        i += 1
-    return f"{_g4(size)}{units[i]}"
-
-
-def _g4(x: float) -> str:
-    # Go's %.4g: four significant digits, no trailing zeros, no exponent for our range.
-    s = f"{x:.4g}"
-    if "e" in s:  # only for absurd sizes; keep it readable
-        s = f"{x:.0f}"
-    return s
-
-
-def human_size(n: float) -> str:
-    """Decimal size as ``docker images``/``docker system df`` print it: ``4.26MB``."""
-    return _custom_size(float(n), 1000.0, _DECIMAL)
-
-
-def bytes_size(n: float) -> str:
-    """Binary size as ``docker stats`` prints memory: ``1.5MiB``."""
-    return _custom_size(float(n), 1024.0, _BINARY)
-
-
-def human_duration(seconds: float) -> str:
-    """go-units' HumanDuration."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(math.floor(seconds / 3600 + 0.5))
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def ago(seconds: float) -> str:

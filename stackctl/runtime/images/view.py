@@ -6,47 +6,18 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
+from stackctl import humanize as _humanize
 from stackctl.runtime.images.refs import short_id
 from stackctl.runtime.images.store import Image
 
-_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB"]
 
 
 def human_size(size: float, precision: int = 3) -> str:
-    """Docker's units.HumanSizeWithPrecision: decimal units, ``precision`` significant digits."""
-    i = 0
-    while size >= 1000 and i < len(_UNITS) - 1:
-        size /= 1000.0
-        i += 1
-    return f"{size:.{precision}g}{_UNITS[i]}"
+    """``docker images`` sizes: three significant digits."""
+    return _humanize.human_size(size, precision)
 
 
-def human_duration(seconds: float) -> str:
-    """Docker's units.HumanDuration."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
+human_duration = _humanize.human_duration
 
 
 def parse_time(text: str) -> _dt.datetime | None:
