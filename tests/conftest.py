@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 import subprocess
 import uuid
 
 import pytest
 
 from stackctl.paths import NodePaths
+
+sys.path.insert(0, os.path.dirname(__file__))
+from kernel_cleanup import remove_cgroups, unmount_under  # noqa: E402
 
 
 def _can_run_root_tests() -> str | None:
@@ -49,52 +53,8 @@ def node_paths(tmp_path) -> NodePaths:
     run.mkdir()
     paths = NodePaths(state=str(state), run=str(run), cgroup_parent=f"stackctl-test-{uuid.uuid4().hex[:8]}")
     yield paths
-    _kill_and_unmount_under(str(tmp_path))
-    _remove_cgroups(paths.cgroup_parent)
-
-
-def _kill_and_unmount_under(root: str) -> None:
-    """Unmount everything mounted below ``root`` (deepest first)."""
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    points = [p.replace("\\040", " ") for p in points if p == root or p.startswith(root + "/")]
-    for p in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", p], capture_output=True)
-
-
-def _remove_cgroups(parent: str) -> None:
-    base = "/sys/fs/cgroup"
-    if not os.path.isdir(base):
-        return
-    candidates = [os.path.join(base, parent)]
-    for ctrl in os.listdir(base):
-        candidates.append(os.path.join(base, ctrl, parent))
-    for top in candidates:
-        if not os.path.isdir(top):
-            continue
-        # kill what is left, then rmdir bottom-up (cgroupfs dirs cannot be rm -r'ed)
-        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: -len(t[0])):
-            procs = os.path.join(dirpath, "cgroup.procs")
-            try:
-                with open(procs) as f:
-                    for pid in f.read().split():
-                        try:
-                            os.kill(int(pid), 9)
-                        except ProcessLookupError:
-                            pass
-            except OSError:
-                pass
-        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: -len(t[0])):
-            for _ in range(50):
-                try:
-                    os.rmdir(dirpath)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    import time
-
-                    time.sleep(0.02)
+    unmount_under(str(tmp_path))
+    remove_cgroups(paths.cgroup_parent)
 
 
 @pytest.fixture

@@ -1,0 +1,288 @@
+"""The agent's methods (docs/agent-api.md): what each request does. The transport is
+:mod:`stackctl.agent.server`; stack changes are the controller's
+(``stackctl.controller.manager.Manager``), which this module only hands the request to.
+
+Methods implemented here: ``agent.info``, ``agent.shutdown``, ``stack.list``, ``stack.ps``,
+``stack.events``, ``container.list``, ``container.inspect``, ``container.logs``. Delegated to
+the controller: ``stack.deploy | plan | remove | scale | rollback | stop | start | restart`` —
+without a controller they answer ``internal: controller not available``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from stackctl import __version__
+from stackctl.agent import protocol as P
+from stackctl.agent.server import Method, MethodError, RequestContext
+from stackctl.errors import UsageError
+from stackctl.scheduler.observed import slot_sort_key
+
+if TYPE_CHECKING:
+    from stackctl.agent.events import EventBus
+    from stackctl.agent.nodeops import NodeOps
+    from stackctl.agent.store import Store
+    from stackctl.agent.supervisor import Supervisor
+
+LOG_POLL = 0.1  # seconds between reads of a followed log file
+STACK_STREAMS = ("deploy", "remove", "scale", "rollback", "stop", "start", "restart")
+
+
+def _param(params: dict[str, Any], key: str, kind: type | tuple, default: Any = None, *,
+           required: bool = False) -> Any:
+    if key not in params or params[key] is None:
+        if required:
+            raise UsageError(f"missing parameter {key!r}")
+        return default
+    value = params[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise UsageError(f"parameter {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def stack_status(states: list[str]) -> str:
+    """Compose's ``ls`` status: ``running(2), exited(1)``."""
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s] = counts.get(s, 0) + 1
+    return ", ".join(f"{s}({n})" for s, n in sorted(counts.items())) or "empty"
+
+
+class AgentAPI:
+    def __init__(self, *, store: Store, bus: EventBus, node: NodeOps, supervisor: Supervisor,
+                 manager: Any = None, info: dict[str, Any] | None = None,
+                 shutdown: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.bus = bus
+        self.node = node
+        self.supervisor = supervisor
+        self.manager = manager
+        self.info = dict(info or {})
+        self.started = time.time()
+        self._shutdown = shutdown
+
+    def methods(self) -> dict[str, Method]:
+        table = {
+            "agent.info": Method(self.agent_info),
+            "agent.shutdown": Method(self.agent_shutdown),
+            "stack.list": Method(self.stack_list),
+            "stack.ps": Method(self.stack_ps),
+            "stack.events": Method(self.stack_events, stream=True),
+            "stack.plan": Method(self.stack_plan),
+            "container.list": Method(self.container_list),
+            "container.inspect": Method(self.container_inspect),
+            "container.logs": Method(self.container_logs, stream=True),
+        }
+        for verb in STACK_STREAMS:
+            table[f"stack.{verb}"] = Method(self._delegate(verb), stream=True)
+        return table
+
+    # -- agent -------------------------------------------------------------------------------
+
+    async def agent_info(self, req: RequestContext) -> dict[str, Any]:
+        recs = await self.node.records()
+        return {
+            **self.info, "version": __version__, "protocol": P.PROTOCOL_VERSION,
+            "pid": os.getpid(), "started_at": self.started,
+            "uptime": round(time.time() - self.started, 3),
+            "controller": self.manager is not None,
+            "stacks": len(self.store.list_stacks()), "containers": len(recs),
+            "running": sum(1 for r in recs if r.state.status == "running"),
+        }
+
+    async def agent_shutdown(self, req: RequestContext) -> dict[str, Any]:
+        """Stop the agent (never a container) once this answer is sent."""
+        if self._shutdown is None:
+            raise MethodError("failed", "this agent cannot be shut down over the API")
+        self._shutdown()
+        return {"pid": os.getpid()}
+
+    # -- stacks ------------------------------------------------------------------------------
+
+    def _require_manager(self) -> Any:
+        if self.manager is None:
+            raise MethodError(P.INTERNAL, "controller not available",
+                              hint="this stackctl has no controller (stackctl.controller)")
+        return self.manager
+
+    def _delegate(self, verb: str) -> Callable[[RequestContext], Any]:
+        async def call(req: RequestContext) -> None:
+            manager = self._require_manager()
+            p = req.params
+            progress = req.emit
+            if verb == "deploy":
+                await manager.deploy(_param(p, "stack", dict, required=True),
+                                     _param(p, "project_dir", str, ""),
+                                     _param(p, "options", dict, {}), progress)
+            elif verb == "remove":
+                await manager.remove(_param(p, "name", str, required=True),
+                                     _param(p, "volumes", bool, False),
+                                     _param(p, "remove_orphans", bool, False), progress)
+            elif verb == "scale":
+                await manager.scale(_param(p, "name", str, required=True),
+                                    _param(p, "scales", dict, required=True), progress)
+            elif verb == "rollback":
+                await manager.rollback(_param(p, "name", str, required=True),
+                                       _param(p, "services", list, []), progress)
+            else:  # stop | start | restart
+                await getattr(manager, verb)(_param(p, "name", str, required=True),
+                                             _param(p, "services", list, []),
+                                             _param(p, "timeout", (int, float), None), progress)
+        return call
+
+    async def stack_plan(self, req: RequestContext) -> Any:
+        manager = self._require_manager()
+        p = req.params
+        return await manager.plan(_param(p, "stack", dict, required=True),
+                                  _param(p, "project_dir", str, ""), _param(p, "options", dict, {}))
+
+    async def stack_list(self, req: RequestContext) -> list[dict[str, Any]]:
+        infos = await self.node.list_containers()
+        states: dict[str, list[str]] = {}
+        for c in infos:
+            if c.stack:
+                states.setdefault(c.stack, []).append(c.state)
+        out = []
+        known = {s.name: s for s in self.store.list_stacks()}
+        for name in sorted(set(known) | set(states)):
+            rec = known.get(name)
+            out.append({"name": name, "status": stack_status(states.get(name, [])),
+                        "desired": rec.status if rec else "",
+                        "version": rec.version if rec else None,
+                        "project_dir": rec.project_dir if rec else "",
+                        "updated_at": rec.updated_at if rec else None})
+        return out
+
+    async def stack_ps(self, req: RequestContext) -> list[dict[str, Any]]:
+        from stackctl.agent.nodeops import container_json
+
+        p = req.params
+        name = _param(p, "name", str, required=True)
+        show_all = _param(p, "all", bool, False)
+        services = set(_param(p, "services", list, []))
+        recs = await self.node.records()
+        out = []
+        for r in recs:
+            labels = r.spec.labels
+            if labels.get("com.stackctl.stack") != name:
+                continue
+            if services and labels.get("com.stackctl.service") not in services:
+                continue
+            if not show_all and r.state.status != "running":
+                continue
+            out.append(container_json(r, self.supervisor.health_of(r.id), self.node.node))
+        out.sort(key=lambda c: (c["service"], slot_sort_key(c["slot"] or "0"), c["name"]))
+        return out
+
+    async def stack_events(self, req: RequestContext) -> None:
+        name = _param(req.params, "name", str, None)
+        with self.bus.subscribe(stack=name) as sub:
+            async for ev in sub:
+                await req.emit(ev)
+
+    # -- containers --------------------------------------------------------------------------
+
+    async def container_list(self, req: RequestContext) -> list[dict[str, Any]]:
+        from stackctl.agent.nodeops import container_json
+        from stackctl.runtime.manager import parse_filters
+
+        p = req.params
+        filters = _param(p, "filters", (dict, list), {})
+        if isinstance(filters, list):
+            filters = parse_filters(filters)
+        recs = await trio.to_thread.run_sync(
+            lambda: self.node.containers.list(all=_param(p, "all", bool, False), filters=filters))
+        return [container_json(r, self.supervisor.health_of(r.id), self.node.node) for r in recs]
+
+    async def container_inspect(self, req: RequestContext) -> dict[str, Any]:
+        cid = _param(req.params, "id", str, required=True)
+        out = await self.node.inspect_container(cid)
+        health = self.supervisor.health_json(out["Id"])
+        if health is not None:
+            out["State"]["Health"] = health
+        return out
+
+    async def container_logs(self, req: RequestContext) -> None:
+        from stackctl.runtime import logs
+
+        p = req.params
+        ids = _param(p, "ids", list, required=True)
+        follow = _param(p, "follow", bool, False)
+        tail = logs.parse_tail(_param(p, "tail", (str, int), None))
+        now = time.time_ns()
+        since = _time_param(p.get("since"), now, "since")
+        until = _time_param(p.get("until"), now, "until")
+        recs = [await trio.to_thread.run_sync(self.node.containers.get, i) for i in ids]
+        backlog = []
+        offsets = {}
+        for r in recs:
+            entries, offsets[r.id] = await trio.to_thread.run_sync(
+                lambda r=r: logs.read_log(self.node.containers.log_path(r.id), tail=tail,
+                                          since_ns=since, until_ns=until))
+            backlog += [(e.time_ns, i, r, e) for i, e in enumerate(entries)]
+        backlog.sort(key=lambda t: (t[0], t[1]))
+        for _, _, r, e in backlog:
+            await req.emit(_log_event(r, e))
+        if not follow:
+            return
+        async with trio.open_nursery() as nursery:
+            for r in recs:
+                nursery.start_soon(self._follow, req, r, offsets[r.id], until)
+
+    async def _follow(self, req: RequestContext, rec: Any, offset: int, until: int | None) -> None:
+        """New lines of one container's log until it stops and the file is drained."""
+        from stackctl.runtime import logs
+        from stackctl.runtime.containers import api as core
+
+        path = self.node.containers.log_path(rec.id)
+        buf = b""
+        while True:
+            stopped = core.read_state(self.node.paths, rec.id).status != "running" \
+                if os.path.isdir(os.path.dirname(path)) else True
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+            except FileNotFoundError:
+                chunk = b""
+            offset += len(chunk)
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            if stopped and buf:
+                lines.append(buf)
+                buf = b""
+            for line in lines:
+                e = logs.parse_line(line)
+                if e is None:
+                    continue
+                if until is not None and e.time_ns > until:
+                    return
+                await req.emit(_log_event(rec, e))
+            if stopped:
+                return
+            await trio.sleep(LOG_POLL)
+
+
+def _log_event(rec: Any, e: Any) -> dict[str, Any]:
+    from stackctl.runtime.logs import format_rfc3339_ns
+
+    return {"id": rec.id, "name": rec.name, "stream": e.stream,
+            "time": format_rfc3339_ns(e.time_ns), "line": e.text}
+
+
+def _time_param(value: Any, now_ns: int, flag: str) -> int | None:
+    """``since``/``until``: unix seconds (a number) or the CLI's forms (RFC 3339, 10m...)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value * 1_000_000_000)
+    if isinstance(value, str):
+        from stackctl.runtime.logs import parse_time_arg
+
+        return parse_time_arg(value, now_ns, f"--{flag}")
+    raise UsageError(f"parameter {flag!r} must be a time")

@@ -1,0 +1,186 @@
+"""``stackctl agent serve``: the node agent's process.
+
+Files (``<run>`` is volatile, ``<state>`` persistent):
+
+- ``<run>/agent.lock`` — held (``flock``) for the agent's whole life: one agent per node;
+  a second one started by a racing CLI exits at once with :class:`AgentAlreadyRunning`.
+- ``<run>/agent.pid`` — its pid, written after the lock is taken, removed on the way out.
+- ``<run>/agent.sock`` — the API (mode 0600, root only), removed on the way out.
+- ``<state>/agent.db`` — :mod:`stackctl.agent.store`; ``<state>/agent.log`` — its log.
+
+The process: take the lock, open the store, adopt the node (:class:`Supervisor`), start the
+controller's loop when there is one (the manager role), serve the socket. SIGTERM / SIGINT (or
+``agent.shutdown``) cancel everything and the agent exits; **no container is stopped** — each
+one's monitor owns it, so the agent can be stopped, upgraded or SIGKILLed at any time and a
+new agent re-adopts what runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+import trio
+
+from stackctl.agent.client import lock_path, log_path, pid_path, socket_path
+from stackctl.errors import StackctlError
+from stackctl.paths import NodePaths
+
+log = logging.getLogger("stackctl.agent")
+
+ROLE_MANAGER = "manager"
+
+
+class AgentAlreadyRunning(StackctlError):
+    """Another agent holds this node's lock."""
+
+
+def _take_lock(paths: NodePaths) -> int:
+    os.makedirs(paths.run, mode=0o700, exist_ok=True)
+    os.makedirs(paths.state, mode=0o700, exist_ok=True)
+    fd = os.open(lock_path(paths), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AgentAlreadyRunning(f"an agent already runs for {paths.state} "
+                                  f"(pid {running_pid(paths) or '?'})",
+                                  hint="stackctl agent status") from None
+    return fd
+
+
+def running_pid(paths: NodePaths) -> int | None:
+    """The agent's pid if one holds this node's lock, else None."""
+    try:
+        fd = os.open(lock_path(paths), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: an agent runs
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+    finally:
+        os.close(fd)
+    try:
+        with open(pid_path(paths)) as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def stop_agent(paths: NodePaths, timeout: float = 15.0) -> int | None:
+    """SIGTERM the node's agent and wait until it is gone (SIGKILL after ``timeout``).
+    Containers keep running. Returns the pid stopped, None if none ran."""
+    pid = running_pid(paths)
+    if pid is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running_pid(paths) == pid and time.monotonic() < deadline:
+        time.sleep(0.02)  # another process's exit: nothing to wait on but polling
+    if running_pid(paths) == pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while running_pid(paths) == pid:
+            time.sleep(0.02)
+    return pid
+
+
+def load_manager() -> Any:
+    """The controller's Manager class, or None while it does not exist."""
+    try:
+        from stackctl.controller.manager import Manager
+    except ImportError as exc:
+        if "stackctl.controller" not in str(exc):
+            raise
+        return None
+    return Manager
+
+
+def setup_logging(paths: NodePaths, *, to_file: bool) -> None:
+    root = logging.getLogger("stackctl")
+    root.setLevel(logging.INFO)
+    if to_file:
+        handler: logging.Handler = logging.FileHandler(log_path(paths))
+    else:
+        handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root.addHandler(handler)
+
+
+def serve(paths: NodePaths, *, manager_class: Any = "auto", log_to_file: bool = True) -> None:
+    """Run the agent until SIGTERM/SIGINT. Blocks; raises AgentAlreadyRunning."""
+    lock_fd = _take_lock(paths)
+    try:
+        setup_logging(paths, to_file=log_to_file)
+        with open(pid_path(paths) + ".tmp", "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(pid_path(paths) + ".tmp", pid_path(paths))
+        if manager_class == "auto":
+            manager_class = load_manager()
+        trio.run(run_agent, paths, manager_class)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pid_path(paths))
+        os.close(lock_fd)
+
+
+async def run_agent(paths: NodePaths, manager_class: Any = None, *,
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """The agent's body, in a trio run (tests start it with ``nursery.start``)."""
+    from stackctl.agent.api import AgentAPI
+    from stackctl.agent.events import EventBus
+    from stackctl.agent.nodeops import NodeOps
+    from stackctl.agent.server import AgentServer
+    from stackctl.agent.store import Store
+    from stackctl.agent.supervisor import Supervisor
+
+    log.info("agent %d starting for %s", os.getpid(), paths.state)
+    store = Store.open(paths)
+    try:
+        bus = EventBus()
+        supervisor = Supervisor(paths, bus, store)
+        node = NodeOps(paths, bus, store, containers=supervisor.containers)
+        node.attach_supervisor(supervisor.health_of, supervisor.poke)
+        manager = manager_class(paths, node, store, bus) if manager_class else None
+        if manager is None:
+            log.info("no controller: stack.* methods are unavailable")
+        async with trio.open_nursery() as nursery:
+            info = {"node": socket.gethostname(), "role": ROLE_MANAGER,
+                    "paths": {"state": paths.state, "run": paths.run,
+                              "cgroup_parent": paths.cgroup_parent}}
+            api = AgentAPI(store=store, bus=bus, node=node, supervisor=supervisor,
+                           manager=manager, info=info,
+                           shutdown=nursery.cancel_scope.cancel)
+            nursery.start_soon(_wait_signals, nursery.cancel_scope)
+            await nursery.start(supervisor.run)
+            if manager is not None:
+                await nursery.start(manager.run)
+            server = AgentServer(api.methods(), node={"name": info["node"], "role": ROLE_MANAGER,
+                                                      "pid": os.getpid()})
+            await nursery.start(server.serve, socket_path(paths))
+            log.info("agent %d ready on %s", os.getpid(), socket_path(paths))
+            task_status.started(api)
+    finally:
+        store.close()
+        log.info("agent %d stopped (containers keep running)", os.getpid())
+
+
+async def _wait_signals(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("agent: %s, shutting down", signal.Signals(signum).name)
+            scope.cancel()
+            return

@@ -1,0 +1,432 @@
+"""Applying a plan to a node: ``up``'s work once the plan is made.
+
+Order (docs/controller.md): images (build or check), the stack's networks and named volumes,
+the secret/config files of each version, then the plan — removals first (dependents before
+their dependencies), then the levels in dependency order. A service of a level first waits
+for its ``depends_on`` gates (service_started / service_healthy /
+service_completed_successfully); a failed dependency stops it from starting and says so. Then
+its *converge* wave (creates and starts, all at once) and its *update* waves, carried out by
+:class:`~.rollout.Rollout`. With ``wait``, the deploy ends only once every service is ready
+(running, healthy with a health check; a job completed) and raises :class:`DeployError`
+otherwise; an update that paused or rolled back always raises.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from stackctl.controller import objects
+from stackctl.controller.context import Ctx, DeployError, Progress
+from stackctl.controller.rollout import Rollout
+from stackctl.controller.taskops import Version, start_task, stop_task, sync_serving
+from stackctl.controller.taskspec import image_ref, object_files, split_ports
+from stackctl.controller.watch import FAILED, MET, READY, observe, wait_condition
+from stackctl.errors import NotFoundError, StackctlError
+from stackctl.scheduler.observed import StackObserved
+from stackctl.scheduler.planner import CREATE, START, UPDATE, Gate, Plan, PlanOptions, \
+    ServicePlan
+from stackctl.scheduler.rolling import ready_deadline
+from stackctl.scheduler.tasks import LABEL_PREFIX, LABEL_STACK, Desired, desired_state
+from stackctl.spec.graph import ServiceGraph
+from stackctl.spec.models import Stack
+from stackctl.spec.validate import build_stack
+
+LABEL_NETWORK = LABEL_PREFIX + "network"
+LABEL_VOLUME = LABEL_PREFIX + "volume"
+#: how long a service_started gate waits for its dependency's containers to start
+STARTED_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """The ``options`` of ``stack.deploy`` (docs/agent-api.md)."""
+
+    services: tuple[str, ...] = ()
+    no_deps: bool = False
+    force_recreate: bool = False
+    no_recreate: bool = False
+    no_start: bool = False
+    remove_orphans: bool = False
+    wait: bool = False
+    wait_timeout: float | None = None
+    pull: str | None = None  # overrides every service's pull_policy
+    build: bool = False
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> DeployOptions:
+        data = dict(data or {})
+        timeout = data.get("wait_timeout")
+        return cls(services=tuple(data.get("services") or ()),
+                   no_deps=bool(data.get("no_deps")),
+                   force_recreate=bool(data.get("force_recreate")),
+                   no_recreate=bool(data.get("no_recreate")),
+                   no_start=bool(data.get("no_start")),
+                   remove_orphans=bool(data.get("remove_orphans")),
+                   wait=bool(data.get("wait")),
+                   wait_timeout=float(timeout) if timeout else None,
+                   pull=data.get("pull") or None, build=bool(data.get("build")))
+
+    def plan_options(self) -> PlanOptions:
+        return PlanOptions(services=self.services, no_deps=self.no_deps,
+                           force_recreate=self.force_recreate, no_recreate=self.no_recreate,
+                           no_start=self.no_start, remove_orphans=self.remove_orphans)
+
+
+@dataclass
+class Loaded:
+    """A stack version as the controller keeps it: the normalized stack plus the digests of
+    its secret/config contents and the image ids its hashes were made with."""
+
+    stack: Stack
+    graph: ServiceGraph
+    project_dir: str
+    digests: dict[str, str] = field(default_factory=dict)
+    image_ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        assert self.stack.name
+        return self.stack.name
+
+    def desired(self) -> Desired:
+        return desired_state(self.stack, self.graph, objects=self.digests,
+                             image_ids=self.image_ids)
+
+    def record(self) -> dict[str, Any]:
+        """What the store keeps (``spec_json``): never a secret value, only digests."""
+        from stackctl.spec.dump import stack_data
+        return {"stack": stack_data(self.stack), "digests": dict(self.digests),
+                "image_ids": dict(self.image_ids)}
+
+
+def load_stack(stack_json: Mapping[str, Any], project_dir: str) -> tuple[Stack, ServiceGraph]:
+    """The normalized stack (dump form, as the CLI sends it) as models again."""
+    name = stack_json.get("name")
+    if not name:
+        raise StackctlError("the stack has no name")
+    stack, graph, _ = build_stack(dict(stack_json), project_name=name,
+                                  project_dir=project_dir, environ={}, profiles=("*",))
+    return stack, graph
+
+
+def load_record(record: Mapping[str, Any], project_dir: str) -> Loaded:
+    stack, graph = load_stack(record["stack"], project_dir)
+    return Loaded(stack, graph, project_dir, dict(record.get("digests") or {}),
+                  dict(record.get("image_ids") or {}))
+
+
+# --------------------------------------------------------------------------------------------
+# Before the plan: images, networks, volumes, secret files
+
+
+async def ensure_images(ctx: Ctx, progress: Progress, stack: Stack, project_dir: str,
+                        services: list[str], options: DeployOptions) -> dict[str, str]:
+    """The image id of each service, building what must be built (pull_policy)."""
+    assert stack.name
+    ids: dict[str, str] = {}
+    for name in services:
+        s = stack.services[name]
+        ref = image_ref(stack.name, name, s)
+        policy = options.pull or s.pull_policy
+        image_id = await ctx.node.image_id(ref)
+        must_build = s.build is not None and (
+            options.build or policy == "build" or image_id is None)
+        if must_build:
+            b = s.build
+            assert b is not None
+            context = b.context if os.path.isabs(b.context) else \
+                os.path.join(project_dir, b.context)
+            await progress(name, "build", "started", f"building {ref}")
+            image_id = await ctx.node.build_image(
+                context, dockerfile=b.dockerfile, tag=ref,
+                args={k: v for k, v in b.args.items() if v is not None}, target=b.target)
+            await progress(name, "build", "done", f"built {ref}")
+        elif policy == "always":
+            raise StackctlError(f"service {name}: pull_policy always needs a registry, and "
+                                "stackctl cannot pull images yet",
+                                hint=f"build or load {ref} (`stackctl image load`), and use "
+                                "pull_policy missing or never")
+        if image_id is None:
+            raise NotFoundError(f"service {name}: image {ref} is not on this node (stackctl "
+                                "cannot pull from a registry yet)",
+                                hint=f"build it (`stackctl image build -t {ref} DIR` or a "
+                                "`build:` section) or load it (`stackctl image load -i "
+                                "FILE`)")
+        ids[name] = image_id
+    return ids
+
+
+def used_networks(stack: Stack, services: list[str]) -> list[str]:
+    keys = {k for name in services for k in stack.services[name].networks}
+    return sorted(keys)
+
+
+def used_volumes(stack: Stack, services: list[str]) -> list[str]:
+    keys = {m.source for name in services for m in stack.services[name].volumes
+            if m.type == "volume" and m.source}
+    return sorted(k for k in keys if k in stack.volumes)
+
+
+async def ensure_resources(ctx: Ctx, progress: Progress, stack: Stack,
+                           services: list[str]) -> None:
+    """The stack's networks and named volumes, before any container (external ones are
+    expected to exist)."""
+    assert stack.name
+    for key in used_networks(stack, services):
+        net = stack.networks.get(key)
+        if net is None or net.external:
+            continue
+        name = net.name or f"{stack.name}_{key}"
+        pool = net.ipam.config[0] if net.ipam and net.ipam.config else None
+        await ctx.node.ensure_network(
+            name, internal=net.internal, attachable=net.attachable,
+            subnet=pool.subnet if pool else None, gateway=pool.gateway if pool else None,
+            labels={**net.labels, LABEL_STACK: stack.name, LABEL_NETWORK: key})
+        await progress("", "network", "done", f"network {name}")
+    for key in used_volumes(stack, services):
+        vol = stack.volumes[key]
+        if vol.external:
+            continue
+        name = vol.name or f"{stack.name}_{key}"
+        await ctx.node.ensure_volume(name, labels={**vol.labels, LABEL_STACK: stack.name,
+                                                   LABEL_VOLUME: key},
+                                     driver_opts=dict(vol.driver_opts) or None)
+        await progress("", "volume", "done", f"volume {name}")
+
+
+def write_objects(ctx: Ctx, loaded: Loaded, desired: Desired, services: list[str],
+                  contents: Mapping[str, bytes]) -> dict[str, str]:
+    """Write each service version's secret/config files; service -> its directory."""
+    out: dict[str, str] = {}
+    for name in services:
+        files = object_files(loaded.stack, loaded.stack.services[name])
+        if not files:
+            continue
+        objects.ensure_stack_tmpfs(ctx.paths.run, loaded.name)
+        out[name] = objects.write_version(ctx.paths.run, loaded.name, name,
+                                          desired.services[name].config_hash.value, files,
+                                          contents)
+    return out
+
+
+def version_of(ctx: Ctx, loaded: Loaded, desired: Desired, service: str,
+               image_config: dict[str, Any] | None = None) -> Version:
+    st = desired.services[service]
+    files = object_files(loaded.stack, loaded.stack.services[service])
+    directory = objects.version_dir(ctx.paths.run, loaded.name, service,
+                                    st.config_hash.value) if files else ""
+    return Version(loaded.stack, service, st, directory, image_config)
+
+
+# --------------------------------------------------------------------------------------------
+# Carrying out the plan
+
+
+class Deployer:
+    """Carries out one plan (see the module docstring)."""
+
+    def __init__(self, ctx: Ctx, progress: Progress, new: Loaded, old: Loaded | None,
+                 options: DeployOptions, *, rollback: bool = False) -> None:
+        self.ctx, self.progress = ctx, progress
+        self.new, self.old = new, old
+        self.desired = new.desired()
+        self.old_desired = old.desired() if old is not None else None
+        self.options = options
+        self.rollback = rollback  # `stackctl rollback`: roll out with rollback_config
+        self.failed: dict[str, str] = {}  # service -> why
+        self.image_configs: dict[str, dict[str, Any] | None] = {}
+
+    def version(self, service: str) -> Version:
+        return version_of(self.ctx, self.new, self.desired, service,
+                          self.image_configs.get(service))
+
+    def old_version(self, service: str) -> Version | None:
+        if self.old is None or self.old_desired is None or \
+                service not in self.old_desired.services:
+            return None
+        return version_of(self.ctx, self.old, self.old_desired, service)
+
+    async def load_image_configs(self, services: list[str]) -> None:
+        get = getattr(self.ctx.node, "image_config", None)
+        for name in services:
+            ref = image_ref(self.new.name, name, self.new.stack.services[name])
+            self.image_configs[name] = await get(ref) if get is not None else None
+
+    async def run(self, plan: Plan) -> None:
+        async with trio.open_nursery() as outer:
+            outer.start_soon(self._serve_loop)
+            try:
+                await self._removals(plan)
+                for level in plan.levels:
+                    async with trio.open_nursery() as nursery:
+                        for sp in level.services:
+                            nursery.start_soon(self._service, sp, level.gates)
+                if self.options.wait:
+                    await self._wait_ready(plan)
+                await sync_serving(self.ctx, (await observe(self.ctx, self.new.name))
+                                   .containers())
+            finally:
+                outer.cancel_scope.cancel()
+        if self.failed:
+            lines = [f"{name}: {why}" for name, why in sorted(self.failed.items())]
+            raise DeployError(f"stack {self.new.name}: " + "; ".join(lines),
+                              failures=lines)
+
+    async def _serve_loop(self) -> None:
+        """While deploying: ready replicas join their VIPs/published ports."""
+        while True:
+            await sync_serving(self.ctx, (await observe(self.ctx, self.new.name)).containers())
+            await self.ctx.wait_change()
+
+    async def _removals(self, plan: Plan) -> None:
+        for wave in plan.removals:
+            async with trio.open_nursery() as nursery:
+                for a in wave.actions:
+                    if a.container is not None:
+                        nursery.start_soon(self._remove, a.service, a.slot, a.container,
+                                           a.reason)
+            if wave.service not in self.desired.services:
+                await self.ctx.net.unpublish_service(self.new.name, wave.service)
+
+    async def _remove(self, service: str, slot: str, c, reason: str) -> None:
+        await self.progress(service, "remove", "started", reason, slot=slot, container=c.id)
+        await stop_task(self.ctx, self.progress, service, slot, c)
+
+    async def _gates(self, sp: ServicePlan, gates: tuple[Gate, ...]) -> bool:
+        for gate in gates:
+            if gate.service != sp.name:
+                continue
+            if gate.on in self.failed:
+                self._fail(sp.name, f"not started: dependency {gate.on} failed")
+                await self.progress(sp.name, "failed", "error", self.failed[sp.name])
+                return False
+            dep = self.desired.services[gate.on]
+            await self.progress(sp.name, "waiting", "started", f"waiting for {gate.describe()}")
+            state, why = await wait_condition(self.ctx, self.new.name, dep, gate.condition,
+                                              self._gate_timeout(gate))
+            if state != MET:
+                what = why if state == FAILED else f"timed out ({why})"
+                self._fail(sp.name, f"not started: dependency {gate.on} did not become "
+                           f"{gate.describe().split(' ', 1)[1]}: {what}")
+                await self.progress(sp.name, "failed", "error", self.failed[sp.name])
+                return False
+            await self.progress(sp.name, "waiting", "done", f"{gate.describe()}")
+        return True
+
+    def _gate_timeout(self, gate: Gate) -> float | None:
+        if gate.condition == "service_completed_successfully":
+            return self.options.wait_timeout
+        if gate.condition == "service_started":
+            return STARTED_TIMEOUT
+        dep = self.desired.services[gate.on]
+        timing = self.version(gate.on).timing
+        margin = (timing.interval if timing else 0) + dep.update_config.monitor
+        return (ready_deadline(timing, 0) + margin) / 1e9
+
+    def _fail(self, service: str, why: str) -> None:
+        self.failed.setdefault(service, why)
+
+    async def _network_container(self, service: str) -> str | None:
+        other = self.desired.services[service].network_mode_service
+        if other is None:
+            return None
+        observed = await observe(self.ctx, self.new.name)
+        svc = observed.services.get(other)
+        for so in (svc.slots.values() if svc else ()):
+            if so.primary.running:
+                return so.primary.id
+        return None
+
+    async def _service(self, sp: ServicePlan, gates: tuple[Gate, ...]) -> None:
+        if not sp.waves:
+            return
+        if not await self._gates(sp, gates):
+            return
+        service = self.new.stack.services[sp.name]
+        _, sports = split_ports(service.ports)
+        if sports and not service.network_mode:
+            networks = [self.version(sp.name).request("1", task_id="-").networks[0].network] \
+                if service.networks else []
+            await self.ctx.net.publish_service(self.new.name, sp.name,
+                                               [p.text for p in sports], networks)
+        netc = await self._network_container(sp.name)
+        version = self.version(sp.name)
+        for wave in sp.waves:
+            if wave.kind == UPDATE:
+                continue
+            async with trio.open_nursery() as nursery:
+                for a in wave.actions:
+                    if a.kind == CREATE:
+                        nursery.start_soon(self._create, version, a.slot, netc)
+                    elif a.kind == START and a.container is not None:
+                        nursery.start_soon(self._start_existing, sp.name, a.slot,
+                                           a.container.id)
+            if sp.name in self.failed:
+                return
+        updates = sp.update_waves
+        if updates:
+            old_containers = {a.slot: a.container for w in updates for a in w.actions
+                              if a.container is not None}
+            rollout = Rollout(self.ctx, self.progress, version, self.old_version(sp.name),
+                              updates, old_containers, network_container=netc,
+                              rollback_only=self.rollback)
+            ru = await rollout.run()
+            if not ru.succeeded:
+                self._fail(sp.name, ru.reason or ru.state)
+
+    async def _create(self, version: Version, slot: str, netc: str | None) -> None:
+        try:
+            await start_task(self.ctx, self.progress, version, slot, network_container=netc)
+        except StackctlError as exc:
+            why = f"{version.service}.{slot}: {exc.message}"
+            self._fail(version.service, why)
+            await self.progress(version.service, "failed", "error", why, slot=slot)
+
+    async def _start_existing(self, service: str, slot: str, cid: str) -> None:
+        await self.progress(service, "start", "started", "starting the existing container",
+                            slot=slot, container=cid)
+        try:
+            await self.ctx.node.start_container(cid)
+        except StackctlError as exc:
+            why = f"{service}.{slot}: {exc.message}"
+            self._fail(service, why)
+            await self.progress(service, "failed", "error", why, slot=slot)
+            return
+        await self.progress(service, "start", "done", "started", slot=slot, container=cid)
+
+    async def _wait_ready(self, plan: Plan) -> None:
+        names = [sp.name for lv in plan.levels for sp in lv.services
+                 if sp.name not in self.failed]
+        deadline = self.options.wait_timeout
+
+        async def one(name: str) -> None:
+            st = self.desired.services[name]
+            timeout = deadline
+            if timeout is None:  # bounded anyway: the longest a health check may take
+                timing = self.version(name).timing
+                timeout = (ready_deadline(timing, st.update_config.monitor)
+                           + (timing.interval if timing else 0)) / 1e9 + 60.0
+                if st.is_job:
+                    timeout = math.inf
+            state, why = await wait_condition(self.ctx, self.new.name, st, READY, timeout)
+            if state == MET:
+                await self.progress(name, "healthy", "done", "ready")
+            else:
+                reason = why if state == FAILED else f"not ready in time ({why})"
+                self._fail(name, reason)
+                await self.progress(name, "failed", "error", reason)
+
+        async with trio.open_nursery() as nursery:
+            for name in names:
+                nursery.start_soon(one, name)
+
+
+def kept_versions(observed: StackObserved) -> set[str]:
+    """The secret directories still in use: ``<service>-<hash12>`` of every container."""
+    return {f"{c.service}-{(c.config_hash or '')[:12]}" for c in observed.containers()}

@@ -1,0 +1,477 @@
+"""The controller as the manager agent runs it: the stack verbs and the reconcile loop.
+
+``Manager(paths, node, store, bus)``; every method is async (trio) and takes the request's
+``progress`` callable (one progress-event dict at a time, docs/agent-api.md). Work on one
+stack is serialized by a per-stack lock: a deploy, a remove and a reconcile pass of the same
+stack never interleave (a reconcile pass skips a stack that is busy).
+
+The store keeps, per stack version, the record :meth:`Loaded.record` makes — the normalized
+stack, the *digests* of its secret/config contents and the image ids — never a secret value.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trio
+
+from stackctl.controller import objects
+from stackctl.controller.context import Ctx, DeployError, LocalNet, NetOps, Progress, \
+    ProgressFn
+from stackctl.controller.deploy import (
+    Deployer,
+    DeployOptions,
+    Loaded,
+    ensure_images,
+    ensure_resources,
+    kept_versions,
+    load_record,
+    load_stack,
+    write_objects,
+)
+from stackctl.controller.reconcile import RestartHistory, reconcile_stack
+from stackctl.controller.taskops import stop_task
+from stackctl.controller.watch import observe
+from stackctl.errors import NotFoundError, StackctlError
+from stackctl.paths import NodePaths
+from stackctl.scheduler.confighash import content_digest
+from stackctl.scheduler.planner import Plan, plan as make_plan
+
+log = logging.getLogger("stackctl.controller")
+
+#: the reconcile loop's periodic tick (events trigger it sooner)
+TICK = 5.0
+STATUS_STOPPED = "stopped"
+
+
+def _field(record: Any, key: str, default: Any = None) -> Any:
+    if record is None:
+        return default
+    if isinstance(record, Mapping):
+        return record.get(key, default)
+    return getattr(record, key, default)
+
+
+def _spec(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+class Manager:
+    def __init__(self, paths: NodePaths, node: Any, store: Any, bus: Any = None, *,
+                 net: NetOps | None = None, wall: Callable[[], int] = time.time_ns,
+                 tick: float = TICK, poll_interval: float | None = None,
+                 drain_grace: float | None = None) -> None:
+        self.ctx = Ctx(paths, node, net if net is not None else LocalNet(paths), store, wall)
+        if poll_interval is not None:
+            self.ctx.poll_interval = poll_interval
+        if drain_grace is not None:
+            self.ctx.drain_grace = drain_grace
+        self.bus = bus
+        self.tick = tick
+        self.history = RestartHistory(store)
+        self._locks: dict[str, trio.Lock] = {}
+        self._trigger = trio.Event()
+
+    # -- store access --------------------------------------------------------------------------
+
+    def _lock(self, name: str) -> trio.Lock:
+        return self._locks.setdefault(name, trio.Lock())
+
+    def _versions(self, name: str) -> tuple[Loaded | None, Loaded | None, str]:
+        """(current, previous, status) of a stack in the store."""
+        rec = self.ctx.store.get_stack(name)
+        if rec is None:
+            return None, None, ""
+        project_dir = _field(rec, "project_dir", "") or "/"
+        current = load_record(_spec(_field(rec, "spec")), project_dir)
+        prev = _field(rec, "previous")
+        previous = None
+        if prev is not None and _field(prev, "spec") is not None:
+            previous = load_record(_spec(_field(prev, "spec")),
+                                   _field(prev, "project_dir", project_dir) or project_dir)
+        return current, previous, _field(rec, "status", "") or ""
+
+    def _current(self, name: str) -> tuple[Loaded, Loaded | None, str]:
+        current, previous, status = self._versions(name)
+        if current is None:
+            raise NotFoundError(f"no stack named {name!r}", hint="see `stackctl ls`")
+        return current, previous, status
+
+    def _status(self, name: str, status: str) -> None:
+        setter = getattr(self.ctx.store, "set_stack_status", None)
+        if setter is not None:
+            setter(name, status)
+
+    @staticmethod
+    def _stopped(status: str) -> set[str]:
+        """Services the user stopped: status ``stopped`` (all) or ``stopped: a,b``."""
+        if not status.startswith(STATUS_STOPPED):
+            return set()
+        rest = status[len(STATUS_STOPPED):].lstrip(": ")
+        return {s for s in rest.split(",") if s} or {"*"}
+
+    # -- plan and deploy -----------------------------------------------------------------------
+
+    async def _image_ids(self, loaded: Loaded) -> dict[str, str]:
+        from stackctl.controller.taskspec import image_ref
+        ids = {}
+        for name, s in loaded.stack.services.items():
+            image_id = await self.ctx.node.image_id(image_ref(loaded.name, name, s))
+            if image_id:
+                ids[name] = image_id
+        return ids
+
+    async def plan(self, stack_json: Mapping[str, Any], project_dir: str,
+                   options: Mapping[str, Any] | None = None, *,
+                   objects_: Mapping[str, str] | None = None,
+                   environ: Mapping[str, str] | None = None) -> Plan:
+        """What ``deploy`` would do; changes nothing."""
+        stack, graph = load_stack(stack_json, project_dir)
+        opts = DeployOptions.from_json(options)
+        loaded = Loaded(stack, graph, project_dir)
+        loaded.image_ids = await self._image_ids(loaded)
+        loaded.digests = self._digests(loaded, objects_, environ, strict=False)
+        observed = await observe(self.ctx, loaded.name)
+        return make_plan(loaded.desired(), observed, options=opts.plan_options())
+
+    def _digests(self, loaded: Loaded, provided: Mapping[str, str] | None,
+                 environ: Mapping[str, str] | None, *, strict: bool = True,
+                 needed: set[str] | None = None) -> dict[str, str]:
+        contents = self._contents(loaded, provided, environ, strict=strict, needed=needed)
+        return {ref: content_digest(data) for ref, data in contents.items()}
+
+    @staticmethod
+    def _contents(loaded: Loaded, provided: Mapping[str, str] | None,
+                  environ: Mapping[str, str] | None, *, strict: bool = True,
+                  needed: set[str] | None = None) -> dict[str, bytes]:
+        if needed is None:
+            needed = {f"{kind}:{ref.source}" for s in loaded.stack.services.values()
+                      for kind, refs in (("secret", s.secrets), ("config", s.configs))
+                      for ref in refs}
+        decoded = objects.decode_provided(provided)
+        if strict:
+            return objects.resolve_contents(loaded.stack, provided=decoded, environ=environ,
+                                            needed=needed)
+        out = {}
+        for ref in needed:
+            try:
+                out.update(objects.resolve_contents(loaded.stack, provided=decoded,
+                                                    environ=environ, needed={ref}))
+            except StackctlError:
+                pass
+        return out
+
+    async def deploy(self, stack_json: Mapping[str, Any], project_dir: str,
+                     options: Mapping[str, Any] | None, progress: ProgressFn | None, *,
+                     objects_: Mapping[str, str] | None = None,
+                     environ: Mapping[str, str] | None = None) -> None:
+        """``up``: converge the node to ``stack_json``; raise :class:`DeployError` when a
+        service did not reach its desired state (with ``wait``) or an update failed."""
+        stack, graph = load_stack(stack_json, project_dir)
+        opts = DeployOptions.from_json(options)
+        new = Loaded(stack, graph, project_dir)
+        name = new.name
+        prog = Progress(name, progress, self.ctx.wall)
+        async with self._lock(name):
+            old, _, _ = self._versions(name)
+            selected = sorted(self._selected(new, opts))
+            new.image_ids = await self._image_ids(new)
+            new.image_ids.update(await ensure_images(self.ctx, prog, stack, project_dir,
+                                                     selected, opts))
+            contents = self._contents(new, objects_, environ)
+            new.digests = {ref: content_digest(v) for ref, v in contents.items()}
+            await self._apply(new, old, opts, prog, contents, selected)
+
+    def _selected(self, loaded: Loaded, opts: DeployOptions) -> set[str]:
+        if not opts.services:
+            return set(loaded.stack.services)
+        unknown = [s for s in opts.services if s not in loaded.stack.services]
+        if unknown:
+            from stackctl.errors import UsageError
+            raise UsageError(f"no such service: {', '.join(unknown)}")
+        if opts.no_deps:
+            return set(opts.services)
+        return loaded.graph.with_dependencies(opts.services)
+
+    async def _apply(self, new: Loaded, old: Loaded | None, opts: DeployOptions,
+                     prog: Progress, contents: Mapping[str, bytes], selected: list[str], *,
+                     rollback: bool = False) -> None:
+        """Store ``new`` as the current version (when it changed) and carry out the plan."""
+        name = new.name
+        if old is None or old.record() != new.record():
+            self.ctx.store.put_stack(name, new.record(), new.project_dir)
+        self._status(name, "deploying")
+        ok = False
+        try:
+            await ensure_resources(self.ctx, prog, new.stack, selected)
+            desired = new.desired()
+            write_objects(self.ctx, new, desired, selected, contents)
+            observed = await observe(self.ctx, name)
+            the_plan = make_plan(desired, observed, options=opts.plan_options())
+            deployer = Deployer(self.ctx, prog, new, old, opts, rollback=rollback)
+            await deployer.load_image_configs(selected)
+            await deployer.run(the_plan)
+            ok = True
+        except DeployError as exc:
+            self._status(name, f"failed: {exc.message}")
+            raise
+        finally:
+            with trio.CancelScope(shield=True):
+                if ok:
+                    self._status(name, "running")
+                elif self._field_status(name) == "deploying":
+                    self._status(name, "interrupted")
+                await self._prune_objects(name)
+        await prog("", "done", "done", f"stack {name} deployed")
+
+    def _field_status(self, name: str) -> str:
+        return _field(self.ctx.store.get_stack(name), "status", "") or ""
+
+    async def _prune_objects(self, name: str) -> None:
+        observed = await observe(self.ctx, name)
+        objects.prune_versions(self.ctx.paths.run, name, kept_versions(observed))
+
+    # -- the other stack verbs ---------------------------------------------------------------
+
+    async def remove(self, name: str, volumes: bool = False, remove_orphans: bool = False,
+                     progress: ProgressFn | None = None) -> None:
+        """``down``: every container of the stack (orphans included: they carry its label),
+        its service ports, networks, secrets and (``volumes``) named volumes."""
+        prog = Progress(name, progress, self.ctx.wall)
+        async with self._lock(name):
+            current, _, _ = self._versions(name)
+            observed = await observe(self.ctx, name)
+            order = current.graph.stop_levels() if current else []
+            ranked = {svc: i for i, level in enumerate(order) for svc in level}
+            services = sorted(observed.services, key=lambda s: ranked.get(s, -1))
+            for svc in services:
+                async with trio.open_nursery() as nursery:
+                    for so in observed.services[svc].slots.values():
+                        for c in so.containers:
+                            nursery.start_soon(self._remove_one, prog, svc, so.slot, c)
+                await self.ctx.net.unpublish_service(name, svc)
+            for c in observed.oneoffs + observed.strays:
+                await stop_task(self.ctx, prog, c.service or "", c.slot or "", c)
+            if current is not None:
+                await self._remove_resources(current, volumes, prog)
+            objects.remove_stack(self.ctx.paths.run, name)
+            if current is not None:
+                self.ctx.store.delete_stack(name)
+            await prog("", "done", "done", f"stack {name} removed")
+
+    async def _remove_one(self, prog: Progress, service: str, slot: str, c) -> None:
+        await stop_task(self.ctx, prog, service, slot, c)
+
+    async def _remove_resources(self, loaded: Loaded, volumes: bool, prog: Progress) -> None:
+        for key, net in sorted(loaded.stack.networks.items()):
+            if net.external:
+                continue
+            netname = net.name or f"{loaded.name}_{key}"
+            try:
+                await self.ctx.node.remove_network(netname)
+            except NotFoundError:
+                continue
+            await prog("", "network", "done", f"removed network {netname}")
+        if volumes:
+            for key, vol in sorted(loaded.stack.volumes.items()):
+                if vol.external:
+                    continue
+                volname = vol.name or f"{loaded.name}_{key}"
+                try:
+                    await self.ctx.node.remove_volume(volname)
+                except NotFoundError:
+                    continue
+                await prog("", "volume", "done", f"removed volume {volname}")
+
+    async def scale(self, name: str, scales: Mapping[str, int],
+                    progress: ProgressFn | None = None) -> None:
+        """``scale web=3``: a new version with those replica counts, applied to those
+        services only."""
+        current, _, _ = self._current(name)
+        data = copy.deepcopy(current.record())
+        for service, count in scales.items():
+            spec = data["stack"]["services"].get(service)
+            if spec is None:
+                raise NotFoundError(f"stack {name}: no service {service!r}")
+            mode = spec.get("deploy", {}).get("mode", "replicated")
+            if mode in ("global", "global-job"):
+                raise StackctlError(f"stack {name}: service {service} is global; it runs one "
+                                    "task per node and cannot be scaled")
+            spec.setdefault("deploy", {})["replicas"] = int(count)
+        new = load_record(data, current.project_dir)
+        await self._redeploy(new, current, tuple(scales), progress)
+
+    async def rollback(self, name: str, services: list[str] | tuple[str, ...] = (),
+                       progress: ProgressFn | None = None) -> None:
+        """Back to the previous version of ``services`` (default: all), rolled out with
+        their ``rollback_config``."""
+        current, previous, _ = self._current(name)
+        if previous is None:
+            raise StackctlError(f"stack {name} has no previous version to roll back to")
+        data = copy.deepcopy(current.record())
+        prev = previous.record()
+        names = list(services) or sorted(set(prev["stack"]["services"])
+                                         | set(data["stack"]["services"]))
+        for service in names:
+            if service in prev["stack"]["services"]:
+                data["stack"]["services"][service] = prev["stack"]["services"][service]
+                if service in prev["image_ids"]:
+                    data["image_ids"][service] = prev["image_ids"][service]
+            elif services:
+                raise StackctlError(f"stack {name}: service {service} did not exist in the "
+                                    "previous version")
+        for section in ("networks", "volumes", "secrets", "configs"):
+            merged = {**prev["stack"].get(section, {}), **data["stack"].get(section, {})}
+            if merged:
+                data["stack"][section] = merged
+        data["digests"] = {**prev["digests"], **data["digests"]}
+        new = load_record(data, current.project_dir)
+        await self._redeploy(new, current, tuple(services), progress, rollback=True)
+
+    async def _redeploy(self, new: Loaded, current: Loaded, services: tuple[str, ...],
+                        progress: ProgressFn | None, *, rollback: bool = False) -> None:
+        prog = Progress(new.name, progress, self.ctx.wall)
+        opts = DeployOptions(services=services, no_deps=bool(services), wait=True)
+        async with self._lock(new.name):
+            selected = sorted(self._selected(new, opts))
+            contents = self._contents(new, {}, {}, strict=False)
+            await self._apply(new, current, opts, prog, contents, selected,
+                              rollback=rollback)
+
+    async def stop(self, name: str, services: list[str] | tuple[str, ...] = (),
+                   timeout: float | None = None, progress: ProgressFn | None = None) -> None:
+        """Stop the services' containers (kept, not removed); the restart policy leaves
+        them alone until ``start``."""
+        prog = Progress(name, progress, self.ctx.wall)
+        current, _, status = self._current(name)
+        names = self._names(current, services)
+        async with self._lock(name):
+            stopped = self._stopped(status)
+            stopped = {"*"} if not services or "*" in stopped else (stopped | set(names))
+            self._status(name, STATUS_STOPPED if "*" in stopped
+                         else f"{STATUS_STOPPED}: {','.join(sorted(stopped))}")
+            observed = await observe(self.ctx, name)
+            for level in current.graph.stop_levels():
+                async with trio.open_nursery() as nursery:
+                    for svc in level:
+                        if svc not in names or svc not in observed.services:
+                            continue
+                        for so in observed.services[svc].slots.values():
+                            for c in so.containers:
+                                if c.running:
+                                    nursery.start_soon(self._stop_one, prog, svc, so.slot, c,
+                                                       timeout)
+
+    async def _stop_one(self, prog: Progress, svc: str, slot: str, c, timeout) -> None:
+        await stop_task(self.ctx, prog, svc, slot, c, remove=False, timeout=timeout)
+
+    async def start(self, name: str, services: list[str] | tuple[str, ...] = (),
+                    timeout: float | None = None, progress: ProgressFn | None = None) -> None:
+        """Start the services' stopped containers (dependencies first)."""
+        prog = Progress(name, progress, self.ctx.wall)
+        current, _, status = self._current(name)
+        names = self._names(current, services)
+        async with self._lock(name):
+            stopped = self._stopped(status)
+            if not services or "*" in stopped and set(names) >= set(current.stack.services):
+                remaining: set[str] = set()
+            else:
+                remaining = (set(current.stack.services) if "*" in stopped else stopped) \
+                    - set(names)
+            self._status(name, f"{STATUS_STOPPED}: {','.join(sorted(remaining))}"
+                         if remaining else "running")
+            observed = await observe(self.ctx, name)
+            for level in current.graph.start_levels():
+                for svc in level:
+                    if svc not in names or svc not in observed.services:
+                        continue
+                    for so in observed.services[svc].slots.values():
+                        c = so.primary
+                        if not c.running:
+                            await prog(svc, "start", "started", "", slot=so.slot,
+                                       container=c.id)
+                            await self.ctx.node.start_container(c.id)
+                            await prog(svc, "start", "done", "", slot=so.slot,
+                                       container=c.id)
+        self.trigger()
+
+    async def restart(self, name: str, services: list[str] | tuple[str, ...] = (),
+                      timeout: float | None = None, progress: ProgressFn | None = None) -> None:
+        await self.stop(name, services, timeout, progress)
+        await self.start(name, services, timeout, progress)
+
+    @staticmethod
+    def _names(loaded: Loaded, services) -> list[str]:
+        unknown = [s for s in services if s not in loaded.stack.services]
+        if unknown:
+            raise NotFoundError(f"stack {loaded.name}: no such service: {', '.join(unknown)}")
+        return list(services) or sorted(loaded.stack.services)
+
+    # -- the reconcile loop --------------------------------------------------------------------
+
+    def trigger(self, event: Any = None) -> None:
+        """Something happened (a bus event): re-read and reconcile soon."""
+        self.ctx.kick()
+        self._trigger.set()
+
+    async def reconcile_once(self) -> int | None:
+        """One pass over every stack in the store; the next restart due (wall ns)."""
+        wake: int | None = None
+        for name in self._stack_names():
+            lock = self._lock(name)
+            if lock.locked():
+                continue
+            async with lock:
+                try:
+                    current, _, status = self._versions(name)
+                    if current is None:
+                        continue
+                    stopped = self._stopped(status)
+                    if "*" in stopped:
+                        continue
+                    when = await reconcile_stack(self.ctx, current, self.history,
+                                                 stopped=stopped)
+                except StackctlError as exc:
+                    log.warning("reconcile %s: %s", name, exc.message)
+                    continue
+            if when is not None:
+                wake = when if wake is None else min(wake, when)
+        return wake
+
+    def _stack_names(self) -> list[str]:
+        out = []
+        for item in self.ctx.store.list_stacks():
+            n = item if isinstance(item, str) else _field(item, "name")
+            if n:
+                out.append(n)
+        return out
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """The reconcile loop: a pass on every bus event and every ``tick`` seconds (sooner
+        when a restart is due)."""
+        async with trio.open_nursery() as nursery:
+            if self.bus is not None and hasattr(self.bus, "subscribe"):
+                await nursery.start(self._listen)
+            task_status.started()
+            while True:
+                self._trigger = trio.Event()
+                wake = await self.reconcile_once()
+                timeout = self.tick
+                if wake is not None:
+                    timeout = min(timeout, max(0.0, (wake - self.ctx.wall()) / 1e9))
+                with trio.move_on_after(timeout):
+                    await self._trigger.wait()
+
+    async def _listen(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with self.bus.subscribe() as events:
+            task_status.started()
+            async for event in events:
+                self.trigger(event)
+
+
+__all__ = ["DeployError", "DeployOptions", "Manager"]

@@ -1,0 +1,151 @@
+"""Starting and stopping one task, so that cancellation never leaves half of it behind.
+
+- :func:`start_task` creates the container, keeps it out of its service's VIPs and published
+  ports (it joins them once ready: :func:`sync_serving`), and starts it. If anything fails or
+  the caller is cancelled after the container was created and before it was started, the
+  container is removed again in a shielded scope: there is never a created-but-abandoned
+  container.
+- :func:`stop_task` takes the replica out of its VIPs and published ports *first*, waits a
+  short drain grace, then stops and removes it; cancelled before the stop, it puts the replica
+  back (the previous version keeps serving).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from stackctl.controller.context import Ctx, Progress
+from stackctl.controller.taskspec import TaskRequest, health_timing, task_request
+from stackctl.scheduler.observed import ContainerInfo
+from stackctl.errors import ConflictError
+from stackctl.scheduler.tasks import LABEL_TASK_ID, HealthTiming, ServiceTasks, Task
+from stackctl.spec.models import Stack
+
+
+@dataclass
+class Version:
+    """A service at one version: what it takes to make its tasks."""
+
+    stack: Stack
+    service: str
+    st: ServiceTasks
+    objects_dir: str = ""
+    image_config: dict[str, Any] | None = None
+
+    def task(self, slot: str) -> Task:
+        for t in self.st.tasks:
+            if t.slot == slot:
+                return t
+        # a slot outside the replica count of this version (e.g. rolling back after a scale)
+        base = self.st.tasks[0] if self.st.tasks else None
+        if base is None:
+            from stackctl.scheduler.tasks import Task as _Task
+            return _Task(self.stack.name or "", self.service, slot, self.st.config_hash)
+        return Task(base.stack, base.service, slot, base.config_hash, base.node)
+
+    def request(self, slot: str, *, task_id: str,
+                network_container: str | None = None) -> TaskRequest:
+        return task_request(self.stack, self.service, self.task(slot), task_id=task_id,
+                            objects_dir=self.objects_dir, image_config=self.image_config,
+                            network_container=network_container)
+
+    @property
+    def timing(self) -> HealthTiming | None:
+        service = self.stack.services[self.service]
+        from stackctl.controller.taskspec import health_config
+        return health_timing(health_config(service.healthcheck, self.image_config))
+
+
+def new_task_id() -> str:
+    return secrets.token_hex(12)
+
+
+async def start_task(ctx: Ctx, progress: Progress, version: Version, slot: str, *,
+                     network_container: str | None = None, action: str = "create") -> str:
+    """Create and start a new container for ``slot`` of ``version``; its id."""
+    req = version.request(slot, task_id=new_task_id(), network_container=network_container)
+    service = version.service
+    await progress(service, action, "started", f"creating {req.name}", slot=slot)
+    try:
+        cid = await ctx.node.create_container(req.opts, **req.create_kwargs())
+    except ConflictError:
+        # the slot's previous container still holds the name (start-first, a replacement
+        # of a dead task): the new one gets the task id as a suffix
+        req.name = f"{req.name}-{req.opts.labels[LABEL_TASK_ID][:8]}"
+        cid = await ctx.node.create_container(req.opts, **req.create_kwargs())
+    try:
+        await ctx.net.set_serving(cid, False)
+        ctx_serving(ctx)[cid] = False
+        await ctx.node.start_container(cid)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            try:
+                await ctx.node.remove_container(cid)
+            finally:
+                ctx_serving(ctx).pop(cid, None)
+        raise
+    await progress(service, "start", "done", f"started {req.name}", slot=slot, container=cid)
+    return cid
+
+
+async def stop_task(ctx: Ctx, progress: Progress, service: str, slot: str,
+                    c: ContainerInfo, *, remove: bool = True,
+                    timeout: float | None = None) -> None:
+    """Take ``c`` out of service, stop it and (``remove``) remove it."""
+    if c.running:
+        ctx.draining.add(c.id)
+        await ctx.net.set_serving(c.id, False)
+        ctx_serving(ctx)[c.id] = False
+        try:
+            if ctx.drain_grace:
+                await trio.sleep(ctx.drain_grace)
+            await progress(service, "stop", "started", f"stopping {c.name}", slot=slot,
+                           container=c.id)
+            await ctx.node.stop_container(c.id, timeout=timeout)
+        except BaseException:
+            # cancelled (or failed) before it stopped: it keeps serving
+            with trio.CancelScope(shield=True):
+                if c.health in (None, "healthy"):
+                    try:
+                        await ctx.net.set_serving(c.id, True)
+                        ctx_serving(ctx)[c.id] = True
+                    except Exception:
+                        pass
+                ctx.draining.discard(c.id)
+            raise
+    if remove:
+        with trio.CancelScope(shield=True):
+            await ctx.node.remove_container(c.id)
+            ctx_serving(ctx).pop(c.id, None)
+            ctx.draining.discard(c.id)
+        await progress(service, "remove", "done", f"removed {c.name}", slot=slot,
+                       container=c.id)
+    else:
+        ctx.draining.discard(c.id)
+        await progress(service, "stop", "done", f"stopped {c.name}", slot=slot,
+                       container=c.id)
+
+
+def ctx_serving(ctx: Ctx) -> dict[str, bool]:
+    """The last serving state the controller set per container (avoids needless calls)."""
+    return ctx.serving
+
+
+def ready(c: ContainerInfo) -> bool:
+    return c.running and c.health in (None, "healthy")
+
+
+async def sync_serving(ctx: Ctx, containers: list[ContainerInfo]) -> None:
+    """Put ready replicas into their VIPs/published ports, and others out (idempotent)."""
+    cache = ctx_serving(ctx)
+    for c in containers:
+        if c.id in ctx.draining:
+            continue
+        want = ready(c)
+        if cache.get(c.id) != want:
+            await ctx.net.set_serving(c.id, want)
+            cache[c.id] = want
