@@ -155,9 +155,13 @@ def _options_from(image: str, command: tuple[str, ...], kw: dict[str, Any]):
     )
 
 
-def _create(mgr, image: str, command: tuple[str, ...], kw: dict[str, Any]):
+def _create(mgr, image: str, command: tuple[str, ...], kw: dict[str, Any], *, opts=None, prepared=None):
     try:
-        return mgr.create(_options_from(image, command, kw), kw["name"])
+        if opts is None:
+            opts = _options_from(image, command, kw)
+        if prepared is not None:
+            return mgr.create(opts, kw["name"], prepared=prepared)
+        return mgr.create(opts, kw["name"])
     except StackctlError as exc:
         exc.exit_code = 125
         raise
@@ -176,20 +180,29 @@ def run(image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool, **k
     mark("run: parsed")
     mgr = _manager()
     mark("run: manager imported")
-    rec = _create(mgr, image, command, kw)
-    mark("run: created")
-    if detach:
-        try:
-            mgr.start(rec.id)
-        except StackctlError as exc:
-            if kw["auto_remove"]:
-                _quiet_remove(mgr, rec.id)
-            exc.exit_code = _exit_code_for_start_failure(exc)
-            raise
-        click.echo(rec.id)
-        return
-    code = _run_attached(mgr, rec, sig_proxy=sig_proxy, auto_remove=kw["auto_remove"],
-                         stdin=kw["interactive"], tty=kw["tty"])
+    try:
+        opts = _options_from(image, command, kw)
+        # the container's cgroup, setup child and monitor start while its record is written
+        # (the kernel's first cgroup attach is slow); leaving the block cancels what was unused
+        prepared = mgr.prepare_start(opts, attach=not detach)
+    except StackctlError as exc:
+        exc.exit_code = 125
+        raise
+    with prepared:
+        rec = _create(mgr, image, command, kw, opts=opts, prepared=prepared)
+        mark("run: created")
+        if detach:
+            try:
+                mgr.start(rec.id, prepared=prepared)
+            except StackctlError as exc:
+                if kw["auto_remove"]:
+                    _quiet_remove(mgr, rec.id)
+                exc.exit_code = _exit_code_for_start_failure(exc)
+                raise
+            click.echo(rec.id)
+            return
+        code = _run_attached(mgr, rec, sig_proxy=sig_proxy, auto_remove=kw["auto_remove"],
+                             stdin=kw["interactive"], tty=kw["tty"], prepared=prepared)
     raise SystemExit(code)
 
 
@@ -233,7 +246,7 @@ def _write(stream: str, text: str) -> None:
     out.flush()
 
 
-def _run_attached(mgr, rec, *, sig_proxy: bool, auto_remove: bool, stdin: bool, tty: bool) -> int:
+def _run_attached(mgr, rec, *, sig_proxy: bool, auto_remove: bool, stdin: bool, tty: bool, prepared=None) -> int:
     """Start the container and stay with it: stream its output (through the attach socket,
     or by following its log), forward signals (``--sig-proxy``, not with a tty: there the
     terminal's own keys reach the container), pass stdin with ``-i``, and return its exit
@@ -247,7 +260,10 @@ def _run_attached(mgr, rec, *, sig_proxy: bool, auto_remove: bool, stdin: bool, 
         # monitor listens before it reports the start, so once start returns the socket is
         # there: connect at once (no thread, no polling).
         try:
-            mgr.start(rec.id, attach=True)
+            if prepared is not None:
+                mgr.start(rec.id, attach=True, prepared=prepared)
+            else:
+                mgr.start(rec.id, attach=True)
         except StackctlError as exc:
             exc.exit_code = _exit_code_for_start_failure(exc)
             raise

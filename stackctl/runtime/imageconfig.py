@@ -375,6 +375,23 @@ def combine_command(image_config: Mapping[str, Any], opts: RunOptions) -> tuple[
     return ep, cmd
 
 
+def resources_of(opts: RunOptions) -> Resources:
+    """The container's resources from the options alone (a prepared start creates the cgroup
+    from them before the image is looked at)."""
+    if opts.cpus is not None and opts.cpus <= 0:
+        raise UsageError(f"invalid --cpus {opts.cpus}: must be above 0")
+    memory = parse_bytes(opts.memory, "--memory")
+    if memory is not None and memory < 6 * 1024 * 1024:
+        raise UsageError("minimum memory limit allowed is 6MB")
+    return Resources(
+        memory=memory,
+        memory_reservation=parse_bytes(opts.memory_reservation, "--memory-reservation"),
+        cpus=opts.cpus,
+        pids=opts.pids_limit if opts.pids_limit and opts.pids_limit > 0 else None,
+        shm_size=parse_bytes(opts.shm_size, "--shm-size") or DEFAULT_SHM,
+    )
+
+
 def build_plan(
     opts: RunOptions,
     *,
@@ -461,11 +478,6 @@ def build_plan(
         if not sep:
             raise UsageError(f"invalid sysctl {s!r}: expected NAME=VALUE")
         sysctls[k] = v
-    if opts.cpus is not None and opts.cpus <= 0:
-        raise UsageError(f"invalid --cpus {opts.cpus}: must be above 0")
-    memory = parse_bytes(opts.memory, "--memory")
-    if memory is not None and memory < 6 * 1024 * 1024:
-        raise UsageError("minimum memory limit allowed is 6MB")
     stop_timeout = opts.stop_timeout if opts.stop_timeout is not None else DEFAULT_STOP_TIMEOUT
 
     spec = ContainerSpec(
@@ -488,13 +500,7 @@ def build_plan(
         cap_add=[_cap(c) for c in opts.cap_add],
         cap_drop=[_cap(c) for c in opts.cap_drop],
         mounts=[],
-        resources=Resources(
-            memory=memory,
-            memory_reservation=parse_bytes(opts.memory_reservation, "--memory-reservation"),
-            cpus=opts.cpus,
-            pids=opts.pids_limit if opts.pids_limit and opts.pids_limit > 0 else None,
-            shm_size=parse_bytes(opts.shm_size, "--shm-size") or DEFAULT_SHM,
-        ),
+        resources=resources_of(opts),
         network=network,
         extra_hosts=[parse_add_host(h) for h in opts.add_hosts],
         dns=list(opts.dns),

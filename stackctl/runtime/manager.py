@@ -248,9 +248,23 @@ class ContainerManager:
 
     # --- create ----------------------------------------------------------------------------
 
+    def prepare_start(self, opts: RunOptions, *, attach: bool = False) -> Any:
+        """For ``run``: begin starting the container that ``create(opts, prepared=...)`` will
+        make — its cgroup, setup child and monitor — before its record exists, so that the
+        kernel's slow first cgroup attach overlaps with ``create`` (see
+        ``core.PreparedStart``). A context manager: leaving it cancels what was not used.
+        Takes no lock (the launcher must not inherit it); bad resource options raise here."""
+        from stackctl.runtime.imageconfig import resources_of
+
+        draft = ContainerSpec(id=names.new_id(), name="", image=opts.image, image_id="", rootfs_layers=[], argv=[],
+                              tty=opts.tty, stdin_open=opts.stdin_open, privileged=opts.privileged,
+                              resources=resources_of(opts), auto_remove=opts.auto_remove)
+        return self.core.prepare_start(self.paths, draft, attach=attach)
+
     def create(self, opts: RunOptions, name: str | None = None, *, environ: dict[str, str] | None = None,
-               cwd: str | None = None) -> Record:
-        """Make a container (status ``created``); nothing is left behind if this fails."""
+               cwd: str | None = None, prepared: Any = None) -> Record:
+        """Make a container (status ``created``); nothing is left behind if this fails.
+        With ``prepared`` (from :meth:`prepare_start`) the container gets its id."""
         if name:
             name = names.validate_name(name)
         image = self.images.resolve(opts.image)  # NotFoundError names the image
@@ -263,7 +277,7 @@ class ContainerManager:
                 )
             if not name:
                 name = names.random_name(lambda n: n in taken)
-            cid = names.new_id()
+            cid = prepared.cid if prepared is not None else names.new_id()
             while os.path.exists(self._dir(cid)):
                 cid = names.new_id()
             from stackctl.runtime.logs import format_rfc3339
@@ -377,9 +391,10 @@ class ContainerManager:
 
     # --- life cycle ------------------------------------------------------------------------
 
-    def start(self, query: str, *, attach: bool = False) -> Record:
+    def start(self, query: str, *, attach: bool = False, prepared: Any = None) -> Record:
         """Start a created or stopped container; a running one is left as it is. With
-        ``attach`` the container waits for a client on its attach socket before it runs."""
+        ``attach`` the container waits for a client on its attach socket before it runs.
+        ``prepared``: from :meth:`prepare_start` (used if it fits, else cancelled)."""
         with self.locked():
             rec = self.get(query)
             if rec.state.status == "running":
@@ -403,7 +418,9 @@ class ContainerManager:
                     populate.append(m.volume_name)
                 m.options = opts
             try:
-                if attach:
+                if prepared is not None:
+                    state = self.core.start_container(self.paths, spec, attach=attach, prepared=prepared)
+                elif attach:
                     state = self.core.start_container(self.paths, spec, attach=True)
                 else:
                     state = self.core.start_container(self.paths, spec)

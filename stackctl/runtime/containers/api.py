@@ -134,14 +134,125 @@ def _check_spec(spec: ContainerSpec) -> list[str]:
     return warnings
 
 
-def start_container(paths: NodePaths, spec: ContainerSpec, *, attach: bool = False) -> ContainerState:
+class PreparedStart:
+    """A start begun before the container's record is written (``run``): the detached
+    launcher has created the cgroup and forked the setup child, which joins the cgroup at once
+    and then waits for its configuration; the monitor's interpreter starts meanwhile. On
+    cgroup v1 the first attach waits for an RCU grace period (~20 ms here), and this way it
+    overlaps with the caller's own work (creating the record). :func:`start_container` with
+    ``prepared=`` finishes it; :meth:`cancel` (also on leaving a ``with`` block) tells the
+    launcher to remove everything and waits until it has — nothing is left behind."""
+
+    def __init__(self, cid: str, key: tuple, cfg_w: int, ready_r: int) -> None:
+        self.cid, self.key = cid, key
+        self.cfg_w, self.ready_r = cfg_w, ready_r
+
+    def matches(self, spec: ContainerSpec, attach: bool) -> bool:
+        return self.cfg_w >= 0 and self.cid == spec.id and self.key == _start_key(spec, attach)
+
+    def finish(self, cfg: dict) -> dict:
+        """Send the setup child its configuration; the monitor's report (or ``{}``)."""
+        w, self.cfg_w = self.cfg_w, -1
+        try:
+            os.write(w, json.dumps(cfg).encode())  # the child reads while we write: no pipe limit
+        except BrokenPipeError:  # the launcher failed: its report says why
+            pass
+        finally:
+            os.close(w)
+        return self._result()
+
+    def _result(self) -> dict:
+        r, self.ready_r = self.ready_r, -1
+        if r < 0:
+            return {}
+        data = b""
+        try:
+            while chunk := os.read(r, 65536):
+                data += chunk
+        finally:
+            os.close(r)
+        try:
+            return json.loads(data or b"{}")
+        except ValueError:
+            return {}
+
+    def cancel(self) -> None:
+        """Idempotent; a no-op once finished."""
+        if self.cfg_w >= 0:
+            os.close(self.cfg_w)
+            self.cfg_w = -1
+            self._result()  # EOF once the monitor has removed the cgroup and exited
+
+    def __enter__(self) -> PreparedStart:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cancel()
+
+
+def _start_key(spec: ContainerSpec, attach: bool) -> tuple:
+    """What the launcher fixes before it sees the spec (pure)."""
+    return (json.dumps(spec.to_json()["resources"], sort_keys=True), spec.privileged, spec.tty,
+            spec.stdin_open, attach, spec.auto_remove)
+
+
+def prepare_start(paths: NodePaths, spec: ContainerSpec, *, attach: bool = False) -> PreparedStart:
+    """Begin starting ``spec`` (only its id, resources, privileged, tty, stdin_open and
+    auto_remove are used, so it may be a draft) before its record exists; see
+    :class:`PreparedStart`. Takes no lock: call it before taking the runtime lock, so that the
+    launcher does not inherit it."""
+    from stackctl.trace import mark
+
+    # loaded before fork, so that the launcher and the setup child do not pay for imports
+    import fcntl  # noqa: F401
+    import resource  # noqa: F401
+    import socket  # noqa: F401
+
+    from stackctl.runtime.containers import caps, linux, process, rootfs, seccomp, users  # noqa: F401
+    from stackctl.runtime.containers.cgroups import detect, v1, v2  # noqa: F401
+
+    rdir = run_dir(paths, spec.id)
+    os.makedirs(os.path.dirname(rdir), exist_ok=True)
+    res = dict(spec.to_json()["resources"], privileged=spec.privileged)
+    flags = ("a" if attach else "") + ("r" if spec.auto_remove else "") + "-"
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    cfg_r, cfg_w = os.pipe2(os.O_CLOEXEC)
+    mark("core: prepare_start")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                os.close(ready_r)
+                os.close(cfg_w)
+                _launch(paths, spec.id, res, spec.tty, spec.stdin_open, flags, ready_w, cfg_r)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(cfg_r)
+    os.waitpid(pid, 0)
+    return PreparedStart(spec.id, _start_key(spec, attach), cfg_w, ready_r)
+
+
+def start_container(paths: NodePaths, spec: ContainerSpec, *, attach: bool = False,
+                    prepared: PreparedStart | None = None) -> ContainerState:
     """Start ``spec`` under a new detached monitor and return its state (``running``).
 
     With ``attach=True`` the container is held just before exec until a client connects to
     its attach socket (:func:`stackctl.runtime.containers.attach.connect`), so a foreground
     ``run`` sees all of its output; after 30 s without a client it starts anyway.
-    Raises :class:`ContainerStartError` (exit code 125/126/127 as Docker) if it cannot start;
-    the monitor has then removed the cgroup and no process or mount remains."""
+    ``prepared`` (from :func:`prepare_start`) is used when it was made for this spec and
+    ``attach``, else cancelled. Raises :class:`ContainerStartError` (exit code 125/126/127 as
+    Docker) if it cannot start; the monitor has then removed the cgroup and no process or
+    mount remains."""
+    try:
+        return _start(paths, spec, attach, prepared)
+    finally:
+        if prepared is not None:
+            prepared.cancel()
+
+
+def _start(paths: NodePaths, spec: ContainerSpec, attach: bool, prepared: PreparedStart | None) -> ContainerState:
     cdir = container_dir(paths, spec.id)
     os.makedirs(cdir, exist_ok=True)
     old = _read_state_file(cdir)
@@ -154,45 +265,31 @@ def start_container(paths: NodePaths, spec: ContainerSpec, *, attach: bool = Fal
     for d in ("upper", "work", "rootfs"):
         os.makedirs(os.path.join(cdir, d), exist_ok=True)
     _write_etc_files(cdir, spec)
-    _write_json(os.path.join(cdir, "spec.json"), spec.to_json())
+    sj = spec.to_json()
+    _write_json(os.path.join(cdir, "spec.json"), sj)
     try:
         os.unlink(os.path.join(cdir, "state.json"))
     except FileNotFoundError:
         pass
-    rdir = run_dir(paths, spec.id)
-    os.makedirs(os.path.dirname(rdir), exist_ok=True)
-    # loaded before fork, so that the setup child does not pay for imports
-    import fcntl  # noqa: F401
-    import resource  # noqa: F401
-    import socket  # noqa: F401
+    from stackctl.runtime.containers import process
 
-    from stackctl.runtime.containers import caps, linux, process, rootfs, seccomp, users  # noqa: F401
-    from stackctl.runtime.containers.cgroups import detect, v1, v2  # noqa: F401
-
-    mark("core: files written, modules loaded")
-    r, w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setsid()
-            if os.fork() == 0:
-                _launch(paths, spec, cdir, rdir, w, attach)
-        finally:
-            os._exit(0)
-    os.close(w)
-    data = b""
     try:
-        while chunk := os.read(r, 65536):
-            data += chunk
-    finally:
-        os.close(r)
-        os.waitpid(pid, 0)
+        cfg = process.config_from_spec(sj, cdir, paths.containers)
+    except process.ExecFailure as e:
+        raise ContainerStartError(f"container {_short(spec)}: {e.message}", exit_code=e.code) from e
+    except OSError as e:
+        raise ContainerStartError(f"container {_short(spec)}: {e}") from e
+    if prepared is None or not prepared.matches(spec, attach):
+        if prepared is not None:
+            prepared.cancel()
+        prepared = prepare_start(paths, spec, attach=attach)
+    mark("core: files written")
+    result = prepared.finish(cfg)
     mark("core: monitor reported")
-    try:
-        result = json.loads(data or b"{}")
-    except ValueError:
-        result = {}
     if result.get("status") != "running" and "error" in result:
+        if os.path.isdir(cdir) and _read_state_file(cdir) is None:  # the launcher failed before the record existed
+            _write_json(os.path.join(cdir, "state.json"),
+                        ContainerState(status="exited", exit_code=int(result.get("code", 125)), error=result["error"]).to_json())
         raise ContainerStartError(f"container {_short(spec)}: {result['error']}", exit_code=int(result.get("code", 125)))
     if "pid" not in result:
         st = _read_state_file(cdir)
@@ -203,10 +300,12 @@ def start_container(paths: NodePaths, spec: ContainerSpec, *, attach: bool = Fal
     return state
 
 
-def _launch(paths: NodePaths, spec: ContainerSpec, cdir: str, rdir: str, ready_w: int, attach: bool) -> None:
+def _launch(paths: NodePaths, cid: str, res: dict, tty: bool, stdin_open: bool, flags: str, ready_w: int,
+            cfg_r: int) -> None:
     """In the detached grandchild: create the cgroup, unshare a pid namespace, fork the
-    container's setup child, then exec the monitor, which thereby stays the container's
-    parent. The child's setup overlaps with the monitor's interpreter start. Never returns."""
+    container's setup child (it joins the cgroup, then waits for its configuration on
+    ``cfg_r``), then exec the monitor, which thereby stays the container's parent. The
+    child's setup overlaps with the monitor's interpreter start. Never returns."""
     from stackctl.runtime.containers import linux, process
     from stackctl.runtime.containers.cgroups import detect
     from stackctl.trace import mark
@@ -214,20 +313,18 @@ def _launch(paths: NodePaths, spec: ContainerSpec, cdir: str, rdir: str, ready_w
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
+    cdir, rdir = container_dir(paths, cid), run_dir(paths, cid)
     cg = child = None
     try:
-        sj = spec.to_json()
-        res = dict(sj["resources"], privileged=spec.privileged)
-        cg = detect.open_cgroup(detect.layout(), paths.cgroup_parent, spec.id)
+        cg = detect.open_cgroup(detect.layout(), paths.cgroup_parent, cid)
         cg.create(res)
         mark("launch: cgroup created")
-        cfg = process.config_from_spec(sj, cdir, paths.containers, cg.procs_files())
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         stdio = [null, null, null]
         keep = {"out": -1, "errout": -1, "stdin": -1, "console": -1}
         console_child = None
-        if spec.tty:
+        if tty:
             import socket
 
             parent_sock, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -235,7 +332,7 @@ def _launch(paths: NodePaths, spec: ContainerSpec, cdir: str, rdir: str, ready_w
         else:
             keep["out"], stdio[1] = os.pipe2(os.O_CLOEXEC)
             keep["errout"], stdio[2] = os.pipe2(os.O_CLOEXEC)
-            if spec.stdin_open:
+            if stdin_open:
                 stdio[0], keep["stdin"] = os.pipe2(os.O_CLOEXEC)
         linux.unshare(linux.CLONE_NEWPID)
         child = os.fork()
@@ -247,7 +344,9 @@ def _launch(paths: NodePaths, spec: ContainerSpec, cdir: str, rdir: str, ready_w
                 os.dup2(fd, i)
             # without an attach to wait for, the child execs at once: the monitor's interpreter
             # start then overlaps with the container's run (output waits in the pipes)
-            process.setup_and_exec(cfg, err_w, sync_r if attach else None, console_child.fileno() if console_child else None)
+            process.setup_and_exec(cfg_r, err_w, sync_r if "a" in flags else None,
+                                   console_child.fileno() if console_child else None, cgroup_procs=cg.procs_files())
+        os.close(cfg_r)
         for fd in {err_w, sync_r, *stdio}:
             if fd != null:
                 os.close(fd)
@@ -258,7 +357,6 @@ def _launch(paths: NodePaths, spec: ContainerSpec, cdir: str, rdir: str, ready_w
             if fd >= 0:
                 os.set_inheritable(fd, True)
         mark("launch: exec monitor")
-        flags = ("a" if attach else "") + ("r" if spec.auto_remove else "") + "-"
         os.execv(sys.executable, [sys.executable, "-S", "-I", "-c", MONITOR_BOOT, cdir, rdir, paths.cgroup_parent,
                                   flags, ",".join(map(str, fds))])
     except BaseException as e:  # noqa: BLE001 - report to the starter; leave nothing behind
@@ -277,7 +375,12 @@ def _launch(paths: NodePaths, spec: ContainerSpec, cdir: str, rdir: str, ready_w
             except Exception:  # noqa: BLE001
                 pass
         try:
-            _write_json(os.path.join(cdir, "state.json"), ContainerState(status="exited", exit_code=code, error=msg).to_json())
+            if os.path.isdir(cdir):  # a prepared start may fail before the record exists
+                _write_json(os.path.join(cdir, "state.json"),
+                            ContainerState(status="exited", exit_code=code, error=msg).to_json())
+        except OSError:
+            pass
+        try:
             os.write(ready_w, json.dumps({"error": msg, "code": code}).encode())
         finally:
             os._exit(1)

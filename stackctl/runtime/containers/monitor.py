@@ -132,6 +132,7 @@ class Monitor:
         self.master = -1
         self.outputs: dict[int, str] = {}
         self._bufs: dict = {}
+        self.log: LogWriter | None = None
 
     # -- reporting --
     def report(self, obj: dict) -> None:
@@ -152,7 +153,6 @@ class Monitor:
         """Finish the start the launcher began: wait for the setup child's ``R``, release it
         (after an attach when asked), confirm the exec, report to the starter."""
         self.pid = fds["pid"]
-        self.log = LogWriter(os.path.join(self.cdir, f"{self.id}-json.log"))
         err_r, sync_w = fds["err"], fds["sync"]
         self.stdin_w = fds["stdin"]
         if fds["out"] >= 0:
@@ -162,6 +162,10 @@ class Monitor:
             # critical path, and the starter can connect as soon as it has the report
             self.listen()
         msg = os.read(err_r, 65536)
+        if msg == b"C":
+            return self.cancelled(err_r)
+        # a prepared start's record exists once the child has its configuration
+        self.log = LogWriter(os.path.join(self.cdir, f"{self.id}-json.log"))
         if msg == b"R" and fds["console"] >= 0:
             import socket
 
@@ -212,6 +216,16 @@ class Monitor:
         self.listener.bind("attach.sock")
         os.chmod("attach.sock", 0o600)
         self.listener.listen(8)
+
+    def cancelled(self, err_r: int) -> None:
+        """The starter gave up on a prepared start (its record may not exist): remove the
+        cgroup and the attach socket, touch nothing in the container's directory."""
+        os.close(err_r)
+        os.waitpid(self.pid, 0)
+        self.auto_remove = False
+        self.teardown()
+        self.report({"error": "start cancelled", "code": 125})
+        return None
 
     def start_failed(self, msg: bytes, err_r: int) -> None:
         if err_r >= 0:
@@ -340,7 +354,8 @@ class Monitor:
         self.finish(status)
 
     def finish(self, status: int) -> None:
-        self.log.flush()
+        if self.log is not None:
+            self.log.flush()
         code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         oom = False
         try:

@@ -173,10 +173,14 @@ def _send_master(sock_fd: int | None, master: int) -> None:
         s.close()
 
 
-def setup_and_exec(cfg: dict, errfd: int, syncfd: int | None = None, console_sock: int | None = None) -> None:
-    """Never returns: execs the command or reports and ``os._exit``s."""
+def setup_and_exec(cfg: dict | int, errfd: int, syncfd: int | None = None, console_sock: int | None = None,
+                   cgroup_procs: list[str] | None = None) -> None:
+    """Never returns: execs the command or reports and ``os._exit``s. ``cfg`` is the
+    configuration, or a pipe to read it from (JSON, up to EOF) after joining ``cgroup_procs``:
+    a prepared start (:class:`stackctl.runtime.containers.api.PreparedStart`). EOF without a
+    configuration cancels the start: the child writes ``C`` and exits."""
     try:
-        _setup_and_exec(cfg, errfd, syncfd, console_sock)
+        _setup_and_exec(cfg, errfd, syncfd, console_sock, cgroup_procs)
         raise ExecFailure(125, "internal error: exec returned")
     except ExecFailure as e:
         _report(errfd, e.code, e.message)
@@ -195,7 +199,20 @@ def _report(errfd: int, code: int, message: str) -> None:
         os._exit(code)
 
 
-def _setup_and_exec(cfg: dict, errfd: int, syncfd: int | None, console_sock: int | None) -> None:
+def _read_config(fd: int) -> dict | None:
+    import json
+
+    data = b""
+    try:
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    finally:
+        os.close(fd)
+    return json.loads(data) if data else None
+
+
+def _setup_and_exec(cfg: dict | int, errfd: int, syncfd: int | None, console_sock: int | None,
+                    cgroup_procs: list[str] | None) -> None:
     # every import happens here, before pivot_root hides the host's Python library
     import fcntl
     import resource
@@ -212,15 +229,23 @@ def _setup_and_exec(cfg: dict, errfd: int, syncfd: int | None, console_sock: int
     os.setsid()
     os.umask(0)
     # Join the cgroups first: on cgroup v1 the first attach waits for an RCU grace period
-    # (~20 ms here), and the parent's interpreter start overlaps with it. The setup's own few
-    # MB of page faults are charged to the container from here on.
-    for p in cfg.get("cgroup_procs", []):
+    # (~20 ms here), and the monitor's interpreter start (and, for a prepared start, the
+    # starter's own work) overlaps with it. The setup's own few MB of page faults are charged
+    # to the container from here on.
+    for p in (cgroup_procs if isinstance(cfg, int) else cfg.get("cgroup_procs", [])) or []:
         fd = os.open(p, os.O_WRONLY | os.O_CLOEXEC)
         try:
             os.write(fd, b"0")
         finally:
             os.close(fd)
     mark("child: cgroups joined")
+    if isinstance(cfg, int):
+        got = _read_config(cfg)
+        if got is None:  # cancelled: the monitor removes the cgroup
+            os.write(errfd, b"C")
+            os._exit(0)
+        cfg = got
+        mark("child: config read")
     new_net = _join_network(cfg.get("network", "none"))
     linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | (linux.CLONE_NEWNET if new_net else 0))
     if new_net:
@@ -336,7 +361,7 @@ def find_init() -> str | None:
     return None
 
 
-def config_from_spec(spec: dict, container_dir: str, containers_dir: str, procs_files: list[str]) -> dict:
+def config_from_spec(spec: dict, container_dir: str, containers_dir: str, procs_files: list[str] | None = None) -> dict:
     """The setup child's ``cfg`` for a container of ``spec`` (a ContainerSpec as JSON)."""
     cid = spec["id"]
     network = spec.get("network") or "none"
@@ -383,5 +408,5 @@ def config_from_spec(spec: dict, container_dir: str, containers_dir: str, procs_
         "ulimits": spec.get("ulimits", {}),
         "sysctls": spec.get("sysctls", {}),
         "init_binary": init_binary,
-        "cgroup_procs": procs_files,
+        "cgroup_procs": list(procs_files or []),
     }
