@@ -261,7 +261,7 @@ class Supervisor:
                 self._stop_check(rec.id)
                 started = await self._start_check(rec, initial)
                 if not started and networked and (initial or restarted):
-                    await self._set_routable(rec.id, True)
+                    await self._set_routable(rec, True)
             return
         self._stop_check(rec.id)
         died = st.status in ("exited", "dead") and st.started_at and (
@@ -271,7 +271,7 @@ class Supervisor:
             self._publish("container.die", rec, exit_code=st.exit_code,
                           oom_killed=st.oom_killed, error=st.error)
         if networked and (died or initial):
-            await self._set_routable(rec.id, False)
+            await self._set_routable(rec, False)
 
     def _publish(self, name: str, rec: Record, **extra: Any) -> None:
         labels = rec.spec.labels
@@ -280,8 +280,19 @@ class Supervisor:
                           "service": labels.get("com.stackctl.service", ""),
                           "slot": labels.get("com.stackctl.slot", ""), **extra})
 
-    async def _set_routable(self, cid: str, healthy: bool) -> None:
+    async def _set_routable(self, rec: Record, healthy: bool) -> None:
+        """Take a dead or unhealthy container out of its VIPs and published service ports.
+
+        Putting a *stack* task back in is the controller's decision (it adds a replica once it
+        is ready and drains one before stopping it, see stackctl/controller/taskops.py); a
+        probe passing during a drain must not route traffic to a replica being stopped. So
+        for stack containers the supervisor only ever takes out.
+        """
         from stackctl.net import sandbox
+
+        cid = rec.id
+        if healthy and rec.spec.labels.get("com.stackctl.stack"):
+            return
 
         try:
             await trio.to_thread.run_sync(sandbox.set_health, self.paths, cid, healthy)
@@ -323,7 +334,7 @@ class Supervisor:
         if not resumed:
             self._persist(rec.id, check)
             self._publish("container.health", rec, health=STARTING)
-        await self._set_routable(rec.id, state.status == HEALTHY)
+        await self._set_routable(rec, state.status == HEALTHY)
         return True
 
     def _stop_check(self, cid: str) -> None:
@@ -358,7 +369,7 @@ class Supervisor:
                     self._publish("container.health", rec, health=changed,
                                   exit_code=result.exit_code, output=result.output[-512:])
                     if self._seen.get(rec.id, _Seen("", "", False)).networked:
-                        await self._set_routable(rec.id, changed == HEALTHY)
+                        await self._set_routable(rec, changed == HEALTHY)
 
 
 def _wall_seconds(rfc3339: str) -> float:

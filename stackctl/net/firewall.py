@@ -12,14 +12,16 @@ We never touch anybody else's tables or chains. Layout (see docs/networking.md):
     table ip stackctl {
       chain prerouting  nat    dstnat   -> jump ports (local destinations), jump vips
       chain output      nat    -100     -> jump ports (local destinations), jump vips
-      chain ports       DNAT per published port
+      chain ports       DNAT per published port; per service port, numgen inc over the
+                        service's serving replicas
       chain vips        DNAT per service VIP, numgen random over its healthy replicas
       chain postrouting nat    srcnat   MASQUERADE out of the host; for loopback clients
                                         of published ports; for hairpin (same bridge) DNAT
       chain forward     filter          same bridge ok; bridge -> other bridge dropped
                                         (isolation); internal: nothing in or out;
                                         else out ok, in only replies and published ports
-      chain input       filter          internal networks reach only their gateway
+      chain input       filter          internal networks reach only their gateway; a
+                                        service port with no serving replica is refused
     }
 """
 
@@ -30,7 +32,7 @@ import os
 import shutil
 import subprocess
 
-from stackctl.net.model import BRIDGE_PREFIX, NetState, NetworkError, Network
+from stackctl.net.model import BRIDGE_PREFIX, NetState, NetworkError, Network, ServicePorts
 from stackctl.paths import NodePaths
 
 DEFAULT_STATE_DIR = "/var/lib/stackctl"
@@ -77,6 +79,57 @@ def vip_backends(state: NetState, network_id: str, service: str) -> list[str]:
     )
 
 
+def _ip_key(address: str) -> tuple[int, ...]:
+    return tuple(int(o) for o in address.split("."))
+
+
+def service_backends(state: NetState, sp: ServicePorts) -> list[str]:
+    """Addresses of the serving replicas of a service port, sorted: each container of
+    ``sp.service`` counts once, at its address on the first of ``sp.networks`` it is on
+    (internal networks skipped: nothing comes in there)."""
+    chosen: dict[str, str] = {}
+    seen: set[str] = set()
+    for nid in sp.networks:
+        net = state.networks.get(nid)
+        if net is None or net.internal:
+            continue
+        for cid, ep in sorted(state.endpoints.get(nid, {}).items()):
+            if ep.service != sp.service or cid in seen:
+                continue
+            seen.add(cid)
+            if ep.healthy:
+                chosen[cid] = ep.address
+    return sorted(chosen.values(), key=_ip_key)
+
+
+def _service_port_rules(state: NetState) -> tuple[list[str], list[str]]:
+    """(DNAT rules for the ``ports`` chain, refusals for the ``input`` chain) of every service
+    port. Round robin (``numgen inc``) over the serving replicas; the counter restarts when the
+    table is reloaded, which is harmless. Connections already DNAT'd keep their conntrack
+    mapping when the set changes, so a replica being drained finishes what it has."""
+    dnat: list[str] = []
+    refuse: list[str] = []
+    for key, sp in sorted(state.service_ports.items()):
+        backends = service_backends(state, sp)
+        for pb in sp.ports:
+            match = f"ip daddr {pb.host_ip} " if pb.host_ip else ""
+            what = f"{pb.host_ip or '0.0.0.0'}:{pb.host_port}/{pb.protocol}"
+            if not backends:
+                how = " with tcp reset" if pb.protocol == "tcp" else ""
+                refuse.append(f"ct state new {match}{pb.protocol} dport {pb.host_port} reject{how}"
+                              f' comment "service {key} {what}: no serving replica"')
+                continue
+            if len(backends) == 1:
+                target = f"{backends[0]}:{pb.container_port}"
+            else:
+                pairs = ", ".join(f"{i} : {a}" for i, a in enumerate(backends))
+                target = (f"numgen inc mod {len(backends)} map {{ {pairs} }}"
+                          f" : {pb.container_port}")
+            dnat.append(f"{match}{pb.protocol} dport {pb.host_port} dnat to {target}"
+                        f' comment "service {key} {what}"')
+    return dnat, refuse
+
+
 def render(state: NetState, table: str) -> str:
     """The whole nft script that replaces ``table`` with what ``state`` needs."""
     nets: list[Network] = sorted(state.networks.values(), key=lambda n: n.bridge)
@@ -95,6 +148,8 @@ def render(state: NetState, table: str) -> str:
         match = f"ip daddr {pb.host_ip} " if pb.host_ip else ""
         ports.append(f"{match}{pb.protocol} dport {pb.host_port} dnat to {address}:{pb.container_port}"
                      f' comment "{pb}"')
+    service_dnat, service_refuse = _service_port_rules(state)
+    ports += service_dnat
     vips = []
     for net in nets:
         for service, vip in sorted(state.vips.get(net.id, {}).items()):
@@ -153,6 +208,7 @@ def render(state: NetState, table: str) -> str:
                      if not vip_backends(state, net.id, s)]
         for vip in dead_vips:
             inp.append(f"ip daddr {vip} reject")
+    inp += service_refuse
     chain("input", "type filter hook input priority filter; policy accept;", inp)
 
     lines.append("}")

@@ -1,6 +1,6 @@
 """Find and remove what a crash left behind: sandboxes of containers that are gone, bridges and
-veths of this node that no network or endpoint explains, netns files nobody records, and
-firewall rules (re-rendered from state). Safe to run at any time and twice (reconcile by
+veths of this node that no network or endpoint explains, netns files nobody records, service
+ports whose service has no container left, and firewall rules (re-rendered from state). Safe to run at any time and twice (reconcile by
 re-reading). Only objects tagged with this node's owner tag (ifalias) are touched, so another
 stackctl node on the same machine, docker's and podman's links are left alone.
 """
@@ -15,6 +15,7 @@ from stackctl.net import bridge, netns, store
 from stackctl.net.model import NetState
 from stackctl.net.networks import commit, tag
 from stackctl.net.sandbox import _teardown
+from stackctl.net.service_ports import stale as stale_service_ports
 from stackctl.paths import NodePaths
 
 
@@ -23,9 +24,10 @@ class GCReport:
     sandboxes: list[str] = field(default_factory=list)  # container ids whose networking went
     links: list[str] = field(default_factory=list)
     netns_files: list[str] = field(default_factory=list)
+    service_ports: list[str] = field(default_factory=list)  # keys of service ports dropped
 
     def __bool__(self) -> bool:
-        return bool(self.sandboxes or self.links or self.netns_files)
+        return bool(self.sandboxes or self.links or self.netns_files or self.service_ports)
 
 
 def stale_links(state: NetState, owner: str, links: Iterable[tuple[str, str, str]]) -> list[str]:
@@ -54,6 +56,10 @@ def gc_stale(paths: NodePaths, live_containers: Iterable[str] | None = None) -> 
                 if cid not in report.sandboxes:
                     _teardown(paths, state, cid)
                     report.sandboxes.append(cid)
+        # service ports of services with no container left on their networks
+        for key in stale_service_ports(state):
+            del state.service_ports[key]
+            report.service_ports.append(key)
         for name in stale_links(state, owner, bridge.links()):
             if bridge.remove_link(name):
                 report.links.append(name)

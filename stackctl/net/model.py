@@ -190,6 +190,28 @@ class Sandbox:
 
 
 @dataclass
+class ServicePorts:
+    """A stack service's published ports (Swarm's ``mode: ingress``): each host port is
+    DNAT'd to the service's serving replicas on ``networks`` (see
+    :mod:`stackctl.net.service_ports`). ``key`` is ``<stack>_<service>``."""
+
+    key: str
+    service: str  # as in Endpoint.service
+    networks: list[str] = field(default_factory=list)  # network ids, in order of preference
+    ports: list[PortBinding] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "service": self.service, "networks": list(self.networks),
+                "ports": [p.to_json() for p in self.ports]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServicePorts:
+        return cls(key=data["key"], service=data["service"],
+                   networks=list(data.get("networks", [])),
+                   ports=[PortBinding.from_json(p) for p in data.get("ports", [])])
+
+
+@dataclass
 class NetState:
     """Everything networking knows on one node; persisted as one JSON document."""
 
@@ -198,6 +220,7 @@ class NetState:
     vips: dict[str, dict[str, str]] = field(default_factory=dict)  # net id -> service -> VIP
     sandboxes: dict[str, Sandbox] = field(default_factory=dict)  # container id -> sandbox
     ip_forward_was: str | None = None  # the host's value before we turned forwarding on
+    service_ports: dict[str, ServicePorts] = field(default_factory=dict)  # key -> ports
 
     def find(self, name_or_id: str) -> Network | None:
         """By exact name, full id, or unique id prefix (as docker does)."""
@@ -221,6 +244,7 @@ class NetState:
             "vips": {k: dict(v) for k, v in self.vips.items()},
             "sandboxes": {k: v.to_json() for k, v in self.sandboxes.items()},
             "ip_forward_was": self.ip_forward_was,
+            "service_ports": {k: v.to_json() for k, v in self.service_ports.items()},
         }
 
     @classmethod
@@ -234,4 +258,6 @@ class NetState:
             vips={k: dict(v) for k, v in data.get("vips", {}).items()},
             sandboxes={k: Sandbox.from_json(v) for k, v in data.get("sandboxes", {}).items()},
             ip_forward_was=data.get("ip_forward_was"),
+            service_ports={k: ServicePorts.from_json(v)
+                           for k, v in data.get("service_ports", {}).items()},
         )

@@ -108,7 +108,7 @@ def resolve(
     def conflict(ip: str, port: int, proto: str) -> str | None:
         for tip, tport, tproto in taken:
             if tport == port and tproto == proto and (not tip or not ip or tip == ip):
-                return "is already published by another container"
+                return "is already published by another container or service"
         if not is_free(ip, port, proto):
             return "is already in use on {} (by another process)".format(ip or "0.0.0.0")
         return None

@@ -51,6 +51,9 @@ def attach(
         paths, spec.id, name=spec.name, hostname=spec.hostname, networks=atts, ports=list(ports),
         publish_all=publish_all, exposed=list(exposed), service=service,
         endpoint_mode=endpoint_mode, dns=list(spec.dns), dns_search=list(spec.dns_search),
+        # a service's task starts out of its VIPs and published ports: the controller adds it
+        # once it is ready, so no connection reaches a replica that is not listening yet
+        serving=not service,
         dns_options=list(spec.dns_options), extra_hosts=list(spec.extra_hosts),
     )
     spec.network = result.spec_network

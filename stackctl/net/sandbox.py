@@ -58,7 +58,9 @@ def _taken(state: NetState, net: Network) -> set[str]:
 
 
 def _published(state: NetState, except_cid: str = "") -> list[PortBinding]:
-    return [p for cid, sb in state.sandboxes.items() if cid != except_cid for p in sb.ports]
+    """Host ports held by other containers' ``-p`` and by service ports."""
+    held = [p for cid, sb in state.sandboxes.items() if cid != except_cid for p in sb.ports]
+    return held + [p for sp in state.service_ports.values() for p in sp.ports]
 
 
 def setup_container(
@@ -78,7 +80,11 @@ def setup_container(
     dns_options: Iterable[str] = (),
     extra_hosts: Iterable[str] = (),
     is_free=ports_mod.port_is_free,
+    serving: bool = True,
 ) -> NetworkSetup:
+    """``serving=False`` makes the endpoints start out of their service's VIPs, ``tasks.``
+    names and service ports until :func:`set_health` puts them in (a replica that is not
+    listening yet must not get connections)."""
     attachments = list(networks)
     specs = [p if isinstance(p, ports_mod.PortSpec) else ports_mod.parse(p) for p in ports]
     if publish_all:
@@ -119,7 +125,8 @@ def setup_container(
                 names = [n for n in dict.fromkeys([name, hostname, *att.aliases]) if n]
                 ep = Endpoint(network_id=net.id, container_id=container_id, address=str(address),
                               ifname=f"eth{i}", names=names, service=service,
-                              endpoint_mode="dnsrr" if endpoint_mode == "dnsrr" else "vip")
+                              endpoint_mode="dnsrr" if endpoint_mode == "dnsrr" else "vip",
+                              healthy=serving)
                 state.endpoints.setdefault(net.id, {})[container_id] = ep
                 sb.networks.append(net.id)
                 if service and ep.endpoint_mode == "vip":
@@ -190,8 +197,10 @@ def teardown_container(paths: NodePaths, container_id: str) -> None:
 
 
 def set_health(paths: NodePaths, container_id: str, healthy: bool) -> None:
-    """Mark a container's endpoints healthy or not: only healthy replicas are answered for
-    ``tasks.<service>``/dnsrr names and balanced to by VIPs."""
+    """Mark a container's endpoints healthy (serving) or not: only healthy replicas are
+    answered for ``tasks.<service>``/dnsrr names and balanced to by VIPs and service ports
+    (:mod:`stackctl.net.service_ports`). Taking one out stops NEW connections only: those
+    already DNAT'd to it keep their conntrack entry and finish while it runs."""
     with store.locked(paths) as state:
         if container_id not in state.sandboxes:
             raise NotFoundError(f"container {container_id[:12]} has no network set up")

@@ -21,13 +21,15 @@ SERVER = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "net", 
 
 
 def leftovers(paths) -> dict[str, list[str]]:
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    from stackctl.net import bridge, gc as gc_mod
+
+    # only links tagged with this node's owner (another node's agent may run meanwhile)
+    prefix = bridge.owner_alias(gc_mod.tag(paths), "")
     tag = firewall.table_name(paths)
     ruleset = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
     saved = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     return {
-        "links": [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()
-                  if ": stk" in line],
+        "links": [name for name, _kind, alias in bridge.links() if alias.startswith(prefix)],
         "nft": [line for line in ruleset.splitlines() if tag in line],
         "iptables": [line for line in saved.splitlines() if "stackctl" in line.lower()],
         "netns": netns.listed(store.netns_dir(paths)),
