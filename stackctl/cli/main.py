@@ -17,28 +17,38 @@ from stackctl.cli.lazy import LazyGroup
 # name -> (module:attr, short help). Keep the help here so `stackctl --help` imports nothing.
 # A command whose module does not exist yet is not listed (see LazyGroup.list_commands).
 _C = "stackctl.cli.container_cmd"
+_S = "stackctl.cli.stack_cmd"
+_V = "stackctl.cli.stack_scoped"  # the container verbs, plus --file/-p for a stack's services
 COMMANDS: dict[str, tuple[str, str]] = {
     # stack verbs
     "config": ("stackctl.cli.config_cmd:config", "Validate a stack file and print it normalized."),
+    "up": (f"{_S}:up", "Create and start (or update) a stack's services."),
+    "down": (f"{_S}:down", "Stop and remove a stack's containers and networks (-v: volumes)."),
+    "plan": (f"{_S}:plan", "Show what `up` would do, per slot, in waves, with reasons."),
+    "ls": (f"{_S}:ls", "List stacks."),
+    "scale": (f"{_S}:scale", "Set the number of replicas of a stack's services."),
+    "rollback": (f"{_S}:rollback", "Roll services back to their previous version."),
     # container verbs (docker-like)
-    "run": (f"{_C}:run", "Create and run a new container from an image."),
-    "ps": (f"{_C}:ps", "List containers."),
-    "logs": (f"{_C}:logs", "Fetch the logs of a container."),
-    "exec": (f"{_C}:exec_", "Run a command in a running container."),
-    "stop": (f"{_C}:stop", "Stop one or more running containers."),
-    "start": (f"{_C}:start", "Start one or more stopped containers."),
-    "restart": (f"{_C}:restart", "Restart one or more containers."),
+    "run": (f"{_V}:run", "Create and run a new container from an image."),
+    "ps": (f"{_V}:ps", "List containers."),
+    "logs": (f"{_V}:logs", "Fetch the logs of a container."),
+    "exec": (f"{_V}:exec_", "Run a command in a running container."),
+    "stop": (f"{_V}:stop", "Stop one or more running containers."),
+    "start": (f"{_V}:start", "Start one or more stopped containers."),
+    "restart": (f"{_V}:restart", "Restart one or more containers."),
     "kill": (f"{_C}:kill", "Kill one or more running containers."),
     "rm": (f"{_C}:rm", "Remove one or more containers."),
-    "top": (f"{_C}:top", "Display the running processes of a container."),
+    "top": (f"{_V}:top", "Display the running processes of a container."),
     "inspect": (f"{_C}:inspect", "Return low-level information on containers or images."),
     "wait": (f"{_C}:wait", "Block until containers stop, then print their exit codes."),
     "stats": (f"{_C}:stats", "Display resource usage of containers."),
+    "events": (f"{_V}:events", "Stream events of stacks' containers."),
     # resource groups
     "container": (f"{_C}:container", "Manage containers."),
     "image": ("stackctl.cli.image_cmd:image", "Manage images (build, load, save, import, ls...)."),
     "volume": ("stackctl.cli.volume_cmd:volume", "Manage named volumes."),
     "network": ("stackctl.cli.network_cmd:network", "Manage networks."),
+    "agent": ("stackctl.cli.agent_cmd:agent", "Run and manage the node agent."),
 }
 
 
@@ -56,7 +66,9 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; expected errors become one clear message and an exit status."""
     from stackctl.errors import StackctlError
+    from stackctl.trace import mark
 
+    mark("cli: click imported")
     try:
         rv = cli.main(args=argv, prog_name="stackctl", standalone_mode=False)
     except click.exceptions.Abort:

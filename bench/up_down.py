@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""`up -d` and `down -v` of a 3-service stack (a network, a volume, a port published on
+127.0.0.1): stackctl against docker-compose (v1, Debian's) and podman-compose (PyPI), on the
+same stack and the same busybox rootfs, in one run. Prints median and p95 per tool and the
+ratio to docker-compose (target: stackctl at most half of docker-compose's time).
+
+    python3 bench/up_down.py [-n 10]
+
+Everything lives in a temporary directory: stackctl's state, dockerd's data root and socket,
+podman's storage. The peers are started here and stopped by PID; what they leave on the host
+(docker0, nft tables, ip_forward) is undone (bench/peers.py), also on error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from bench import peers  # noqa: E402
+from bench._timing import print_table  # noqa: E402
+
+STACK = """\
+services:
+  web:
+    image: {image}
+    command: ["httpd", "-f", "-p", "80", "-h", "/var/www"]
+    ports: ["127.0.0.1:{port}:80"]
+    networks: [front, back]
+    stop_signal: SIGKILL  # busybox httpd as PID 1 ignores SIGTERM: don't time the grace period
+  db:
+    image: {image}
+    command: ["sleep", "100000"]
+    volumes: ["data:/data"]
+    networks: [back]
+    stop_signal: SIGKILL
+  cache:
+    image: {image}
+    command: ["sleep", "100000"]
+    networks: [back]
+    stop_signal: SIGKILL
+networks:
+  front: {{}}
+  back: {{}}
+volumes:
+  data: {{}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_stack(directory: str, image: str, port: int) -> str:
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "docker-compose.yml")
+    with open(path, "w") as f:
+        f.write(STACK.format(image=image, port=port))
+    return path
+
+
+def measure_pair(run_up, run_down, n: int) -> tuple[list[float], list[float]]:
+    """n timed (up, down) pairs after one warm-up pair."""
+    ups, downs = [], []
+    for i in range(n + 1):
+        t0 = time.perf_counter()
+        run_up()
+        t1 = time.perf_counter()
+        run_down()
+        t2 = time.perf_counter()
+        if i:
+            ups.append(t1 - t0)
+            downs.append(t2 - t1)
+    return ups, downs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-n", type=int, default=10, help="timed up/down pairs per tool")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("needs root", file=sys.stderr)
+        return 2
+    tmp = tempfile.mkdtemp(prefix="stackctl-bench-updown-")
+    cg = f"stackctl-bench-{uuid.uuid4().hex[:8]}"
+    rows: list[tuple[str, list[float]]] = []
+    notes: list[str] = []
+    st = peers.Stackctl(os.path.join(tmp, "stackctl"), cg)
+    dockerd = peers.Dockerd(os.path.join(tmp, "docker"))
+    podman = peers.Podman(os.path.join(tmp, "podman"))
+    try:
+        with peers.host_snapshot():
+            rootfs, tarball = peers.make_rootfs_tarball(tmp)
+            port = free_port()
+
+            # stackctl
+            st.import_rootfs(rootfs, "bench/bb:latest")
+            d = os.path.join(tmp, "s-stackctl")
+            f = write_stack(d, "bench/bb:latest", port)
+            try:
+                ups, downs = measure_pair(
+                    lambda: st.cli("up", "-d", "-f", f, "-p", "bench"),
+                    lambda: st.cli("down", "-v", "-p", "bench"), args.n)
+                rows += [("stackctl up -d", ups), ("stackctl down -v", downs)]
+            except RuntimeError as exc:
+                notes.append(f"stackctl: failed: {exc}")
+            finally:
+                st.cli("down", "-v", "-p", "bench", check=False)
+                st.stop()
+
+            # docker-compose (v1) on a private dockerd
+            if peers.have("dockerd", peers.DOCKER, "docker-compose"):
+                try:
+                    dockerd.start()
+                    dockerd.import_rootfs(tarball, "bench/bb:latest")
+                    d = os.path.join(tmp, "s-compose")
+                    f = write_stack(d, "bench/bb:latest", port)
+                    dc = ["docker-compose", "-f", f, "-p", "bench"]
+                    ups, downs = measure_pair(
+                        lambda: _run(dc + ["up", "-d"], dockerd.env),
+                        lambda: _run(dc + ["down", "-v"], dockerd.env), args.n)
+                    rows += [("docker-compose up -d", ups), ("docker-compose down -v", downs)]
+                except RuntimeError as exc:
+                    notes.append(f"docker-compose: failed: {exc}")
+                finally:
+                    dockerd.stop()
+            else:
+                notes.append(f"docker-compose: {peers.INSTALL_HINT}")
+
+            # podman-compose
+            if peers.have("podman", "podman-compose"):
+                try:
+                    podman.import_rootfs(tarball, "bench/bb:latest")
+                    d = os.path.join(tmp, "s-podman")
+                    f = write_stack(d, "localhost/bench/bb:latest", port)
+                    pc = ["podman-compose", "-f", f, "-p", "bench"]
+                    ups, downs = measure_pair(
+                        lambda: _run(pc + ["up", "-d"], podman.env),
+                        lambda: _run(pc + ["down", "-v"], podman.env), args.n)
+                    rows += [("podman-compose up -d", ups), ("podman-compose down -v", downs)]
+                except RuntimeError as exc:
+                    notes.append(f"podman-compose: failed: {exc}")
+                finally:
+                    _run(["podman-compose", "-f", os.path.join(tmp, "s-podman", "docker-compose.yml"),
+                          "-p", "bench", "down", "-v"], podman.env, check=False)
+                    podman.stop()
+            else:
+                notes.append(f"podman-compose: {peers.INSTALL_HINT}")
+    finally:
+        st.stop()
+        dockerd.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"up -d / down -v of a 3-service stack (network, volume, published port), "
+          f"{args.n} runs each")
+    ups = [r for r in rows if " up " in r[0] + " "]
+    downs = [r for r in rows if "down" in r[0]]
+    if ups:
+        print_table(ups, baseline="docker-compose up -d" if any(
+            n == "docker-compose up -d" for n, _ in ups) else None)
+        print()
+        print_table(downs, baseline="docker-compose down -v" if any(
+            n == "docker-compose down -v" for n, _ in downs) else None)
+    for note in notes:
+        print(note)
+    return 0 if rows else 1
+
+
+def _run(argv: list[str], env: dict[str, str], check: bool = True) -> None:
+    import subprocess
+
+    p = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} ({p.returncode}): {p.stderr.strip()[-800:]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

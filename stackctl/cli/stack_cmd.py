@@ -1,0 +1,345 @@
+"""The stack verbs: ``up``, ``down``, ``plan``, ``ls``, ``scale``, ``rollback``.
+
+Thin, like every command: load the project locally (so every validation error is reported
+before anything is sent), call the agent (docs/agent-api.md), render what it says
+(:mod:`stackctl.cli.progress`). The local agent is started when it does not answer.
+
+Exit codes (as ``docker compose``, plus what a CI pipeline needs): 0 success; 1 a failed or
+rolled-back update, or another failure the agent reports; 2 an invalid stack file or bad
+usage; 130 interrupted (Ctrl-C). See docs/cli-stacks.md.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from stackctl.cli.stack_options import StackArgs, stack_options
+from stackctl.errors import StackctlError, UsageError
+
+PULL_POLICIES = ("always", "missing", "never", "build")
+
+
+# --- shared helpers -----------------------------------------------------------------------
+
+def load(stack: StackArgs):
+    """The validated project (exit 2 with located errors if invalid); warnings to stderr."""
+    from stackctl.spec.load import load_project
+
+    project = load_project(stack.load_options())
+    for warning in project.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return project
+
+
+def stack_name(stack: StackArgs) -> str:
+    """The project name without validating the whole file: ``-p`` alone is enough; else the
+    files are read (discovered in the working directory without ``-f``) up to the merged raw
+    tree, which is all the name needs (no pydantic)."""
+    if stack.project_name and not stack.files:
+        from stackctl.spec.project import choose_project_name
+
+        return choose_project_name(stack.project_name, {}, None, ".")
+    from stackctl.spec.load import load_raw
+
+    return load_raw(stack.load_options()).name
+
+
+def check_services(project, services: tuple[str, ...]) -> None:
+    known = set(project.stack.services)
+    unknown = [s for s in services if s not in known]
+    if unknown:
+        raise UsageError(f"no such service: {', '.join(unknown)}",
+                         hint=f"services in {project.name}: {', '.join(sorted(known))}")
+
+
+def deploy_params(project, *, services: tuple[str, ...] = (), force_recreate: bool = False,
+                  no_recreate: bool = False, no_start: bool = False,
+                  remove_orphans: bool = False, wait: bool = False,
+                  wait_timeout: float | None = None, pull: str | None = None,
+                  build: bool = False) -> dict[str, Any]:
+    """``stack.deploy`` / ``stack.plan`` params: the normalized stack (spec/dump.py form)."""
+    from stackctl.spec.dump import stack_data
+
+    return {
+        "stack": stack_data(project.stack),
+        "project_dir": project.directory,
+        "files": list(project.files),
+        "options": {
+            "services": list(services), "force_recreate": force_recreate,
+            "no_recreate": no_recreate, "no_start": no_start, "remove_orphans": remove_orphans,
+            "wait": wait, "wait_timeout": wait_timeout, "pull": pull, "build": build,
+        },
+    }
+
+
+def agent():
+    from stackctl.cli.stack_client import Agent
+
+    return Agent()
+
+
+def run_stream(client, method: str, params: dict[str, Any], fmt: str, *, title: str,
+               stack: str, services: tuple[str, ...] = ()) -> Any:
+    """Stream a progress request into a renderer. Returns the renderer's summary. Raises
+    :class:`StackCommandError` (exit 1, naming what failed) when the agent ends with an error;
+    on Ctrl-C (after the agent has cancelled) prints what is left running and exits 130."""
+    from stackctl.cli.progress import renderer_for
+    from stackctl.cli.stack_client import StackCommandError
+
+    out = renderer_for(fmt, title=title)
+
+    def interrupted() -> None:
+        out.note("interrupted: cancelling the request (Ctrl-C again to stop waiting)")
+
+    try:
+        client.stream(method, params, out.event, interrupted)
+    except KeyboardInterrupt:
+        out.close()
+        _report_left_running(client, stack, services)
+        raise SystemExit(130) from None
+    except StackCommandError as exc:
+        out.close()
+        raise StackCommandError(_failure_message(exc.message, out.summary), code=exc.code,
+                                hint=exc.hint) from None
+    out.close()
+    return out.summary
+
+
+def _failure_message(message: str, summary) -> str:
+    """The agent's message, with the failed slots named when it names none."""
+    named = {f.split(".")[0] for f, _ in summary.failures}
+    if summary.failures and not any(n and n in message for n in named):
+        first, why = summary.failures[-1]
+        message = f"{message}: {first}: {why}"
+    if summary.rolled_back and "roll" not in message:
+        message += f" (rolled back: {', '.join(summary.rolled_back)})"
+    return message
+
+
+def _report_left_running(client, stack: str, services: tuple[str, ...]) -> None:
+    try:
+        rows = client.call("stack.ps", {"name": stack, "all": False, "services": list(services)})
+    except (StackctlError, OSError, KeyboardInterrupt):
+        click.echo("interrupted; could not ask the agent what is running", err=True)
+        return
+    running = sorted(f"{r.get('service')}.{r.get('slot')}" for r in rows or [])
+    if running:
+        click.echo(f"interrupted; left running: {', '.join(running)}", err=True)
+    else:
+        click.echo("interrupted; nothing of the stack is running", err=True)
+
+
+def _format_option(f):
+    return click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                        show_default=True, help="Progress output: text, or one JSON object "
+                        "per event.")(f)
+
+
+# --- up -----------------------------------------------------------------------------------
+
+@click.command(name="up")
+@stack_options
+@click.option("-d", "--detach", is_flag=True,
+              help="Detached mode: return once the containers are created and started.")
+@click.option("--wait", is_flag=True, help="Wait for services to be running|healthy. "
+              "Implies detached mode.")
+@click.option("--wait-timeout", type=float, default=None, metavar="SECONDS",
+              help="Maximum duration to wait for the stack to be running|healthy.")
+@click.option("--build", is_flag=True, help="Build images before starting containers.")
+@click.option("--pull", type=click.Choice(PULL_POLICIES), default=None,
+              help='Pull image before running ("always"|"missing"|"never"|"build").')
+@click.option("--remove-orphans", is_flag=True,
+              help="Remove containers for services not defined in the stack file.")
+@click.option("--force-recreate", is_flag=True,
+              help="Recreate containers even if their configuration hasn't changed.")
+@click.option("--no-recreate", is_flag=True,
+              help="If containers already exist, don't recreate them.")
+@click.option("--no-start", is_flag=True, help="Don't start the services after creating them.")
+@click.option("--no-deps", is_flag=True, hidden=True)
+@click.option("--no-color", is_flag=True, help="Produce monochrome output.")
+@_format_option
+@click.argument("services", nargs=-1)
+def up(stack: StackArgs, detach: bool, wait: bool, wait_timeout: float | None, build: bool,
+       pull: str | None, remove_orphans: bool, force_recreate: bool, no_recreate: bool,
+       no_start: bool, no_deps: bool, no_color: bool, fmt: str,
+       services: tuple[str, ...]) -> None:
+    """Create and start the stack's services (rolling updates for changed ones).
+
+    Without -d, attaches to the logs of the stack's containers once deployed; Ctrl-C then
+    stops the stack, as docker compose does."""
+    if force_recreate and no_recreate:
+        raise UsageError("--force-recreate and --no-recreate are incompatible")
+    if wait_timeout is not None and not wait:
+        wait = True  # compose: --wait-timeout only makes sense with --wait
+    if wait or no_start:
+        detach = True
+    project = load(stack)
+    check_services(project, services)
+    params = deploy_params(project, services=services, force_recreate=force_recreate,
+                           no_recreate=no_recreate, no_start=no_start,
+                           remove_orphans=remove_orphans, wait=wait, wait_timeout=wait_timeout,
+                           pull=pull, build=build)
+    if build:
+        from stackctl.cli.stack_build import build_services
+
+        build_services(project, services, fmt)
+    with agent() as client:
+        run_stream(client, "stack.deploy", params, fmt, title=f"Running {project.name}",
+                   stack=project.name, services=services)
+        if detach:
+            return
+        from stackctl.cli.stack_verbs import attach_and_stop
+
+        attach_and_stop(client, project.name, services, colour=not no_color)
+
+
+# --- down ---------------------------------------------------------------------------------
+
+@click.command(name="down")
+@stack_options
+@click.option("-v", "--volumes", is_flag=True,
+              help="Remove named volumes declared in the stack and anonymous volumes.")
+@click.option("--remove-orphans", is_flag=True,
+              help="Remove containers for services not defined in the stack file.")
+@click.option("-t", "--timeout", type=int, default=None,
+              help="Shutdown timeout in seconds.")
+@_format_option
+def down(stack: StackArgs, volumes: bool, remove_orphans: bool, timeout: int | None,
+         fmt: str) -> None:
+    """Stop and remove the stack's containers, networks (and with -v, volumes)."""
+    from stackctl.cli.stack_client import StackCommandError
+
+    name = stack_name(stack)
+    with agent() as client:
+        try:
+            run_stream(client, "stack.remove", {"name": name, "volumes": volumes,
+                                                "remove_orphans": remove_orphans,
+                                                "timeout": timeout},
+                       fmt, title=f"Running {name}", stack=name)
+        except StackCommandError as exc:
+            if exc.code != "not_found":
+                raise
+            # as docker compose: nothing to remove is not an error
+            click.echo(f"warning: no resource found to remove for stack {name}", err=True)
+
+
+# --- plan ---------------------------------------------------------------------------------
+
+@click.command(name="plan")
+@stack_options
+@click.option("--force-recreate", is_flag=True, help="Plan as if given to up.")
+@click.option("--no-recreate", is_flag=True, help="Plan as if given to up.")
+@click.option("--no-start", is_flag=True, help="Plan as if given to up.")
+@click.option("--remove-orphans", is_flag=True, help="Plan as if given to up.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.argument("services", nargs=-1)
+def plan(stack: StackArgs, force_recreate: bool, no_recreate: bool, no_start: bool,
+         remove_orphans: bool, fmt: str, services: tuple[str, ...]) -> None:
+    """Show what `up` would do: create / recreate / start / remove per slot, in waves, with
+    the reason for each. Changes nothing."""
+    if force_recreate and no_recreate:
+        raise UsageError("--force-recreate and --no-recreate are incompatible")
+    project = load(stack)
+    check_services(project, services)
+    params = deploy_params(project, services=services, force_recreate=force_recreate,
+                           no_recreate=no_recreate, no_start=no_start,
+                           remove_orphans=remove_orphans)
+    with agent() as client:
+        result = client.call("stack.plan", params)
+    if fmt == "json":
+        click.echo(json.dumps(result.get("plan"), indent=2))
+    else:
+        click.echo(result.get("text", ""), nl=False)
+
+
+# --- ls -----------------------------------------------------------------------------------
+
+@click.command(name="ls")
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all stopped stacks.")
+@click.option("-q", "--quiet", is_flag=True, help="Only display stack names.")
+@click.option("--filter", "filters", multiple=True, help="Filter output (name=...).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def ls(all_: bool, quiet: bool, filters: tuple[str, ...], fmt: str) -> None:
+    """List stacks (NAME STATUS CONFIG FILES, like docker compose ls)."""
+    with agent() as client:
+        stacks = client.call("stack.list", {}) or []
+    rows = ls_rows(stacks, all_=all_, filters=filters)
+    if quiet:
+        for r in rows:
+            click.echo(r["Name"])
+    elif fmt == "json":
+        click.echo(json.dumps(rows))
+    else:
+        click.echo(ls_table(rows))
+
+
+def ls_rows(stacks: list[dict[str, Any]], *, all_: bool = False,
+            filters: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """``docker compose ls --format json`` rows; without ``-a`` only stacks with something
+    running."""
+    wanted = {}
+    for f in filters:
+        key, eq, value = f.partition("=")
+        if not eq or key != "name":
+            raise UsageError(f"invalid filter {f!r}", hint="supported: name=NAME")
+        wanted[key] = value
+    rows = []
+    for s in sorted(stacks, key=lambda s: s.get("name", "")):
+        status = s.get("status") or ""
+        if not all_ and "running" not in status:
+            continue
+        if "name" in wanted and wanted["name"] not in s.get("name", ""):
+            continue
+        files = s.get("files") or []
+        rows.append({"Name": s.get("name", ""), "Status": status,
+                     "ConfigFiles": ",".join(files) if isinstance(files, list) else str(files)})
+    return rows
+
+
+def ls_table(rows: list[dict[str, str]]) -> str:
+    from stackctl.cli.format import table
+
+    return table(("NAME", "STATUS", "CONFIG FILES"),
+                 [[r["Name"], r["Status"], r["ConfigFiles"]] for r in rows])
+
+
+# --- scale / rollback ---------------------------------------------------------------------
+
+def parse_scales(items: tuple[str, ...]) -> dict[str, int]:
+    scales: dict[str, int] = {}
+    for item in items:
+        service, eq, n = item.partition("=")
+        if not eq or not service or not n.isdigit():
+            raise UsageError(f"invalid scale {item!r}: expected SERVICE=REPLICAS, e.g. web=3")
+        scales[service] = int(n)
+    return scales
+
+
+@click.command(name="scale")
+@stack_options
+@_format_option
+@click.argument("scales", nargs=-1, required=True, metavar="SERVICE=REPLICAS...")
+def scale(stack: StackArgs, fmt: str, scales: tuple[str, ...]) -> None:
+    """Set the number of replicas of services (kept until the next `up`)."""
+    wanted = parse_scales(scales)
+    name = stack_name(stack)
+    with agent() as client:
+        run_stream(client, "stack.scale", {"name": name, "scales": wanted}, fmt,
+                   title=f"Scaling {name}", stack=name, services=tuple(wanted))
+
+
+@click.command(name="rollback")
+@stack_options
+@_format_option
+@click.argument("services", nargs=-1)
+def rollback(stack: StackArgs, fmt: str, services: tuple[str, ...]) -> None:
+    """Roll services back to their previous version (all services when none is named)."""
+    name = stack_name(stack)
+    with agent() as client:
+        run_stream(client, "stack.rollback", {"name": name, "services": list(services)}, fmt,
+                   title=f"Rolling back {name}", stack=name, services=services)
