@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 DECIMAL = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
 BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
@@ -56,3 +57,19 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def ports_column(settings: dict[str, Any] | None) -> str:
+    """``docker ps`` PORTS (the CLI's and the agent's) from :func:`stackctl.net.runtime_hooks.network_settings`: ``0.0.0.0:8080->80/tcp, 443/tcp``."""
+    out = []
+    for key, bindings in sorted(((settings or {}).get("Ports") or {}).items(), key=lambda kv: _port_key(kv[0])):
+        if not bindings:
+            out.append(key)
+        for b in bindings or []:
+            out.append(f"{b['HostIp']}:{b['HostPort']}->{key}")
+    return ", ".join(out)
+
+
+def _port_key(key: str) -> tuple[int, str]:
+    port, _, proto = key.partition("/")
+    return (int(port) if port.isdigit() else 0, proto)

@@ -10,9 +10,9 @@ directories a normal start would have searched — measured at install time from
 interpreter: the directory holding the ``stackctl`` package (the repository for an editable
 install), then the site-packages directories (click, pyyaml, pydantic, ...) — and calls
 :func:`stackctl.cli.main.main`. ``scripts/setup`` writes it over pip's console script (same
-path, so whatever PATH found pip's script finds this one). ``python3 -m stackctl`` and
-``pip install -e .`` are unchanged; re-running ``pip install`` puts pip's script back (slower,
-still correct) until ``scripts/setup`` or ``python3 -m stackctl.launcher`` runs again.
+path, so whatever PATH found pip's script finds this one; anything else there is refused).
+``python3 -m stackctl`` and ``pip install -e .`` are unchanged; re-running ``pip install``
+puts pip's script back (slower, still correct) until ``scripts/setup`` or ``python3 -m stackctl.launcher`` runs again.
 
     python3 -m stackctl.launcher [--print] [--dest PATH]
 """
@@ -86,12 +86,44 @@ def default_dest(python: str) -> str:
                           capture_output=True, text=True, check=True).stdout.strip() + "/stackctl"
 
 
+# pip's console script for ``stackctl = stackctl.cli.main:main`` (and this launcher) has it
+_OUR_SCRIPT_LINE = "from stackctl.cli.main import main"
+
+
+def check_dest(dest: str) -> None:
+    """Refuse to write over something that is not ours: only a missing file, pip's
+    ``stackctl`` console script or an earlier launcher (a regular file) is replaced."""
+    import stat
+
+    from stackctl.errors import StackctlError
+
+    try:
+        st = os.lstat(dest)
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(st.st_mode):
+        with open(dest, errors="replace") as f:
+            head = f.read(4096)
+        if MARKER in head or _OUR_SCRIPT_LINE in head:
+            return
+    raise StackctlError(f"{dest} is not pip's stackctl script nor a stackctl launcher: not replacing it "
+                        "(remove it, or pass another --dest)")
+
+
 def install(text: str, dest: str) -> None:
+    check_dest(dest)
     tmp = f"{dest}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, dest)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def main(argv: list[str]) -> int:
@@ -107,7 +139,13 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(text)
         return 0
     dest = args.dest or default_dest(python)
-    install(text, dest)
+    from stackctl.errors import StackctlError
+
+    try:
+        install(text, dest)
+    except StackctlError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
     print(f"installed the fast launcher at {dest}")
     return 0
 

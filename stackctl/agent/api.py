@@ -3,7 +3,7 @@
 (``stackctl.controller.manager.Manager``), which this module only hands the request to.
 
 Methods implemented here: ``agent.info``, ``agent.shutdown``, ``stack.list``, ``stack.ps``,
-``stack.events``, ``container.list``, ``container.inspect``, ``container.logs``. Delegated to
+``stack.events``, ``stack.run`` (with the controller's pieces), ``container.list``, ``container.inspect``, ``container.logs``. Delegated to
 the controller: ``stack.deploy | plan | remove | scale | rollback | stop | start | restart`` —
 without a controller they answer ``internal: controller not available``.
 """
@@ -74,6 +74,7 @@ class AgentAPI:
             "stack.ps": Method(self.stack_ps),
             "stack.events": Method(self.stack_events, stream=True),
             "stack.plan": Method(self.stack_plan),
+            "stack.run": Method(self.stack_run),
             "container.list": Method(self.container_list),
             "container.inspect": Method(self.container_inspect),
             "container.logs": Method(self.container_logs, stream=True),
@@ -116,13 +117,22 @@ class AgentAPI:
             p = req.params
             progress = req.emit
             if verb == "deploy":
+                stack = _param(p, "stack", dict, required=True)
+                files = _param(p, "files", list, [])
+                if isinstance(stack.get("name"), str) and stack["name"] and \
+                        all(isinstance(f, str) for f in files):
+                    self.store.set_stack_files(stack["name"], files)
                 await manager.deploy(_param(p, "stack", dict, required=True),
                                      _param(p, "project_dir", str, ""),
                                      _param(p, "options", dict, {}), progress)
             elif verb == "remove":
-                await manager.remove(_param(p, "name", str, required=True),
-                                     _param(p, "volumes", bool, False),
-                                     _param(p, "remove_orphans", bool, False), progress)
+                try:
+                    await manager.remove(_param(p, "name", str, required=True),
+                                         _param(p, "volumes", bool, False),
+                                         _param(p, "remove_orphans", bool, False), progress)
+                finally:
+                    with trio.CancelScope(shield=True):  # nothing outlives `down`
+                        await self._stop_dns_if_idle()
             elif verb == "scale":
                 await manager.scale(_param(p, "name", str, required=True),
                                     _param(p, "scales", dict, required=True), progress)
@@ -135,11 +145,32 @@ class AgentAPI:
                                              _param(p, "timeout", (int, float), None), progress)
         return call
 
+    async def _stop_dns_if_idle(self) -> None:
+        stop = getattr(self.supervisor, "stop_dns_if_idle", None)
+        if stop is not None:
+            await stop()
+
     async def stack_plan(self, req: RequestContext) -> Any:
+        """``{plan: Plan.to_json(), text: Plan.render()}`` (a manager that already answers
+        in that form is passed through)."""
         manager = self._require_manager()
         p = req.params
-        return await manager.plan(_param(p, "stack", dict, required=True),
-                                  _param(p, "project_dir", str, ""), _param(p, "options", dict, {}))
+        result = await manager.plan(_param(p, "stack", dict, required=True),
+                                    _param(p, "project_dir", str, ""),
+                                    _param(p, "options", dict, {}))
+        if hasattr(result, "to_json") and hasattr(result, "render"):
+            return {"plan": result.to_json(), "text": result.render()}
+        return result
+
+    async def stack_run(self, req: RequestContext) -> dict[str, Any]:
+        """A one-off container of a service (:mod:`stackctl.agent.oneoff`): ``{id}``."""
+        from stackctl.agent.oneoff import create_oneoff
+
+        manager = self._require_manager()
+        own = getattr(manager, "run_oneoff", None)
+        cid = await (own(req.params) if own is not None
+                     else create_oneoff(manager.ctx, req.params))
+        return {"id": cid}
 
     async def stack_list(self, req: RequestContext) -> list[dict[str, Any]]:
         infos = await self.node.list_containers()
@@ -149,12 +180,14 @@ class AgentAPI:
                 states.setdefault(c.stack, []).append(c.state)
         out = []
         known = {s.name: s for s in self.store.list_stacks()}
+        files = self.store.stack_files()
         for name in sorted(set(known) | set(states)):
             rec = known.get(name)
             out.append({"name": name, "status": stack_status(states.get(name, [])),
                         "desired": rec.status if rec else "",
                         "version": rec.version if rec else None,
                         "project_dir": rec.project_dir if rec else "",
+                        "files": files.get(name, []),
                         "updated_at": rec.updated_at if rec else None})
         return out
 

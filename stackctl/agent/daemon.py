@@ -175,7 +175,19 @@ async def run_agent(paths: NodePaths, manager_class: Any = None, *,
             task_status.started(api)
     finally:
         store.close()
+        _stop_dns_if_idle(paths)
         log.info("agent %d stopped (containers keep running)", os.getpid())
+
+
+def _stop_dns_if_idle(paths: NodePaths) -> None:
+    """On the way out: the node's DNS server keeps running for containers that have
+    networking (names resolve while no agent runs), else it goes with the agent."""
+    from stackctl.net import dnsd
+
+    try:
+        dnsd.stop_if_idle(paths)
+    except Exception:  # noqa: BLE001 - the agent stops either way
+        log.exception("cannot stop the idle DNS server")
 
 
 async def _wait_signals(scope: trio.CancelScope) -> None:

@@ -82,7 +82,7 @@ def container_json(rec: Record, health: str | None = None, node: str = LOCAL_NOD
     ports = ""
     settings = rec.meta.get("NetworkSettings")
     if settings:
-        from stackctl.net.runtime_hooks import ports_column
+        from stackctl.humanize import ports_column
 
         ports = ports_column(settings)
     return {
@@ -212,6 +212,12 @@ class NodeOps:
         self._on_change()
         self._event("container.destroy", rec)
 
+    def release_orphans(self) -> None:
+        """(blocking) Release the networking of containers whose record is gone: an
+        auto-removed (``--rm``) container's monitor removes its directory but cannot touch
+        networking, which the runtime otherwise releases on its next ``list``."""
+        self.containers._release_orphans()  # the runtime's own seam for exactly this
+
     async def inspect_container(self, cid: str) -> dict[str, Any]:
         return await self._run(self.containers.inspect, cid)
 
@@ -237,6 +243,8 @@ class NodeOps:
         from stackctl.net import networks as nets
 
         async with self._lock:
+            # an exited `run -d --rm` container took its record with it, not its endpoint
+            await self._run(self.release_orphans)
             try:
                 await self._run(nets.remove, self.paths, [name])
             except NotFoundError:
@@ -278,6 +286,17 @@ class NodeOps:
         except NotFoundError:
             return None
         return img.id
+
+    async def image_config(self, ref: str) -> dict[str, Any] | None:
+        """The image's run config (the OCI config's ``config``: ``Env``, ``Cmd``,
+        ``Healthcheck`` in Docker's form with nanoseconds, ...); None if the image is
+        missing. The controller takes a service's health check from it when the stack file
+        gives none."""
+        try:
+            img = await self._run(self.containers.images.resolve, ref)
+        except NotFoundError:
+            return None
+        return dict(img.config.get("config") or {})
 
     async def build_image(self, context: str, *, dockerfile: str, tag: str,
                           args: dict[str, str], target: str | None,

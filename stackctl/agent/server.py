@@ -115,6 +115,8 @@ class _Session:
     nursery: trio.Nursery | None = None
 
     async def run(self) -> None:
+        """Serve this connection until the client leaves. Nothing but the agent's own
+        cancellation escapes: a connection's failure ends only that connection's requests."""
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
@@ -122,21 +124,38 @@ class _Session:
                     await self._read_loop(nursery)
                 finally:
                     nursery.cancel_scope.cancel()  # the client is gone: so are its requests
-        except _BrokenClient:
+        except* _BrokenClient:
             pass
+        except* Exception as group:  # a bug; the other connections and the agent go on
+            log.error("connection failed", exc_info=group)
         finally:
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
 
+    def _hang_up(self) -> None:
+        """The client is gone (or stopped reading): cancel all its requests, as if it had sent
+        ``cancel`` for each, and stop reading."""
+        self.broken = True
+        if self.nursery is not None:
+            self.nursery.cancel_scope.cancel()
+
     async def _send(self, make: Callable[[], bytes]) -> None:
         """Encode (in order) and write one message; never interrupted half-way, which would
-        break the framing, but bounded by :data:`SEND_TIMEOUT`."""
+        break the framing, but bounded by :data:`SEND_TIMEOUT`. A client that is gone (or
+        whose connection the protocol has closed) raises :class:`_BrokenClient`."""
         with trio.CancelScope(shield=True):
             with trio.move_on_after(SEND_TIMEOUT) as scope:
                 async with self.send_lock:
-                    if self.broken:
+                    if self.broken or self.conn.closed:
+                        self.broken = True
                         raise _BrokenClient()
-                    data = make()
+                    try:
+                        data = make()
+                    except P.LocalProtocolError:
+                        if not self.conn.closed:
+                            raise  # e.g. a result too large: the caller answers an error
+                        self.broken = True
+                        raise _BrokenClient() from None
                     try:
                         await self.stream.send_all(data)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -183,9 +202,12 @@ class _Session:
     async def _run_request(self, req: P.Request, scope: trio.CancelScope) -> None:
         try:
             await self._answer(req, scope)
-        except _BrokenClient:
-            if self.nursery is not None:
-                self.nursery.cancel_scope.cancel()
+        except* _BrokenClient:
+            self._hang_up()
+        except* Exception as group:  # a bug in the transport: drop this connection only
+            log.error("request %s %s: the connection failed", req.id, req.method,
+                      exc_info=group)
+            self._hang_up()
 
     async def _answer(self, req: P.Request, scope: trio.CancelScope) -> None:
         method = self.server.methods.get(req.method)
@@ -196,7 +218,13 @@ class _Session:
                                 {"methods": sorted(self.server.methods)})
         else:
             async def emit(item: Any) -> None:
-                await self._send(lambda: self.conn.send_event(req.id, item))
+                # A client that is gone cancels the request (at its next checkpoint), as its
+                # `cancel` would; the item is dropped rather than raised into the method, so
+                # that a deploy's clean-up, which still reports progress, runs to its end.
+                try:
+                    await self._send(lambda: self.conn.send_event(req.id, item))
+                except _BrokenClient:
+                    self._hang_up()
 
             ctx = RequestContext(req.id, req.method, req.params, self.conn.peer, emit)
             with scope:
@@ -217,7 +245,7 @@ class _Session:
                 error = P.ErrorInfo(P.CANCELLED, f"{req.method} was cancelled")
                 result = None
         self.scopes.pop(req.id, None)
-        if self.conn.closed:
+        if self.conn.closed or self.broken:
             return
         if method is not None and method.stream:
             await self._send(lambda: self.conn.send_end(req.id, error=error))
@@ -241,6 +269,8 @@ class AgentServer:
         self.connections += 1
         try:
             await _Session(self, stream).run()
+        except Exception:  # noqa: BLE001 - never let one connection end the server
+            log.exception("connection handler failed")
         finally:
             self.connections -= 1
 

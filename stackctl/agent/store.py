@@ -8,6 +8,7 @@ containers' labels and the runtime's records (STYLE.md 5):
   current one adds no version (a second ``up`` with no change is not a new version).
 - **restarts**: per slot, the times of its restarts for one config hash (the history that
   :func:`stackctl.scheduler.restart.should_restart` takes).
+- **stack files**: the files each stack's last ``up`` was given (``ls``' CONFIG FILES).
 - **health**: per container, its normalized health check (so a restarted agent still checks
   it) and the last known health (status, failing streak, last probes), so that ``ps`` after an
   agent restart does not forget a container was healthy.
@@ -70,6 +71,13 @@ MIGRATIONS: list[str] = [
         log TEXT NOT NULL DEFAULT '[]',
         started_at TEXT NOT NULL DEFAULT '',
         updated_at REAL NOT NULL
+    );
+    """,
+    # 2: the files each stack was deployed from (`stackctl ls`' CONFIG FILES)
+    """
+    CREATE TABLE stack_files (
+        name TEXT PRIMARY KEY,
+        files TEXT NOT NULL DEFAULT '[]'
     );
     """,
 ]
@@ -256,7 +264,18 @@ class Store:
             n = db.execute("DELETE FROM stacks WHERE name = ?", (name,)).rowcount
             db.execute("DELETE FROM stack_versions WHERE stack = ?", (name,))
             db.execute("DELETE FROM restarts WHERE stack = ?", (name,))
+            db.execute("DELETE FROM stack_files WHERE name = ?", (name,))
         return n > 0
+
+    def set_stack_files(self, name: str, files: list[str]) -> None:
+        """The stack files the last ``up`` of ``name`` was given (shown by ``ls``)."""
+        with self._tx() as db:
+            db.execute("INSERT INTO stack_files (name, files) VALUES (?, ?) ON CONFLICT (name) "
+                       "DO UPDATE SET files = excluded.files", (name, json.dumps(list(files))))
+
+    def stack_files(self) -> dict[str, list[str]]:
+        return {name: json.loads(files)
+                for name, files in self._query("SELECT name, files FROM stack_files")}
 
     def set_stack_status(self, name: str, status: str) -> None:
         with self._tx() as db:

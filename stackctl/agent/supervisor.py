@@ -112,12 +112,28 @@ class Supervisor:
         self.scans = 0
         self._scanning = False
         self._scanned = trio.Event()
+        self._dns_idle = False
 
     # -- queries (for NodeOps, ps, inspect) ----------------------------------------------------
 
     def health_of(self, cid: str) -> str | None:
+        """The container's health: None without a check. A container with a check that the
+        supervisor has not picked up yet (it was started a moment ago and the next scan has
+        not run) is ``starting`` — never None, which would read as "no check: ready" and
+        let a ``service_healthy`` gate through before the first probe."""
         check = self._checks.get(cid)
-        return check.state.status if check else None
+        if check is not None:
+            return check.state.status
+        if cid in self._no_health:
+            return None
+        hrec = self.store.get_health(cid)
+        if hrec is None:
+            return None
+        try:
+            enabled = HealthConfig.from_dict(hrec.config).enabled
+        except StackctlError:
+            return None
+        return STARTING if enabled else None
 
     def health_json(self, cid: str) -> dict[str, Any] | None:
         check = self._checks.get(cid)
@@ -201,21 +217,37 @@ class Supervisor:
     async def _dns_loop(self) -> None:
         while True:
             await trio.sleep(DNS_CHECK_EVERY)
-            await self._ensure_dns()
+            await self._ensure_dns(stop_idle=True)
 
-    async def _ensure_dns(self) -> None:
+    async def _ensure_dns(self, *, stop_idle: bool = False) -> None:
         """The node's DNS server (:mod:`stackctl.net.dnsd`) runs while containers have
         networking; it lives in a process of its own so that names keep resolving while the
-        agent restarts. Started again here if it died."""
+        agent restarts. Started again here if it died. While an agent runs, the agent also
+        ends it: once no container has networking for a whole check period (``stop_idle``),
+        and at once after a ``down`` (:meth:`stop_dns_if_idle`)."""
         from stackctl.net import dnsd, store as netstore
 
         def check() -> None:
             if os.path.exists(netstore.state_file(self.paths)) and \
                     netstore.load(self.paths).sandboxes:
+                self._dns_idle = False
                 dnsd.ensure_running(self.paths)
+            elif stop_idle:
+                if self._dns_idle:
+                    dnsd.stop_if_idle(self.paths)
+                self._dns_idle = True
 
         try:
             await trio.to_thread.run_sync(check)
+        except StackctlError as exc:
+            log.warning("DNS server: %s", exc.message)
+
+    async def stop_dns_if_idle(self) -> None:
+        """End the DNS server now if no container has networking (after ``down``)."""
+        from stackctl.net import dnsd
+
+        try:
+            await trio.to_thread.run_sync(dnsd.stop_if_idle, self.paths)
         except StackctlError as exc:
             log.warning("DNS server: %s", exc.message)
 
@@ -241,10 +273,19 @@ class Supervisor:
             self._watcher.keep_only(dirs | {self.paths.containers})
         for rec in recs:
             await self._observe(rec, initial)
-        for cid in [c for c in self._seen if c not in now_ids]:
+        gone = [c for c in self._seen if c not in now_ids]
+        for cid in gone:
             del self._seen[cid]
             self._no_health.discard(cid)
             self._stop_check(cid)
+        if gone and not initial:
+            # an auto-removed (`--rm`) container's monitor removed its record, not its
+            # network endpoint: release it, so that its address and DNS names go now
+            try:
+                await trio.to_thread.run_sync(self.containers._release_orphans)
+            except StackctlError as exc:
+                log.warning("cannot release the networking of removed containers: %s",
+                            exc.message)
 
     async def _observe(self, rec: Record, initial: bool) -> None:
         st = rec.state

@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from stackctl.humanize import bytes_size, human_duration, human_size  # noqa: F401 (re-exported)
+from stackctl.humanize import bytes_size, human_duration, human_size, ports_column  # noqa: F401 (re-exported)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -236,19 +236,3 @@ def stats_row(spec: Any, st: Any, prev: dict[str, tuple[int, float]], now_s: flo
 def stats_table(rows: Sequence[dict[str, Any]]) -> str:
     return table(STATS_HEADERS, [[r["ID"], r["Name"], r["CPUPerc"], r["MemUsage"], r["MemPerc"], r["PIDs"]]
                                  for r in rows])
-
-
-def ports_column(settings: dict[str, Any] | None) -> str:
-    """``docker ps`` PORTS from :func:`stackctl.net.runtime_hooks.network_settings`: ``0.0.0.0:8080->80/tcp, 443/tcp``."""
-    out = []
-    for key, bindings in sorted(((settings or {}).get("Ports") or {}).items(), key=lambda kv: _port_key(kv[0])):
-        if not bindings:
-            out.append(key)
-        for b in bindings or []:
-            out.append(f"{b['HostIp']}:{b['HostPort']}->{key}")
-    return ", ".join(out)
-
-
-def _port_key(key: str) -> tuple[int, str]:
-    port, _, proto = key.partition("/")
-    return (int(port) if port.isdigit() else 0, proto)

@@ -345,8 +345,11 @@ def stack_run(stack: StackArgs, service: str, command: Sequence[str], *, rm: boo
     project = load(stack)
     check_services(project, (service,))
     params = deploy_params(project, services=(service,))
+    from stackctl.runtime.imageconfig import resolve_env
+
     params.update({"service": service, "command": list(command) or None,
-                   "entrypoint": entrypoint, "env": list(env), "name": name, "user": user,
+                   "entrypoint": entrypoint, "env": resolve_env(list(env), os.environ),
+                   "name": name, "user": user,
                    "workdir": workdir, "tty": tty, "interactive": interactive,
                    "rm": rm, "detach": detach, "start": False})
     with _agent() as client:

@@ -12,6 +12,7 @@ stack, the *digests* of its secret/config contents and the image ids — never a
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import time
@@ -246,17 +247,30 @@ class Manager:
         async with self._lock(name):
             current, _, _ = self._versions(name)
             observed = await observe(self.ctx, name)
+            # dependents before their dependencies; within a level every service, and every
+            # container of a service, at once (services no longer in the file go first)
             order = current.graph.stop_levels() if current else []
             ranked = {svc: i for i, level in enumerate(order) for svc in level}
-            services = sorted(observed.services, key=lambda s: ranked.get(s, -1))
-            for svc in services:
+            levels: dict[int, list[str]] = {}
+            for svc in observed.services:
+                levels.setdefault(ranked.get(svc, -1), []).append(svc)
+
+            async def one_service(svc: str) -> None:
                 async with trio.open_nursery() as nursery:
                     for so in observed.services[svc].slots.values():
                         for c in so.containers:
                             nursery.start_soon(self._remove_one, prog, svc, so.slot, c)
                 await self.ctx.net.unpublish_service(name, svc)
-            for c in observed.oneoffs + observed.strays:
-                await stop_task(self.ctx, prog, c.service or "", c.slot or "", c)
+
+            for rank in sorted(levels):
+                async with trio.open_nursery() as nursery:
+                    for svc in sorted(levels[rank]):
+                        nursery.start_soon(one_service, svc)
+            async with trio.open_nursery() as nursery:
+                for c in observed.oneoffs + observed.strays:
+                    nursery.start_soon(functools.partial(
+                        stop_task, self.ctx, prog, c.service or "", c.slot or "", c,
+                        drain=False))
             if current is not None:
                 await self._remove_resources(current, volumes, prog)
             objects.remove_stack(self.ctx.paths.run, name)
@@ -265,7 +279,8 @@ class Manager:
             await prog("", "done", "done", f"stack {name} removed")
 
     async def _remove_one(self, prog: Progress, service: str, slot: str, c) -> None:
-        await stop_task(self.ctx, prog, service, slot, c)
+        # the whole service goes: no replica is left to take over its requests, so no drain
+        await stop_task(self.ctx, prog, service, slot, c, drain=False)
 
     async def _remove_resources(self, loaded: Loaded, volumes: bool, prog: Progress) -> None:
         for key, net in sorted(loaded.stack.networks.items()):
@@ -438,6 +453,9 @@ class Manager:
                                                  stopped=stopped)
                 except StackctlError as exc:
                     log.warning("reconcile %s: %s", name, exc.message)
+                    continue
+                except Exception:  # noqa: BLE001 - a bug in one pass must not end the agent
+                    log.exception("reconcile %s: unexpected error (a bug); retrying later", name)
                     continue
             if when is not None:
                 wake = when if wake is None else min(wake, when)

@@ -52,8 +52,8 @@ class RestartHistory:
     def add(self, stack: str, service: str, slot: str, config_hash: str, at: int,
             exit_code: int | None) -> None:
         put = getattr(self.store, "record_restart", None)
-        if put is not None:
-            put(stack, service, slot, config_hash, at, exit_code)
+        if put is not None:  # the store keeps times only (the exit code is the container's)
+            put(stack, service, slot, config_hash, at)
         else:
             self._memory.setdefault((stack, service, slot, config_hash), []).append(at)
 
@@ -102,20 +102,20 @@ async def reconcile_stack(ctx: Ctx, loaded: Loaded, history: RestartHistory, *,
                     break
             await progress(st.name, "recreate" if c else "create", "started", why,
                            slot=task.slot)
+            if c is not None:
+                # the dead task goes first (nothing of it serves), so that its replacement
+                # takes the slot's own name; its end stays in the slot's restart history
+                history.add(name, st.name, task.slot, task.config_hash.value, now,
+                            c.exit_code)
+                for old in so.containers if so else ():
+                    await stop_task(ctx, progress, st.name, task.slot, old, drain=False)
             try:
                 await start_task(ctx, progress, version, task.slot)
             except StackctlError as exc:
                 log.warning("stack %s: %s: replacing the task failed: %s", name, task.name,
                             exc.message)
                 await progress(st.name, "failed", "error", exc.message, slot=task.slot)
-                if c is not None:
-                    history.add(name, st.name, task.slot, task.config_hash.value, now, None)
                 continue
-            if c is not None:
-                history.add(name, st.name, task.slot, task.config_hash.value, now,
-                            c.exit_code)
-                for old in so.containers if so else ():
-                    await stop_task(ctx, progress, st.name, task.slot, old)
     return next_wake
 
 

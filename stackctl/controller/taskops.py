@@ -94,14 +94,15 @@ async def start_task(ctx: Ctx, progress: Progress, version: Version, slot: str, 
 
 async def stop_task(ctx: Ctx, progress: Progress, service: str, slot: str,
                     c: ContainerInfo, *, remove: bool = True,
-                    timeout: float | None = None) -> None:
-    """Take ``c`` out of service, stop it and (``remove``) remove it."""
+                    timeout: float | None = None, drain: bool = True) -> None:
+    """Take ``c`` out of service, stop it and (``remove``) remove it. ``drain``: wait the
+    drain grace first (other replicas take over; pointless when the whole service goes)."""
     if c.running:
         ctx.draining.add(c.id)
         await ctx.net.set_serving(c.id, False)
         ctx_serving(ctx)[c.id] = False
         try:
-            if ctx.drain_grace:
+            if drain and ctx.drain_grace:
                 await trio.sleep(ctx.drain_grace)
             await progress(service, "stop", "started", f"stopping {c.name}", slot=slot,
                            container=c.id)

@@ -26,9 +26,9 @@ How the keys map (Compose's meaning; the runtime's ``run`` flags underneath):
 ``ports``                  ``mode: host`` and ports without a host port: per container;
                            ``mode: ingress`` with a host port: a *service port*, balanced over
                            the service's healthy replicas (:mod:`stackctl.net.service_ports`)
-``healthcheck``            Docker's Healthcheck object (``Test``, ``Interval`` ns, ...); a
-                           missing ``test`` takes the image's; ``disable`` gives
-                           ``{"Test": ["NONE"]}``
+``healthcheck``            the agent API's form: Compose's keys (``test``, ``interval`` in
+                           seconds, ...); a missing ``test`` takes the image's; ``disable``
+                           gives ``{"test": ["NONE"]}``
 =========================  ===================================================================
 """
 
@@ -145,35 +145,43 @@ def _int_id(value: str | None, kind: str, key: str, what: str) -> int:
 
 def health_config(healthcheck: Healthcheck | None,
                   image_config: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-    """Docker's Healthcheck object for the task; None: no health check at all."""
+    """The task's health check in the agent API's form (docs/agent-api.md): Compose's keys
+    ``{test, interval, timeout, retries, start_period, start_interval}``, durations in
+    seconds — what :meth:`stackctl.agent.health.HealthConfig.from_dict` reads. A service
+    without ``test`` takes the image's ``HEALTHCHECK`` (Docker's object, nanoseconds);
+    ``disable`` gives ``{"test": ["NONE"]}``; None: no health check at all."""
     image_hc = dict((image_config or {}).get("Healthcheck") or {})
     if healthcheck is not None and healthcheck.disable:
-        return {"Test": ["NONE"]}
+        return {"test": ["NONE"]}
     if healthcheck is None:
         if image_hc.get("Test") and image_hc["Test"] != ["NONE"]:
-            out = {"Test": list(image_hc["Test"])}
-            for key, default in (("Interval", 30 * units.SECOND),
-                                 ("Timeout", 30 * units.SECOND),
-                                 ("Retries", 3), ("StartPeriod", 0),
-                                 ("StartInterval", 5 * units.SECOND)):
-                out[key] = image_hc.get(key) or default
+            out: dict[str, Any] = {"test": list(image_hc["Test"])}
+            for key, docker_key, default in (
+                    ("interval", "Interval", 30 * units.SECOND),
+                    ("timeout", "Timeout", 30 * units.SECOND),
+                    ("start_period", "StartPeriod", 0),
+                    ("start_interval", "StartInterval", 5 * units.SECOND)):
+                out[key] = (image_hc.get(docker_key) or default) / units.SECOND
+            out["retries"] = image_hc.get("Retries") or 3
             return out
         return None
     test = healthcheck.test or image_hc.get("Test")
     if not test or test == ["NONE"]:
-        return None if not test else {"Test": ["NONE"]}
-    return {"Test": list(test), "Interval": healthcheck.interval,
-            "Timeout": healthcheck.timeout, "Retries": healthcheck.retries,
-            "StartPeriod": healthcheck.start_period,
-            "StartInterval": healthcheck.start_interval}
+        return None if not test else {"test": ["NONE"]}
+    return {"test": list(test), "interval": healthcheck.interval / units.SECOND,
+            "timeout": healthcheck.timeout / units.SECOND, "retries": healthcheck.retries,
+            "start_period": healthcheck.start_period / units.SECOND,
+            "start_interval": healthcheck.start_interval / units.SECOND}
 
 
 def health_timing(health: Mapping[str, Any] | None) -> HealthTiming | None:
-    """What the rolling updater needs of a task's effective health check."""
-    if not health or health.get("Test") in (None, ["NONE"]):
+    """What the rolling updater needs of a task's effective health check (its output is in
+    nanoseconds, the scheduler's unit; ``health`` is :func:`health_config`'s form)."""
+    if not health or health.get("test") in (None, ["NONE"]):
         return None
-    return HealthTiming(int(health.get("Interval") or 30 * units.SECOND),
-                        int(health.get("Retries") or 3), int(health.get("StartPeriod") or 0))
+    return HealthTiming(round((health.get("interval") or 30) * units.SECOND),
+                        int(health.get("retries") or 3),
+                        round((health.get("start_period") or 0) * units.SECOND))
 
 
 def _mount_flag(stack: Stack, m: Mount) -> tuple[str, str]:

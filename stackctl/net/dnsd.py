@@ -124,15 +124,49 @@ def stop(paths: NodePaths, timeout: float = 5.0) -> None:
     with _locked(paths):
         pid = running_pid(paths)
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-                time.sleep(0.02)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            _terminate(pid, timeout)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(pid_file(paths))
+
+
+def stop_if_idle(paths: NodePaths, timeout: float = 5.0) -> bool:
+    """Stop the daemon now if no container of the node has networking; True if none runs
+    afterwards. The agent calls this when a stack is removed and when it stops, so that
+    nothing outlives ``down`` by the daemon's own grace period. Under the lock, like the
+    daemon's own decision: a container recorded after the check calls ``ensure_running``
+    after the lock is released, and gets a new daemon."""
+    from stackctl.net import store
+
+    with _locked(paths):
+        if os.path.exists(store.state_file(paths)) and store.load(paths).sandboxes:
+            return False
+        pid = running_pid(paths)
+        if pid is not None:
+            _terminate(pid, timeout)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pid_file(paths))
+    return True
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)  # another process's exit: nothing to wait on but polling
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is still a process that has not exited (a zombie counts as gone: the
+    daemon's parent is init, which reaps it when it gets to it)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _serve_until_idle(paths: NodePaths, ready_w: int) -> None:

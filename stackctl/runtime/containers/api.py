@@ -275,10 +275,11 @@ def _start(paths: NodePaths, spec: ContainerSpec, attach: bool, prepared: Prepar
 
     try:
         cfg = process.config_from_spec(sj, cdir, paths.containers)
-    except process.ExecFailure as e:
-        raise ContainerStartError(f"container {_short(spec)}: {e.message}", exit_code=e.code) from e
-    except OSError as e:
-        raise ContainerStartError(f"container {_short(spec)}: {e}") from e
+    except (process.ExecFailure, OSError) as e:
+        # recorded as every failed start is (the launcher did this while it built the config)
+        code, msg = (e.code, e.message) if isinstance(e, process.ExecFailure) else (125, str(e))
+        _write_json(os.path.join(cdir, "state.json"), ContainerState(status="exited", exit_code=code, error=msg).to_json())
+        raise ContainerStartError(f"container {_short(spec)}: {msg}", exit_code=code) from e
     if prepared is None or not prepared.matches(spec, attach):
         if prepared is not None:
             prepared.cancel()
@@ -481,7 +482,9 @@ def wait_container(paths: NodePaths, cid: str, timeout: float | None = None) -> 
     final state. Raises StackctlError on timeout."""
     cdir = container_dir(paths, cid)
     st = read_state(paths, cid)
-    if st.status == "running":
+    # an exited container's monitor may still be tearing down (it writes the final state and
+    # sends the exit frame first): wait for it too
+    if st.status == "running" or (st.monitor_pid > 0 and _is_our_monitor(st.monitor_pid, cdir)):
         if not _wait_pid_exit(st.monitor_pid, timeout):
             raise StackctlError(f"container {cid[:12]} did not exit within {timeout} s")
     final = _read_state_file(cdir)

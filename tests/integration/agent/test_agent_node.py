@@ -233,6 +233,8 @@ def test_networked_replicas_route_only_when_healthy(net_node):
         state = netstore.load(net_node)
         return [ep.healthy for eps in state.endpoints.values() for c, ep in eps.items() if c == cid]
 
+    dns_pid = None
+
     async def body(api):
         ops = api.node
         await ops.ensure_network("agt-front", labels={"com.stackctl.stack": "s"})
@@ -252,6 +254,11 @@ def test_networked_replicas_route_only_when_healthy(net_node):
         await api.supervisor.wait_scanned()
         assert endpoint_healthy(ok) == [True] and endpoint_healthy(bad) == [False]
         assert endpoint_healthy(plain) == [True]  # no health check: routable once started
+        from stackctl.net import dnsd
+
+        nonlocal dns_pid
+        dns_pid = dnsd.running_pid(net_node)
+        assert dns_pid is not None  # names resolve while containers have networking
         state = netstore.load(net_node)
         assert "web" in next(iter(state.vips.values()))
         # a stopped replica leaves the VIP
@@ -270,6 +277,13 @@ def test_networked_replicas_route_only_when_healthy(net_node):
         assert netstore.load(net_node).networks == {}
 
     in_agent(net_node, body)
+    # the agent stopped with no container on a network: the DNS server went with it, at
+    # once (not after its own idle grace)
+    from stackctl.net import dnsd
+
+    assert dnsd.running_pid(net_node) is None
+    assert not os.path.exists(f"/proc/{dns_pid}/cmdline") or \
+        not open(f"/proc/{dns_pid}/cmdline", "rb").read()
 
 
 def test_logs_stream_and_follow(node):

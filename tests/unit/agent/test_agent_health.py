@@ -120,3 +120,21 @@ def test_restore_from_persisted_state():
 def test_output_is_cut():
     assert len(cut_output(b"x" * 10000)) == 4096
     assert cut_output(b"\xff ok") == "\ufffd ok"
+
+
+def test_supervisor_says_starting_before_it_picked_up_a_check(tmp_path):
+    """Right after a start, before the supervisor's next scan, a container with a health
+    check is `starting` (None would read as "no check: ready" to a service_healthy gate)."""
+    from stackctl.agent.events import EventBus
+    from stackctl.agent.store import Store
+    from stackctl.agent.supervisor import Supervisor
+    from stackctl.paths import NodePaths
+
+    paths = NodePaths(state=str(tmp_path), run=str(tmp_path), cgroup_parent="unused")
+    with Store(str(tmp_path / "agent.db")) as store:
+        sup = Supervisor(paths, EventBus(), store, containers=object(), prober=object())
+        store.put_health_config("c1", {"test": ["CMD", "true"], "interval": 1})
+        store.put_health_config("c2", {"test": ["NONE"]})
+        assert sup.health_of("c1") == "starting"
+        assert sup.health_of("c2") is None
+        assert sup.health_of("c3") is None  # no check at all

@@ -19,11 +19,25 @@ from stackctl.errors import NotFoundError, StackctlError
 from stackctl.paths import NodePaths
 
 
+class FakePlan:
+    """What Manager.plan returns: a Plan (not JSON) that the API turns into its two forms."""
+
+    def __init__(self, stack):
+        self.stack = stack
+
+    def to_json(self):
+        return {"stack": self.stack}
+
+    def render(self):
+        return "nothing to do"
+
+
 class FakeManager:
     def __init__(self):
         self.calls = []
         self.cancelled = threading.Event()
         self.started = threading.Event()
+        self.cleaned_up = threading.Event()
 
     async def deploy(self, stack, project_dir, options, progress):
         self.calls.append(("deploy", stack, project_dir, options))
@@ -36,15 +50,26 @@ class FakeManager:
             await progress({"action": "waiting", "status": "started", "message": "waiting"})
             self.started.set()
             try:
+                if stack.get("chatty"):  # a stream that never stops talking (`up | head`)
+                    while True:
+                        await progress({"action": "waiting", "status": "started",
+                                        "message": "x" * 1000})
+                        await trio.sleep(0)
                 await trio.sleep_forever()
             except trio.Cancelled:
                 self.cancelled.set()
+                # as the controller does: undo the step in flight, shielded, reporting it
+                with trio.CancelScope(shield=True):
+                    for _ in range(3):
+                        await progress({"action": "remove", "status": "done"})
+                        await trio.sleep(0.01)
+                    self.cleaned_up.set()
                 raise
         for i in range(3):
             await progress({"action": "create", "status": "done", "slot": str(i + 1)})
 
     async def plan(self, stack, project_dir, options):
-        return {"plan": {"stack": stack.get("name")}, "text": "nothing to do"}
+        return FakePlan(stack.get("name"))
 
     async def remove(self, name, volumes, remove_orphans, progress):
         raise NotFoundError(f"no stack named {name!r}", hint="see `stackctl ls`")
@@ -166,8 +191,20 @@ def test_info_and_unary_calls(agent, paths):
         assert c.call("stack.list") == []
         agent.store.put_stack("shop", {"name": "shop"}, "/srv")
         assert c.call("stack.list")[0] | {"updated_at": None} == {
-            "name": "shop", "status": "empty", "desired": "", "version": 1, "project_dir": "/srv", "updated_at": None}
+            "name": "shop", "status": "empty", "desired": "", "version": 1, "project_dir": "/srv",
+            "files": [], "updated_at": None}
         assert c.call("stack.ps", {"name": "shop"}) == []
+
+
+def test_deploy_keeps_the_files_for_ls(agent, paths):
+    with AgentClient(paths) as c:
+        list(c.stream("stack.deploy", {"stack": {"name": "shop"}, "project_dir": "/srv",
+                                       "files": ["/srv/stack.yml", "/srv/prod.yml"]}))
+        agent.store.put_stack("shop", {"name": "shop"}, "/srv")  # what the controller does
+        assert c.call("stack.list")[0]["files"] == ["/srv/stack.yml", "/srv/prod.yml"]
+        agent.store.delete_stack("shop")  # down forgets them
+        assert c.call("stack.list") == []
+        assert agent.store.stack_files() == {}
 
 
 def test_stream_progress_then_end(agent, paths):
@@ -231,6 +268,28 @@ def test_hangup_cancels_requests(agent, paths):
     c.sock.close()  # vanish without cancel or goodbye
     c.sock = None
     assert agent.manager.cancelled.wait(5)
+
+
+@pytest.mark.parametrize("chatty", [False, True])
+def test_hangup_mid_stream_ends_only_that_connection(agent, paths, chatty):
+    """A client that vanishes mid-stream (Ctrl-C on `up`, `stackctl ... | head`) cancels its
+    requests as `cancel` would — the clean-up still runs to its end, its progress dropped —
+    and the agent keeps serving everyone else."""
+    other = AgentClient(paths).connect()
+    c = AgentClient(paths).connect()
+    stream = c.stream("stack.deploy", {"stack": {"hang": True, "chatty": chatty}})
+    next(stream)
+    assert agent.manager.started.wait(5)
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.sock.close()  # vanish: no cancel, no goodbye, unread data left behind
+    c.sock = None
+    assert agent.manager.cancelled.wait(5)
+    assert agent.manager.cleaned_up.wait(5)
+    assert other.call("agent.info")["role"] == "manager"
+    with AgentClient(paths) as again:
+        assert again.call("agent.info")["role"] == "manager"
+    other.close()
+    assert agent.thread.is_alive() and agent.error is None
 
 
 def test_events_stream(agent, paths):

@@ -60,7 +60,7 @@ class FakeContainer:
             state, code = "exited", b.exit_code
             finished = BASE_WALL + int((self.started + b.exit_after) * 1e9)
         hc = self.kwargs.get("health")
-        if state == "running" and hc and hc.get("Test") != ["NONE"]:
+        if state == "running" and hc and hc.get("test") != ["NONE"]:
             if now < self.started + b.healthy_after:
                 health = "starting"
             else:
@@ -259,7 +259,7 @@ class FakeStore:
         if name in self.stacks:
             self.stacks[name].status = status
 
-    def record_restart(self, stack, service, slot, config_hash, at, exit_code):
+    def record_restart(self, stack, service, slot, config_hash, at):
         self.restarts.setdefault((stack, service, slot, config_hash), []).append(at)
 
     def restart_history(self, stack, service, slot, config_hash):

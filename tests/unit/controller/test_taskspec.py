@@ -71,9 +71,54 @@ def test_network_mode_service_joins_container():
 
 def test_healthcheck_image_fallback_and_disable():
     from stackctl.spec.models import Healthcheck
-    image = {"Healthcheck": {"Test": ["CMD", "probe"], "Interval": 5}}
-    assert health_config(None, image)["Test"] == ["CMD", "probe"]
+    image = {"Healthcheck": {"Test": ["CMD", "probe"], "Interval": 5 * 10**9}}
+    out = health_config(None, image)
+    assert out["test"] == ["CMD", "probe"] and out["interval"] == 5.0
     hc = Healthcheck(interval="2s")
     out = health_config(hc, image)
-    assert out["Test"] == ["CMD", "probe"] and out["Interval"] == 2_000_000_000
-    assert health_config(Healthcheck(disable=True), image) == {"Test": ["NONE"]}
+    assert out["test"] == ["CMD", "probe"] and out["interval"] == 2.0
+    assert health_config(Healthcheck(disable=True), image) == {"test": ["NONE"]}
+
+
+@pytest.mark.parametrize("hc_yaml, image", [
+    ("    healthcheck:\n      test: [CMD, wget, -q, http://127.0.0.1/]\n      interval: 1s\n"
+     "      timeout: 1500ms\n      retries: 2\n      start_period: 1s\n"
+     "      start_interval: 200ms\n", None),
+    ("    healthcheck:\n      test: test ! -f /broken\n      interval: 500ms\n", None),
+    ("    healthcheck:\n      disable: true\n", None),
+    ("", {"Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 3 * 10**9,
+                          "Retries": 4}}),
+])
+def test_health_config_round_trips_through_the_agent(hc_yaml, image):
+    """What the controller sends is what the agent reads (docs/agent-api.md)."""
+    from stackctl.agent.health import HealthConfig
+    from stackctl.controller.taskspec import health_timing
+
+    req = request("services:\n  web:\n    image: bb\n" + hc_yaml, image_config=image) \
+        if image is not None else request("services:\n  web:\n    image: bb\n" + hc_yaml)
+    assert req.health is not None
+    hc = HealthConfig.from_dict(req.health)
+    s = parse_service(hc_yaml)
+    if s is not None and s.disable:
+        assert not hc.enabled and health_timing(req.health) is None
+        return
+    assert hc.enabled
+    if s is not None:
+        assert hc.interval == s.interval / 1e9 and hc.timeout == s.timeout / 1e9
+        assert hc.retries == s.retries and hc.start_period == s.start_period / 1e9
+        assert hc.start_interval == s.start_interval / 1e9
+        if "1500ms" in hc_yaml:
+            assert (hc.timeout, hc.start_interval) == (1.5, 0.2)
+    else:
+        assert hc.test == ("CMD-SHELL", "true") and hc.interval == 3.0 and hc.retries == 4
+    timing = health_timing(req.health)
+    assert timing is not None and timing.interval == round(hc.interval * 1e9)
+    assert HealthConfig.from_dict(hc.to_dict()) == hc
+
+
+def parse_service(hc_yaml: str):
+    if not hc_yaml:
+        return None
+    from stackctl.spec.models import Healthcheck
+    import yaml
+    return Healthcheck(**yaml.safe_load(hc_yaml)["healthcheck"])

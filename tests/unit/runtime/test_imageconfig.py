@@ -5,6 +5,7 @@ import pytest
 from stackctl.errors import UsageError
 from stackctl.runtime import imageconfig as ic
 from stackctl.runtime.imageconfig import RunOptions, build_plan, combine_command
+from stackctl.runtime.spec import Resources
 
 CID = "0123456789ab" + "c" * 52
 
@@ -187,3 +188,51 @@ def test_network_names_pass_and_port_flags_need_one():
 def test_shell_split_for_stack_strings():
     assert ic.shell_split("sh -c 'echo hi'") == ["sh", "-c", "echo hi"]
     assert ic.shell_split(["a"]) == ["a"] and ic.shell_split(None) is None
+
+
+# --- resources_of: what a prepared start creates the cgroup from, before the image is read ---
+
+@pytest.mark.parametrize("kw,want", [
+    ({}, Resources(shm_size=64 << 20)),
+    ({"memory": "32m"}, Resources(memory=32 << 20)),
+    ({"memory": 6 << 20}, Resources(memory=6 << 20)),  # the minimum itself is allowed
+    ({"memory_reservation": "16m"}, Resources(memory_reservation=16 << 20)),
+    ({"cpus": 1.5}, Resources(cpus=1.5)),
+    ({"pids_limit": 100}, Resources(pids=100)),
+    ({"pids_limit": 0}, Resources()),  # 0 and -1: unlimited, as Docker
+    ({"pids_limit": -1}, Resources()),
+    ({"shm_size": "128m"}, Resources(shm_size=128 << 20)),
+    ({"shm_size": "1g", "memory": "1g", "cpus": 0.25, "pids_limit": 8},
+     Resources(memory=1 << 30, cpus=0.25, pids=8, shm_size=1 << 30)),
+])
+def test_resources_of_flags(kw, want):
+    opts = RunOptions("img", command=["x"], **kw)
+    assert ic.resources_of(opts) == want
+    # create's plan ends with the very same resources: a prepared start made from the options
+    # matches the spec that create writes
+    assert plan(opts).spec.resources == want
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"memory": "5m"}, "minimum memory limit allowed is 6MB"),
+    ({"cpus": 0.0}, "invalid --cpus"),
+    ({"cpus": -1.0}, "invalid --cpus"),
+    ({"memory": "lots"}, "invalid --memory 'lots'"),
+    ({"shm_size": "x1"}, "invalid --shm-size"),
+    ({"memory_reservation": "1q"}, "invalid --memory-reservation"),
+])
+def test_resources_of_refuses_bad_flags_as_build_plan_does(kw, match):
+    opts = RunOptions("img", command=["x"], **kw)
+    with pytest.raises(UsageError, match=match):
+        ic.resources_of(opts)
+    with pytest.raises(UsageError, match=match):
+        plan(opts)
+
+
+def test_resources_of_ignores_the_image_and_the_rest_of_the_options():
+    opts = RunOptions("img", command=["x"], memory="64m", cpus=2.0, tty=True, privileged=True, env=["A=1"],
+                      network="host", workdir="/w")
+    r = ic.resources_of(opts)
+    assert r == Resources(memory=64 << 20, cpus=2.0)
+    p = plan(opts, {"Env": ["PATH=/bin"], "Volumes": {"/data": {}}, "Cmd": ["sh"]})
+    assert p.spec.resources == r

@@ -1,0 +1,162 @@
+"""Helpers of the end-to-end stack tests: a private node (state, run dir, cgroup parent), the
+busybox image, the `stackctl` command run as a user runs it, and a teardown that brings every
+stack down, stops the agent by its PID and checks that nothing is left behind — containers,
+networks, volumes, mounts, cgroups, processes — also when the test failed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+IMAGE = "stackctl/busybox:latest"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port: int, path: str = "/", timeout: float = 2.0) -> str:
+    # urllib, not busybox wget (it segfaults resolving names on Debian 12)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+        return r.read().decode()
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - keep trying until the deadline
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Node:
+    """`stackctl` against one private node; remembers the stacks it brought up."""
+
+    def __init__(self, paths, tmp_path) -> None:
+        self.paths = paths
+        self.tmp = tmp_path
+        self.env = dict(os.environ, STACKCTL_STATE_DIR=paths.state, STACKCTL_RUN_DIR=paths.run,
+                        STACKCTL_CGROUP_PARENT=paths.cgroup_parent, PYTHONPATH=ROOT)
+        self.projects: set[str] = set()
+        self.bridges: set[str] = set()
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120, cwd: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        p = subprocess.run([sys.executable, "-m", "stackctl", *args], cwd=cwd or str(self.tmp),
+                           env={**self.env, **(env or {})}, capture_output=True, text=True,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"stackctl {' '.join(args)} exited {p.returncode}\n"
+                                 f"stdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}")
+        return p
+
+    def up(self, file: str, *args: str, project: str | None = None, **kw):
+        name = project or self.project_of(file)
+        self.projects.add(name)
+        return self.cli("up", "-f", file, *args, **kw)
+
+    def project_of(self, file: str) -> str:
+        return json.loads(self.cli("config", "-f", file, "--format", "json").stdout)["name"]
+
+    def ps(self, project: str, *, all_: bool = True) -> list[dict]:
+        args = ["ps", "-p", project, "--format", "json"] + (["-a"] if all_ else [])
+        out = self.cli(*args).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def agent_pid(self) -> int | None:
+        try:
+            with open(os.path.join(self.paths.run, "agent.pid")) as f:
+                return int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def remember_bridges(self) -> None:
+        from stackctl.net import store
+
+        for net in store.load(self.paths).networks.values():
+            self.bridges.add(net.bridge)
+
+    def stop_agent(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        pid = self.agent_pid()
+        if pid is None:
+            return
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """What this node still holds: should all be empty after `down -v`."""
+        from stackctl.net import store
+
+        out: dict[str, list[str]] = {}
+        cdir = os.path.join(self.paths.state, "containers")
+        out["containers"] = sorted(os.listdir(cdir)) if os.path.isdir(cdir) else []
+        vdir = os.path.join(self.paths.state, "volumes")
+        out["volumes"] = sorted(os.listdir(vdir)) if os.path.isdir(vdir) else []
+        try:
+            out["networks"] = sorted(store.load(self.paths).networks)
+        except Exception as exc:  # noqa: BLE001
+            out["networks"] = [f"unreadable: {exc}"]
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        out["bridges"] = [b for b in self.bridges if f": {b}:" in links or f": {b}@" in links]
+        with open("/proc/self/mountinfo") as f:
+            root = str(self.tmp)
+            # <run>/netns is the node's netns directory, bind-mounted onto itself once (as
+            # `ip netns` does with /run/netns): node infrastructure, not a stack's. The
+            # namespaces mounted below it are a stack's, and count.
+            netns_dir = os.path.join(self.paths.run, "netns")
+            out["mounts"] = [line.split()[4] for line in f
+                             if line.split()[4].startswith(root + "/")
+                             and line.split()[4] != netns_dir]
+        out["cgroups"] = []
+        for ctrl in os.listdir("/sys/fs/cgroup"):
+            top = os.path.join("/sys/fs/cgroup", ctrl, self.paths.cgroup_parent)
+            if os.path.isdir(top):
+                out["cgroups"] += [os.path.join(top, d) for d in os.listdir(top)
+                                   if os.path.isdir(os.path.join(top, d))]
+        out["processes"] = [str(p) for p in processes_mentioning(str(self.tmp))
+                            if p != self.agent_pid()]
+        return {k: v for k, v in out.items() if v}
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd or text in env:
+            found.append(int(pid))
+    return found
