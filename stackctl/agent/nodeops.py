@@ -1,11 +1,12 @@
 """The node operations the controller drives: containers, networks, volumes, images — trio
 async wrappers around the blocking runtime, network and image code.
 
-Every blocking call runs in a worker thread (``trio.to_thread.run_sync``). Changes that the
-runtime serializes anyway (create, start, remove: they hold ``<state>/runtime.lock``; network
-and volume changes) are also serialized here by one ``trio.Lock``, so that a burst of them
-waits in trio rather than occupying worker threads stuck on a ``flock``. ``stop`` is not
-serialized: a rolling update stops containers in parallel, each waiting out its grace period.
+Every blocking call runs in a worker thread (``trio.to_thread.run_sync``). Container create,
+start, stop and remove are not serialized here: the runtime holds ``<state>/runtime.lock``
+only for short critical sections (a create's network attach runs outside it, under the
+network state's own lock), so independent containers are created, started and removed
+concurrently. Network and volume ensure/remove (check, then act) are serialized by one
+``trio.Lock``.
 
 Failures leave nothing behind: the runtime's ``create`` undoes itself (record, volumes, network
 endpoint), and a failure after it (persisting the health check) removes the container.
@@ -57,7 +58,7 @@ class _StackContainers(ContainerManager):
     def _attach_network(self, spec: Any, opts: RunOptions, exposed: list[str]) -> dict[str, Any]:
         from stackctl.net import dnsd, runtime_hooks, store
 
-        self._release_orphans_locked()
+        self._release_orphans()
         runtime_hooks.attach(self.paths, spec, networks=self._networks, ports=opts.publish,
                              publish_all=opts.publish_all, exposed=exposed,
                              service=self._service, endpoint_mode=self._endpoint_mode)
@@ -169,26 +170,27 @@ class NodeOps:
             if ports:
                 raise StackctlError(f"container {name}: published ports need a network")
             cm = self.containers
-        async with self._lock:
-            rec = await self._run(cm.create, opts, name, environ={}, cwd="/")
-            try:
-                if hc is not None:
-                    self.store.put_health_config(rec.id, hc.to_dict())
-                    if networks:  # no VIP traffic until the first probe passes
-                        from stackctl.net import sandbox
+        # not under self._lock: the runtime holds its lock only briefly (name, volumes,
+        # record), so creates of independent containers overlap (their network attach too,
+        # up to the network state's own lock)
+        rec = await self._run(cm.create, opts, name, environ={}, cwd="/")
+        try:
+            if hc is not None:
+                self.store.put_health_config(rec.id, hc.to_dict())
+                if networks:  # no VIP traffic until the first probe passes
+                    from stackctl.net import sandbox
 
-                        await self._run(sandbox.set_health, self.paths, rec.id, False)
-            except BaseException:
-                with trio.CancelScope(shield=True):
-                    await self._run(self.containers.remove, rec.id, force=True, volumes=True)
-                    self.store.delete_health(rec.id)
-                raise
+                    await self._run(sandbox.set_health, self.paths, rec.id, False)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._run(self.containers.remove, rec.id, force=True, volumes=True)
+                self.store.delete_health(rec.id)
+            raise
         self._event("container.create", rec, image=rec.spec.image)
         return rec.id
 
     async def start_container(self, cid: str) -> None:
-        async with self._lock:
-            await self._run(self.containers.start, cid)
+        await self._run(self.containers.start, cid)
         self._on_change()
 
     async def stop_container(self, cid: str, timeout: float | None = None) -> None:
@@ -202,13 +204,15 @@ class NodeOps:
     async def remove_container(self, cid: str, *, volumes: bool = False) -> None:
         """Remove (killing it if it runs), with its network endpoint; a missing container is
         fine (removal is idempotent)."""
-        async with self._lock:
-            try:
-                rec = await self._run(self.containers.get, cid)
-            except NotFoundError:
-                return
+        try:
+            rec = await self._run(self.containers.get, cid)
+        except NotFoundError:
+            return
+        try:
             await self._run(self.containers.remove, rec.id, force=True, volumes=volumes)
-            self.store.delete_health(rec.id)
+        except NotFoundError:  # removed meanwhile by another caller
+            return
+        self.store.delete_health(rec.id)
         self._on_change()
         self._event("container.destroy", rec)
 
@@ -225,19 +229,21 @@ class NodeOps:
 
     async def ensure_network(self, name: str, *, internal: bool = False, attachable: bool = False,
                              subnet: str | None = None, gateway: str | None = None,
-                             labels: dict[str, str] | None = None) -> None:
+                             labels: dict[str, str] | None = None) -> bool:
+        """Create the network unless it exists; True when this call created it."""
         from stackctl.net import networks as nets
 
         async with self._lock:
             try:
                 await self._run(nets.get, self.paths, name)
-                return
+                return False
             except NotFoundError:
                 pass
             await self._run(nets.create, self.paths, name, subnet=subnet, gateway=gateway,
                             internal=internal, attachable=attachable, labels=labels)
         self._event("network.create", name=name,
                     stack=(labels or {}).get("com.stackctl.stack", ""))
+        return True
 
     async def remove_network(self, name: str) -> None:
         from stackctl.net import networks as nets
@@ -254,7 +260,8 @@ class NodeOps:
     # -- volumes -----------------------------------------------------------------------------
 
     async def ensure_volume(self, name: str, *, labels: dict[str, str] | None = None,
-                            driver_opts: dict[str, str] | None = None) -> None:
+                            driver_opts: dict[str, str] | None = None) -> bool:
+        """Create the volume unless it exists; True when this call created it."""
         vols = self.containers.volumes
 
         def create() -> bool:
@@ -269,6 +276,7 @@ class NodeOps:
         if made:
             self._event("volume.create", name=name,
                         stack=(labels or {}).get("com.stackctl.stack", ""))
+        return made
 
     async def remove_volume(self, name: str) -> None:
         """Remove a volume; missing is fine, in use is a ConflictError."""

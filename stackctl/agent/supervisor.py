@@ -184,7 +184,7 @@ class Supervisor:
 
         try:
             with self.containers.locked():
-                report = gc_stale(self.paths, live_containers=self.containers.ids())
+                report = gc_stale(self.paths, live_containers=self.containers.live_ids())
         except StackctlError as exc:
             log.warning("network clean-up failed: %s", exc.message)
             return

@@ -174,30 +174,56 @@ def used_volumes(stack: Stack, services: list[str]) -> list[str]:
 
 
 async def ensure_resources(ctx: Ctx, progress: Progress, stack: Stack,
-                           services: list[str]) -> None:
+                           services: list[str],
+                           created: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
     """The stack's networks and named volumes, before any container (external ones are
-    expected to exist)."""
+    expected to exist). Returns (and appends to ``created`` as it goes, so that a caller that
+    is cancelled half-way still knows) the ``("network" | "volume", name)`` this call made:
+    each node call runs shielded — it is short — so its answer is never lost to a Ctrl-C."""
     assert stack.name
+    made: list[tuple[str, str]] = created if created is not None else []
     for key in used_networks(stack, services):
         net = stack.networks.get(key)
         if net is None or net.external:
             continue
         name = net.name or f"{stack.name}_{key}"
         pool = net.ipam.config[0] if net.ipam and net.ipam.config else None
-        await ctx.node.ensure_network(
-            name, internal=net.internal, attachable=net.attachable,
-            subnet=pool.subnet if pool else None, gateway=pool.gateway if pool else None,
-            labels={**net.labels, LABEL_STACK: stack.name, LABEL_NETWORK: key})
+        with trio.CancelScope(shield=True):
+            new = await ctx.node.ensure_network(
+                name, internal=net.internal, attachable=net.attachable,
+                subnet=pool.subnet if pool else None, gateway=pool.gateway if pool else None,
+                labels={**net.labels, LABEL_STACK: stack.name, LABEL_NETWORK: key})
+        if new:
+            made.append(("network", name))
         await progress("", "network", "done", f"network {name}")
     for key in used_volumes(stack, services):
         vol = stack.volumes[key]
         if vol.external:
             continue
         name = vol.name or f"{stack.name}_{key}"
-        await ctx.node.ensure_volume(name, labels={**vol.labels, LABEL_STACK: stack.name,
-                                                   LABEL_VOLUME: key},
-                                     driver_opts=dict(vol.driver_opts) or None)
+        with trio.CancelScope(shield=True):
+            new = await ctx.node.ensure_volume(
+                name, labels={**vol.labels, LABEL_STACK: stack.name, LABEL_VOLUME: key},
+                driver_opts=dict(vol.driver_opts) or None)
+        if new:
+            made.append(("volume", name))
         await progress("", "volume", "done", f"volume {name}")
+    return made
+
+
+async def remove_unused(ctx: Ctx, progress: Progress, made: list[tuple[str, str]]) -> None:
+    """After an interrupted deploy: remove the networks and volumes it created that no
+    container uses (the node refuses to remove one in use; that one stays)."""
+    for kind, name in reversed(made):
+        remove = ctx.node.remove_network if kind == "network" else ctx.node.remove_volume
+        try:
+            await remove(name)
+        except NotFoundError:
+            continue
+        except StackctlError:  # ConflictError: in use (a container of the stack has it)
+            continue
+        await progress("", kind, "done", f"removed {kind} {name} (made by the interrupted "
+                       "deploy, unused)")
 
 
 def write_objects(ctx: Ctx, loaded: Loaded, desired: Desired, services: list[str],

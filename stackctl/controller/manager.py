@@ -33,6 +33,7 @@ from stackctl.controller.deploy import (
     kept_versions,
     load_record,
     load_stack,
+    remove_unused,
     write_objects,
 )
 from stackctl.controller.reconcile import RestartHistory, reconcile_stack
@@ -48,6 +49,10 @@ log = logging.getLogger("stackctl.controller")
 #: the reconcile loop's periodic tick (events trigger it sooner)
 TICK = 5.0
 STATUS_STOPPED = "stopped"
+#: a deploy ended half-way (Ctrl-C, a client that hung up, an error of the node): the stack
+#: is held as it was left until the next ``up`` (docs/controller.md, "Cancellation")
+STATUS_INTERRUPTED = "interrupted"
+STATUS_DEPLOYING = "deploying"
 
 
 def _field(record: Any, key: str, default: Any = None) -> Any:
@@ -76,6 +81,7 @@ class Manager:
         self.tick = tick
         self.history = RestartHistory(store)
         self._locks: dict[str, trio.Lock] = {}
+        self._old_versions: dict[tuple[str, int], Loaded] = {}  # older stored versions
         self._trigger = trio.Event()
 
     # -- store access --------------------------------------------------------------------------
@@ -179,14 +185,20 @@ class Manager:
         name = new.name
         prog = Progress(name, progress, self.ctx.wall)
         async with self._lock(name):
-            old, _, _ = self._versions(name)
+            old, previous, _ = self._versions(name)
             selected = sorted(self._selected(new, opts))
             new.image_ids = await self._image_ids(new)
             new.image_ids.update(await ensure_images(self.ctx, prog, stack, project_dir,
                                                      selected, opts))
             contents = self._contents(new, objects_, environ)
             new.digests = {ref: content_digest(v) for ref, v in contents.items()}
-            await self._apply(new, old, opts, prog, contents, selected)
+            rollback_to = old
+            if old is not None and previous is not None and old.record() == new.record():
+                # `up` again with the same file (resuming an interrupted or paused update):
+                # what a failed slot rolls back to is still the version before it
+                rollback_to = previous
+            await self._apply(new, old, opts, prog, contents, selected,
+                              rollback_to=rollback_to)
 
     def _selected(self, loaded: Loaded, opts: DeployOptions) -> set[str]:
         if not opts.services:
@@ -201,20 +213,23 @@ class Manager:
 
     async def _apply(self, new: Loaded, old: Loaded | None, opts: DeployOptions,
                      prog: Progress, contents: Mapping[str, bytes], selected: list[str], *,
-                     rollback: bool = False) -> None:
-        """Store ``new`` as the current version (when it changed) and carry out the plan."""
+                     rollback: bool = False, rollback_to: Loaded | None = None) -> None:
+        """Store ``new`` as the current version (when it changed) and carry out the plan;
+        ``rollback_to``: the version a failed update rolls back to (default ``old``)."""
         name = new.name
         if old is None or old.record() != new.record():
             self.ctx.store.put_stack(name, new.record(), new.project_dir)
-        self._status(name, "deploying")
+        self._status(name, STATUS_DEPLOYING)
         ok = False
+        made: list[tuple[str, str]] = []  # networks and volumes this deploy created
         try:
-            await ensure_resources(self.ctx, prog, new.stack, selected)
+            await ensure_resources(self.ctx, prog, new.stack, selected, made)
             desired = new.desired()
             write_objects(self.ctx, new, desired, selected, contents)
             observed = await observe(self.ctx, name)
             the_plan = make_plan(desired, observed, options=opts.plan_options())
-            deployer = Deployer(self.ctx, prog, new, old, opts, rollback=rollback)
+            deployer = Deployer(self.ctx, prog, new, rollback_to or old, opts,
+                                rollback=rollback)
             await deployer.load_image_configs(selected)
             await deployer.run(the_plan)
             ok = True
@@ -225,8 +240,11 @@ class Manager:
             with trio.CancelScope(shield=True):
                 if ok:
                     self._status(name, "running")
-                elif self._field_status(name) == "deploying":
-                    self._status(name, "interrupted")
+                elif self._field_status(name) == STATUS_DEPLOYING:
+                    # interrupted: what the deploy made and nothing uses goes again; the
+                    # reconcile loop holds the stack as it is now (see reconcile_once)
+                    self._status(name, STATUS_INTERRUPTED)
+                    await remove_unused(self.ctx, prog, made)
                 await self._prune_objects(name)
         await prog("", "done", "done", f"stack {name} deployed")
 
@@ -276,6 +294,8 @@ class Manager:
             objects.remove_stack(self.ctx.paths.run, name)
             if current is not None:
                 self.ctx.store.delete_stack(name)
+            for key in [k for k in self._old_versions if k[0] == name]:
+                del self._old_versions[key]  # a new stack of that name numbers from 1
             await prog("", "done", "done", f"stack {name} removed")
 
     async def _remove_one(self, prog: Progress, service: str, slot: str, c) -> None:
@@ -443,14 +463,18 @@ class Manager:
                 continue
             async with lock:
                 try:
-                    current, _, status = self._versions(name)
+                    current, previous, status = self._versions(name)
                     if current is None:
                         continue
                     stopped = self._stopped(status)
                     if "*" in stopped:
                         continue
-                    when = await reconcile_stack(self.ctx, current, self.history,
-                                                 stopped=stopped)
+                    # interrupted (or `deploying` with nobody deploying: the agent died
+                    # mid-deploy): heal what exists, create nothing new until the next `up`
+                    hold = status in (STATUS_INTERRUPTED, STATUS_DEPLOYING)
+                    when = await reconcile_stack(
+                        self.ctx, current, self.history, stopped=stopped, hold=hold,
+                        versions=self._version_finder(name, current, previous))
                 except StackctlError as exc:
                     log.warning("reconcile %s: %s", name, exc.message)
                     continue
@@ -460,6 +484,42 @@ class Manager:
             if when is not None:
                 wake = when if wake is None else min(wake, when)
         return wake
+
+    def _version_finder(self, name: str, current: Loaded, previous: Loaded | None):
+        """``find(service, config_hash)``: the stored version of stack ``name`` whose
+        ``service`` has that config hash (newest first), or None — what the reconcile loop
+        replaces a dead task with, so that a task is replaced by one of its own version."""
+        rec = self.ctx.store.get_stack(name)
+        numbers = {_field(rec, "version"), _field(_field(rec, "previous"), "version")}
+
+        def candidates():
+            yield current
+            if previous is not None:
+                yield previous
+            listed = getattr(self.ctx.store, "stack_versions", None)
+            get = getattr(self.ctx.store, "get_stack_version", None)
+            if listed is None or get is None:
+                return
+            for number in sorted(listed(name), reverse=True):
+                if number in numbers:
+                    continue
+                key = (name, number)
+                if key not in self._old_versions:
+                    v = get(name, number)
+                    if v is None:
+                        continue
+                    self._old_versions[key] = load_record(
+                        _spec(_field(v, "spec")), _field(v, "project_dir", "") or "/")
+                yield self._old_versions[key]
+
+        def find(service: str, config_hash: str) -> Loaded | None:
+            for loaded in candidates():
+                st = loaded.desired().services.get(service)
+                if st is not None and st.config_hash.value == config_hash:
+                    return loaded
+            return None
+
+        return find
 
     def _stack_names(self) -> list[str]:
         out = []

@@ -4,12 +4,17 @@ The pass re-reads desired state (the store's current version) and observed state
 so it is safe to run any number of times; events only say *when* to run it. It
 
 - puts ready replicas into their VIPs / published ports and takes the others out;
-- creates a task for a slot that has no container (removed by hand, lost);
+- creates a task for a slot that has no container (removed by hand, lost) — except while
+  the stack is *held* (its last deploy was interrupted): then a slot with no container stays
+  empty until the next ``up``, because the pass cannot tell a slot that vanished from one the
+  cancelled deploy never reached;
 - applies the restart policy, with Swarm's semantics: a dead task is **replaced** by a new
   container in the same slot once ``delay`` has passed since it ended
   (:func:`~stackctl.scheduler.restart.should_restart`, history per slot and config hash in the
-  store); the dead container is removed once its replacement has started (its exit code and
-  time stay in the slot's history);
+  store); the dead container is removed just before its replacement is created (its exit code
+  and time stay in the slot's history). The replacement is of the dead task's *own* version
+  (the stored version its config hash comes from), not necessarily the current one: a slot an
+  interrupted, paused or rolled-back update did not reach stays at the old version;
 - leaves alone: services the user stopped, completed jobs, containers created with
   ``--no-start``, and config changes (rolling those out is ``up``'s job, so that a cancelled
   or paused update is never carried on behind the user's back).
@@ -30,6 +35,7 @@ from stackctl.controller.taskops import start_task, stop_task, sync_serving
 from stackctl.controller.taskspec import object_files
 from stackctl.controller.watch import observe
 from stackctl.errors import StackctlError
+from stackctl.scheduler.observed import slot_sort_key
 from stackctl.scheduler.restart import should_restart
 
 log = logging.getLogger("stackctl.controller")
@@ -59,10 +65,15 @@ class RestartHistory:
 
 
 async def reconcile_stack(ctx: Ctx, loaded: Loaded, history: RestartHistory, *,
-                          stopped: Collection[str] = (),
+                          stopped: Collection[str] = (), hold: bool = False,
+                          versions: Callable[[str, str], Loaded | None] | None = None,
                           progress: Progress | None = None,
                           image_config: Callable[[str], Any] | None = None) -> int | None:
-    """One pass (see the module docstring); the next restart due (wall ns), if any."""
+    """One pass (see the module docstring); the next restart due (wall ns), if any.
+
+    ``versions(service, config_hash)`` finds the stored version a container was made from
+    (default: ``loaded`` only); ``hold``: the stack's last deploy was interrupted — heal the
+    slots that have a container, create none."""
     name = loaded.name
     progress = progress or Progress(name, None, ctx.wall)
     desired = loaded.desired()
@@ -70,19 +81,37 @@ async def reconcile_stack(ctx: Ctx, loaded: Loaded, history: RestartHistory, *,
     await sync_serving(ctx, observed.containers())
     now = ctx.wall()
     next_wake: int | None = None
+    made: dict[tuple[int, str], Any] = {}  # (id of the version, service) -> Version | None
+
+    def owner_of(service: str, config_hash: str | None) -> Loaded | None:
+        if config_hash == desired.services[service].config_hash.value:
+            return loaded
+        return versions(service, config_hash or "") if versions is not None else None
+
     for st in desired.services.values():
         if st.name in stopped:
             continue
-        version = None
-        for task in st.tasks:
-            so = observed.slot(st.name, task.slot)
+        svc = observed.services.get(st.name)
+        slots = [t.slot for t in st.tasks]
+        # slots the current version does not have (an interrupted or paused scale-down)
+        slots += sorted((k for k in (svc.slots if svc else {}) if k not in slots),
+                        key=slot_sort_key)
+        for slot in slots:
+            so = observed.slot(st.name, slot)
             if so is not None:
                 c = so.primary
-                if c.running or c.state == "created" or (st.is_job and c.completed):
+                owner = owner_of(st.name, c.config_hash)
+                if owner is None:
+                    if hold:  # made from a version no longer stored: leave it as it is
+                        continue
+                    owner = loaded
+                ost = owner.desired().services[st.name] if owner is not loaded else st
+                if c.running or c.state == "created" or (ost.is_job and c.completed):
                     continue
+                config_hash = ost.config_hash.value
                 ended = parse_iso_ns(c.finished_at) or now
-                h = history.times(name, st.name, task.slot, task.config_hash.value)
-                decision = should_restart(h, c.exit_code, ended, st.restart_policy)
+                h = history.times(name, st.name, slot, config_hash)
+                decision = should_restart(h, c.exit_code, ended, ost.restart_policy)
                 if not decision.restart:
                     continue
                 assert decision.when is not None
@@ -91,30 +120,38 @@ async def reconcile_stack(ctx: Ctx, loaded: Loaded, history: RestartHistory, *,
                         min(next_wake, decision.when)
                     continue
                 why = decision.reason
+            elif hold or slot not in st.slots:
+                # interrupted: a slot the deploy never reached stays empty until `up`
+                continue
             else:
-                c = None
+                c, owner, ost = None, loaded, st
+                config_hash = st.config_hash.value
                 why = "missing: no container for this slot"
-            if version is None:
-                version = version_of(ctx, loaded, desired, st.name)
-                if not _objects_ready(ctx, loaded, version):
+            key = (id(owner), st.name)
+            if key not in made:
+                version = version_of(ctx, owner, owner.desired() if owner is not loaded
+                                     else desired, st.name)
+                made[key] = version if _objects_ready(ctx, owner, version) else None
+                if made[key] is None:
                     log.warning("stack %s: service %s: its secret/config files are gone; "
                                 "run `stackctl up` again", name, st.name)
-                    break
+            version = made[key]
+            if version is None:
+                continue
             await progress(st.name, "recreate" if c else "create", "started", why,
-                           slot=task.slot)
+                           slot=slot)
             if c is not None:
                 # the dead task goes first (nothing of it serves), so that its replacement
                 # takes the slot's own name; its end stays in the slot's restart history
-                history.add(name, st.name, task.slot, task.config_hash.value, now,
-                            c.exit_code)
+                history.add(name, st.name, slot, config_hash, now, c.exit_code)
                 for old in so.containers if so else ():
-                    await stop_task(ctx, progress, st.name, task.slot, old, drain=False)
+                    await stop_task(ctx, progress, st.name, slot, old, drain=False)
             try:
-                await start_task(ctx, progress, version, task.slot)
+                await start_task(ctx, progress, version, slot)
             except StackctlError as exc:
-                log.warning("stack %s: %s: replacing the task failed: %s", name, task.name,
-                            exc.message)
-                await progress(st.name, "failed", "error", exc.message, slot=task.slot)
+                log.warning("stack %s: %s.%s: replacing the task failed: %s", name, st.name,
+                            slot, exc.message)
+                await progress(st.name, "failed", "error", exc.message, slot=slot)
                 continue
     return next_wake
 

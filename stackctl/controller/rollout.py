@@ -8,6 +8,12 @@ machine asked for (:class:`WaitUntil`) comes due. Time is trio's clock in nanose
 tests drive the whole update with a fake clock. A new task joins its service's VIPs and
 published ports only once it is ready; the old one leaves them before it is stopped
 (:mod:`.taskops`), so a client looping requests through a published port loses none.
+
+Cancelled (Ctrl-C), the update stops where it is: a slot whose old task was already stopped
+keeps its new task (it is updated), and a slot still in flight — its new task started while
+the old one still runs (start-first, before the new one was ready) — is undone: the new task
+is stopped and removed in a shielded scope, so the old version keeps serving and no slot is
+left with two tasks.
 """
 
 from __future__ import annotations
@@ -74,6 +80,8 @@ class Rollout:
         self.containers: dict[tuple[str, str], ContainerInfo | str] = {
             (slot, OLD): c for slot, c in old_containers.items()}
         self.reported: dict[tuple[str, str], str] = {}
+        self.original = {slot: c.id for slot, c in old_containers.items()}
+        self.started: dict[tuple[str, str], str] = {}  # every task started, never forgotten
         self.network_container = network_container
         self.wake_at: int | None = None
         self.announced_failures: set[str] = set()
@@ -120,6 +128,7 @@ class Rollout:
             await self._send.send(TaskReport(slot, version, "failed", now_ns(), message))
             return
         self.containers[(slot, version)] = cid
+        self.started[(slot, version)] = cid
         self.reported.pop((slot, version), None)
 
     async def _stop(self, slot: str, version: str) -> None:
@@ -174,6 +183,30 @@ class Rollout:
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> RollingUpdate:
+        try:
+            return await self._run()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._undo_in_flight()
+            raise
+
+    async def _undo_in_flight(self) -> None:
+        """Remove each new task whose slot still has an older task running (see the module
+        docstring); re-reads the node, so what was stopped half-way is seen as it is."""
+        by_id = {c.id: c for c in await self.ctx.node.list_containers(
+            stack=self.new.stack.name)}
+        for (slot, version), cid in sorted(self.started.items()):
+            c = by_id.get(cid)
+            if version != NEW or c is None:
+                continue
+            older = (self.original.get(slot), self.started.get((slot, OLD)))
+            if any(o in by_id and by_id[o].running for o in older if o):
+                await self.progress(self.service, "remove", "started",
+                                    "update interrupted: the previous task keeps the slot",
+                                    slot=slot, container=cid)
+                await stop_task(self.ctx, self.progress, self.service, slot, c)
+
+    async def _run(self) -> RollingUpdate:
         ru = self.update
         async with trio.open_nursery() as nursery:
             await self._execute(nursery, ru.poll(now_ns()))

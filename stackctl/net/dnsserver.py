@@ -256,12 +256,17 @@ class DNSServer:
 
     def run(self, stop: threading.Event, ready: Callable[[], None] | None = None, tick: float = 0.25) -> None:
         self.refresh()
+        wake = getattr(stop, "fileno", None)
+        if wake is not None:  # a WakeEvent: setting it ends the select at once, not after a tick
+            self.sel.register(wake(), selectors.EVENT_READ, ("wake", None))
         if ready:
             ready()
         last = time.monotonic()
         while not stop.is_set():
             for key, _ in self.sel.select(timeout=tick):
                 kind, addr = key.data
+                if kind == "wake":
+                    continue
                 if kind == "udp":
                     self._on_udp(key.fileobj, addr)
                 elif kind == "tcp":
@@ -311,10 +316,37 @@ def serve(paths: NodePaths, *, stop: threading.Event, ready: Callable[[], None] 
         server.close()
 
 
+class WakeEvent(threading.Event):
+    """A ``threading.Event`` that also makes a pipe readable when set, so that the server's
+    ``select`` returns at once: stopping the DNS server (``down`` ends the node's ``dnsd``)
+    then takes no tick of ``run``'s loop. ``set`` is safe in a signal handler."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def fileno(self) -> int:
+        return self._r
+
+    def set(self) -> None:
+        super().set()
+        try:
+            os.write(self._w, b"x")
+        except OSError:  # full (already woken) or closed
+            pass
+
+    def __del__(self) -> None:
+        for fd in (self._r, self._w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 def start_in_thread(paths: NodePaths, **kwargs) -> tuple[threading.Thread, threading.Event]:
     """Start :func:`serve` in a daemon thread; returns once it listens. Stop with
     ``stop.set(); thread.join()``."""
-    stop = threading.Event()
+    stop = WakeEvent()
     ready = threading.Event()
     t = threading.Thread(target=serve, args=(paths,), kwargs={"stop": stop, "ready": ready.set, **kwargs},
                          name="stackctl-dns", daemon=True)

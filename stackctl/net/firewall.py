@@ -1,7 +1,8 @@
 """The firewall: one nftables table per node, rendered whole from the networking state.
 
 Plan, then apply: :func:`render` is a pure function from :class:`NetState` to an ``nft``
-script; :func:`apply` loads it in one atomic transaction (the old table is deleted and the
+script; :func:`apply` loads it (through libnftables in-process, else ``nft -f``) in one atomic
+transaction (the old table is deleted and the
 new one created in the same ``nft -f`` run, so there is never a moment without rules).
 Every change re-renders the table from state, so the rules are always exactly what the state
 says — a crash can leave rules for an object that is gone only until the next change or
@@ -227,10 +228,65 @@ def _nft() -> str:
     return nft
 
 
+class _LibNft:
+    """libnftables (the library the ``nft`` command is a thin front end of), through ctypes:
+    loading a script in-process takes ~0.2 ms where running ``nft -f`` takes ~16 ms (process
+    start, library load), and a deploy reloads the table once per endpoint change. One
+    context, used under a lock (a context is not thread-safe; the agent calls from worker
+    threads). Same script, same atomic transaction as ``nft -f``."""
+
+    def __init__(self) -> None:
+        import ctypes
+        import ctypes.util
+        import threading
+
+        lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
+        ctx = lib.nft_ctx_new(0)
+        if not ctx:
+            raise OSError("nft_ctx_new failed")
+        lib.nft_ctx_buffer_output(ctx)  # nothing goes to our stdout/stderr
+        lib.nft_ctx_buffer_error(ctx)
+        self._lib, self._ctx, self._lock = lib, ctx, threading.Lock()
+
+    def run(self, script: str) -> tuple[int, str]:
+        with self._lock:
+            rc = self._lib.nft_run_cmd_from_buffer(self._ctx, script.encode())
+            err = self._lib.nft_ctx_get_error_buffer(self._ctx) or b""
+        return rc, err.decode(errors="replace")
+
+
+_libnft: _LibNft | None = None
+_libnft_failed = False
+
+
+def _library() -> _LibNft | None:
+    """The in-process loader, or None (no libnftables: fall back to the ``nft`` command)."""
+    global _libnft, _libnft_failed
+    if _libnft is None and not _libnft_failed and not os.environ.get("STACKCTL_NFT_COMMAND"):
+        try:
+            _libnft = _LibNft()
+        except (OSError, AttributeError):
+            _libnft_failed = True
+    return _libnft
+
+
 def run_nft(script: str) -> None:
-    proc = subprocess.run([_nft(), "-f", "-"], input=script, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise NetworkError(f"loading firewall rules failed: {proc.stderr.strip()}",
+    lib = _library()
+    if lib is not None:
+        rc, err = lib.run(script)
+    else:
+        proc = subprocess.run([_nft(), "-f", "-"], input=script, capture_output=True, text=True)
+        rc, err = proc.returncode, proc.stderr
+    if rc != 0:
+        raise NetworkError(f"loading firewall rules failed: {err.strip()}",
                            hint="is the nf_tables kernel module available? (needs root)")
 
 

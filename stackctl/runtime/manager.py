@@ -261,42 +261,87 @@ class ContainerManager:
                               resources=resources_of(opts), auto_remove=opts.auto_remove)
         return self.core.prepare_start(self.paths, draft, attach=attach)
 
+    # A container being created holds its name (and the named volumes it uses) with a
+    # reservation: its directory with ``creating.json`` ({pid, name, volumes}), written under
+    # the lock, before the record. The slow part of a create — putting it on its networks and
+    # making sure the DNS server runs — then happens outside the lock, so that creates, starts
+    # and removals of other containers go on meanwhile. A reservation whose process is gone
+    # (a crash) counts for nothing and is swept by the next create.
+    RESERVATION = "creating.json"
+
+    def _reservations(self, *, sweep: bool = False) -> dict[str, dict[str, Any]]:
+        """Reservations of live processes: cid -> {pid, name, volumes}. ``sweep`` (under the
+        lock) removes those of dead processes."""
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            entries = os.listdir(self.paths.containers)
+        except FileNotFoundError:
+            return out
+        for e in entries:
+            path = os.path.join(self.paths.containers, e, self.RESERVATION)
+            try:
+                with open(path) as f:
+                    res = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if _pid_alive(int(res.get("pid") or 0)):
+                out[e] = res
+            elif sweep and not os.path.exists(os.path.join(self.paths.containers, e, "config.json")):
+                shutil.rmtree(os.path.join(self.paths.containers, e), ignore_errors=True)
+        return out
+
+    def live_ids(self) -> list[str]:
+        """Containers with a record, and those being created (their networking is theirs)."""
+        return sorted(set(self.ids()) | set(self._reservations()))
+
     def create(self, opts: RunOptions, name: str | None = None, *, environ: dict[str, str] | None = None,
                cwd: str | None = None, prepared: Any = None) -> Record:
         """Make a container (status ``created``); nothing is left behind if this fails.
-        With ``prepared`` (from :meth:`prepare_start`) the container gets its id."""
+        With ``prepared`` (from :meth:`prepare_start`) the container gets its id.
+
+        Locking: the name check, volumes and the reservation happen under the lock; the
+        network attach (which has its own lock) outside it; the record is written under the
+        lock again (see ``RESERVATION``)."""
         if name:
             name = names.validate_name(name)
         image = self.images.resolve(opts.image)  # NotFoundError names the image
-        with self.locked():
-            taken = dict((n, cid) for cid, n in self._names())
-            if name and name in taken:
-                raise ConflictError(
-                    f'the container name "/{name}" is already in use by container "{taken[name]}"',
-                    hint="remove (or rename) that container to be able to reuse that name",
-                )
-            if not name:
-                name = names.random_name(lambda n: n in taken)
-            cid = prepared.cid if prepared is not None else names.new_id()
-            while os.path.exists(self._dir(cid)):
-                cid = names.new_id()
-            from stackctl.runtime.logs import format_rfc3339
+        made_volumes: list[str] = []
+        made_dirs: list[str] = []
+        cid = ""
+        networked = _wants_bridge(opts.network)
+        attached = False
+        try:
+            with self.locked():
+                reserved = self._reservations(sweep=True)
+                taken = dict((n, cid) for cid, n in self._names())
+                taken.update((r.get("name"), c) for c, r in reserved.items())
+                if name and name in taken:
+                    raise ConflictError(
+                        f'the container name "/{name}" is already in use by container "{taken[name]}"',
+                        hint="remove (or rename) that container to be able to reuse that name",
+                    )
+                if not name:
+                    name = names.random_name(lambda n: n in taken)
+                cid = prepared.cid if prepared is not None else names.new_id()
+                while os.path.exists(self._dir(cid)):
+                    cid = names.new_id()
+                from stackctl.runtime.logs import format_rfc3339
 
-            plan = build_plan(
-                opts,
-                image_id=image.id,
-                image_config=image_config_of(image),
-                layer_dirs=list(image.layer_dirs()),
-                container_id=cid,
-                name=name,
-                environ=dict(os.environ if environ is None else environ),
-                host_hostname=os.uname().nodename,
-                cwd=cwd or os.getcwd(),
-                created=format_rfc3339(time.time_ns()),
-            )
-            made_volumes: list[str] = []
-            made_dirs: list[str] = []
-            try:
+                plan = build_plan(
+                    opts,
+                    image_id=image.id,
+                    image_config=image_config_of(image),
+                    layer_dirs=list(image.layer_dirs()),
+                    container_id=cid,
+                    name=name,
+                    environ=dict(os.environ if environ is None else environ),
+                    host_hostname=os.uname().nodename,
+                    cwd=cwd or os.getcwd(),
+                    created=format_rfc3339(time.time_ns()),
+                )
+                d = self._dir(cid)
+                os.makedirs(d, mode=0o700)
+                made_dirs.append(d)
                 spec = plan.spec
                 nocopy = []
                 for req in plan.mounts:
@@ -323,32 +368,37 @@ class ContainerManager:
                         if req.nocopy:
                             nocopy.append(m.target)
                     spec.mounts.append(m)
-                meta = {
-                    "Config": plan.config,
-                    "NoCopy": nocopy,
-                    "AnonymousVolumes": [m.volume_name for r, m in zip(plan.mounts, spec.mounts) if r.anonymous],
-                    "ImageRepoTags": list(getattr(image, "repo_tags", []) or []),
-                }
-                if _wants_bridge(opts.network):
-                    meta["NetworkSettings"] = self._attach_network(spec, opts, list(plan.config.get("ExposedPorts") or {}))
-                d = self._dir(cid)
-                os.makedirs(d, mode=0o700)
-                made_dirs.append(d)
+                self._write_json(os.path.join(d, self.RESERVATION), {
+                    "pid": os.getpid(), "name": name,
+                    "volumes": [m.volume_name for m in spec.mounts if m.type == "volume"]})
+            meta = {
+                "Config": plan.config,
+                "NoCopy": nocopy,
+                "AnonymousVolumes": [m.volume_name for r, m in zip(plan.mounts, spec.mounts) if r.anonymous],
+                "ImageRepoTags": list(getattr(image, "repo_tags", []) or []),
+            }
+            if networked:
+                attached = True
+                meta["NetworkSettings"] = self._attach_network(spec, opts, list(plan.config.get("ExposedPorts") or {}))
+            with self.locked():
                 self._write_json(os.path.join(d, "meta.json"), meta)
                 self._write_json(os.path.join(d, "config.json"), spec.to_json())
-            except BaseException:
-                if _wants_bridge(opts.network):
-                    with contextlib.suppress(Exception):  # the original error is the one to show
-                        from stackctl.net import runtime_hooks
+                os.unlink(os.path.join(d, self.RESERVATION))
+        except BaseException:
+            if attached:
+                with contextlib.suppress(Exception):  # the original error is the one to show
+                    from stackctl.net import runtime_hooks
 
-                        runtime_hooks.release(self.paths, cid)
-                shutil.rmtree(self._dir(cid), ignore_errors=True)
+                    runtime_hooks.release(self.paths, cid)
+            with self.locked():
+                if cid and made_dirs and made_dirs[0] == self._dir(cid):
+                    shutil.rmtree(self._dir(cid), ignore_errors=True)
                 for v in made_volumes:
                     shutil.rmtree(os.path.dirname(self.volumes.get(v).mountpoint), ignore_errors=True)
                 for p in reversed(made_dirs):
                     with contextlib.suppress(OSError):
                         os.rmdir(p)
-                raise
+            raise
         return Record(spec, meta, ContainerState())
 
     def _attach_network(self, spec: ContainerSpec, opts: RunOptions, exposed: list[str]) -> dict[str, Any]:
@@ -357,7 +407,7 @@ class ContainerManager:
         node's DNS server runs, and return Docker's NetworkSettings for ``meta.json``."""
         from stackctl.net import dnsd, runtime_hooks, sandbox, store
 
-        self._release_orphans_locked()
+        self._release_orphans()  # not under the lock: see RESERVATION
         runtime_hooks.attach(
             self.paths, spec,
             networks=[sandbox.Attachment(opts.network, aliases=list(opts.network_aliases),
@@ -368,7 +418,11 @@ class ContainerManager:
         return runtime_hooks.network_settings(store.load(self.paths), spec.id, exposed)
 
     def _has_record(self, cid: str) -> bool:
-        return os.path.exists(os.path.join(self._dir(cid), "config.json"))
+        """A record, or a reservation of a live create (its sandbox is being made)."""
+        d = self._dir(cid)
+        if os.path.exists(os.path.join(d, "config.json")):
+            return True
+        return cid in self._reservations() if os.path.exists(os.path.join(d, self.RESERVATION)) else False
 
     def _release_orphans(self) -> None:
         """Networking of containers whose record is gone (``run -d --rm``: the monitor removes
@@ -560,6 +614,9 @@ class ContainerManager:
             for m in rec.spec.mounts:
                 if m.type == "volume" and m.volume_name:
                     used.setdefault(m.volume_name, []).append(rec.name)
+        for res in self._reservations().values():  # containers being created
+            for v in res.get("volumes") or []:
+                used.setdefault(v, []).append(res.get("name") or "")
         return used
 
     def remove_volume(self, name: str, force: bool = False) -> None:
@@ -604,6 +661,18 @@ def _wants_bridge(network: str) -> bool:
     """A network *name* (Docker's user-defined network), not a mode: the same rule as
     :func:`stackctl.net.runtime_hooks.wants_bridge`, without importing networking."""
     return bool(network) and network not in ("none", "host") and not network.startswith(("container:", "netns:"))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _makedirs(path: str) -> list[str]:

@@ -12,19 +12,26 @@ with a warning); a cycle, named in order (``a -> b -> c -> a``).
 
 Profiles, as Compose: a service without ``profiles`` is always on; one with profiles is on
 when any of them is active; ``*`` activates every profile.
+
+The graph itself is a plain adjacency map: a stack has a handful of services, and the CLI
+builds this graph on every ``up`` (validation before anything is sent), where importing
+networkx alone costs ~80 ms. networkx is still what names a cycle (strongly connected
+components, then the shortest way round) and what :attr:`ServiceGraph.nx` hands out; it is
+imported only then — a cycle is detected without it (what Kahn's algorithm cannot order).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from stackctl.errors import Issue, SpecError
 from stackctl.spec.issues import issue_at, sort_issues, written_key
 from stackctl.spec.models import Service
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def active_services(services: Mapping[str, Service], profiles: Collection[str]) -> set[str]:
@@ -47,10 +54,59 @@ class Dependency:
     restart: bool = False
 
 
-class ServiceGraph:
-    """Services and their dependencies (a networkx DiGraph underneath)."""
+class _Graph:
+    """A small directed graph: ``succ[a][b]`` is the :class:`Dependency` of edge ``a -> b``."""
 
-    def __init__(self, graph: nx.DiGraph) -> None:
+    def __init__(self) -> None:
+        self.succ: dict[str, dict[str, Dependency]] = {}
+        self.pred: dict[str, set[str]] = {}
+
+    def add_node(self, name: str) -> None:
+        self.succ.setdefault(name, {})
+        self.pred.setdefault(name, set())
+
+    def add_edge(self, a: str, b: str, dep: Dependency) -> None:
+        self.add_node(a)
+        self.add_node(b)
+        self.succ[a][b] = dep
+        self.pred[b].add(a)
+
+    def has_edge(self, a: str, b: str) -> bool:
+        return b in self.succ.get(a, {})
+
+    def generations(self) -> tuple[list[set[str]], set[str]]:
+        """Kahn's algorithm on dependencies: levels (dependencies first) and what is left over
+        (the members of cycles and whatever depends on them)."""
+        left = {n: len(on) for n, on in self.succ.items()}
+        level = {n for n, k in left.items() if k == 0}
+        out: list[set[str]] = []
+        while level:
+            out.append(level)
+            nxt: set[str] = set()
+            for n in level:
+                del left[n]
+                for d in self.pred[n]:
+                    left[d] -= 1
+                    if left[d] == 0:
+                        nxt.add(d)
+            level = nxt
+        return out, set(left)
+
+    def to_nx(self) -> nx.DiGraph:
+        import networkx as nx
+
+        g = nx.DiGraph()
+        g.add_nodes_from(sorted(self.succ))
+        for a in sorted(self.succ):
+            for b, dep in sorted(self.succ[a].items()):
+                g.add_edge(a, b, dep=dep)
+        return g
+
+
+class ServiceGraph:
+    """Services and their dependencies (see the module docstring for why not networkx)."""
+
+    def __init__(self, graph: _Graph) -> None:
         self._g = graph
 
     # -- construction ------------------------------------------------------------------------
@@ -63,7 +119,7 @@ class ServiceGraph:
         Raise :class:`SpecError` for undefined or switched-off dependencies and for cycles.
         """
         on = set(services) if enabled is None else set(enabled)
-        graph = nx.DiGraph()
+        graph = _Graph()
         for name in sorted(on):
             graph.add_node(name)
         errors: list[Issue] = []
@@ -89,9 +145,9 @@ class ServiceGraph:
                     errors.append(issue_at(raw, where, f"service {name} depends on itself",
                                            key=dep.kind == "depends_on"))
                 elif not graph.has_edge(name, dep.on):
-                    graph.add_edge(name, dep.on, dep=dep)
-        if not errors:
-            errors += _cycles(graph, services, raw)
+                    graph.add_edge(name, dep.on, dep)
+        if not errors and graph.generations()[1]:
+            errors += _cycles(graph.to_nx(), services, raw)
         if errors:
             raise SpecError(sort_issues(errors))
         return cls(graph), warnings
@@ -100,42 +156,49 @@ class ServiceGraph:
 
     @property
     def services(self) -> list[str]:
-        return sorted(self._g.nodes)
+        return sorted(self._g.succ)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._g
+        return name in self._g.succ
 
     def __len__(self) -> int:
-        return len(self._g)
+        return len(self._g.succ)
 
     @property
     def nx(self) -> nx.DiGraph:
-        """A copy of the underlying graph (edges ``service -> dependency``)."""
-        return self._g.copy()
+        """A networkx copy of the graph (edges ``service -> dependency``, attribute ``dep``)."""
+        return self._g.to_nx()
 
     def dependencies(self, name: str) -> list[Dependency]:
         """What ``name`` depends on directly."""
-        return [self._g.edges[name, on]["dep"] for on in sorted(self._g.successors(name))]
+        on = self._g.succ[name]
+        return [on[d] for d in sorted(on)]
 
     def dependents(self, name: str) -> list[str]:
         """The services that depend on ``name`` directly."""
-        return sorted(self._g.predecessors(name))
+        return sorted(self._g.pred[name])
 
     def edges(self) -> list[Dependency]:
-        return sorted((d["dep"] for _, _, d in self._g.edges(data=True)),
+        return sorted((d for on in self._g.succ.values() for d in on.values()),
                       key=lambda d: (d.service, d.on))
 
     def with_dependencies(self, names: Iterable[str]) -> set[str]:
         """``names`` and everything they depend on, transitively."""
         out: set[str] = set()
-        for name in names:
+        todo = list(names)
+        while todo:
+            name = todo.pop()
+            if name in out:
+                continue
+            if name not in self._g.succ:
+                raise KeyError(name)
             out.add(name)
-            out |= nx.descendants(self._g, name)
+            todo.extend(self._g.succ[name])
         return out
 
     def start_levels(self) -> list[list[str]]:
         """Topological generations, dependencies first; each level starts in parallel."""
-        return [sorted(level) for level in nx.topological_generations(self._g.reverse(copy=False))]
+        return [sorted(level) for level in self._g.generations()[0]]
 
     def stop_levels(self) -> list[list[str]]:
         """The start levels reversed: dependents stop before what they depend on."""
@@ -163,6 +226,8 @@ def _dependencies(name: str, service: Service) -> list[tuple[Dependency, tuple]]
 
 
 def _cycles(graph: nx.DiGraph, services: Mapping[str, Service], raw: Any) -> list[Issue]:
+    import networkx as nx
+
     errors = []
     for component in sorted(nx.strongly_connected_components(graph), key=min):
         if len(component) < 2:
@@ -182,6 +247,8 @@ def _cycles(graph: nx.DiGraph, services: Mapping[str, Service], raw: Any) -> lis
 
 
 def _shortest_cycle(sub: nx.DiGraph, start: str) -> list[str]:
+    import networkx as nx
+
     best: list[str] | None = None
     for succ in sorted(sub.successors(start)):
         try:

@@ -276,3 +276,84 @@ def test_plan_ls_and_oneoff_run(node, tmp_path):
     node.cli("run", "-f", stack, "-d", "--rm", "web", "true")
     wait_for(lambda: [c["Name"] for c in node.ps("oneoff")] == ["oneoff-web-1"], 10,
              "only the service's task left")
+
+
+# --- 7. Ctrl-C during `up`: stops cleanly and stays stopped --------------------------------
+
+GATED = """\
+name: intr
+services:
+  db:
+    image: stackctl/busybox:latest
+    command: ["sh", "-c", "sleep 4; touch /tmp/ready; exec sleep 1000"]
+    stop_grace_period: 1s
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 500ms
+      timeout: 1s
+      retries: 30
+    volumes: ["data:/data"]
+  api:
+    image: stackctl/busybox:latest
+    command: ["sh", "-c", "exec sleep 1000"]
+    stop_grace_period: 1s
+    depends_on: {db: {condition: service_healthy}}
+  web:
+    image: stackctl/busybox:latest
+    command: ["sh", "-c", "exec sleep 1000"]
+    stop_grace_period: 1s
+    depends_on: {db: {condition: service_healthy}}
+    volumes: ["webdata:/srv"]
+    networks: [default, back]
+networks:
+  back:
+volumes:
+  data:
+  webdata:
+"""
+
+
+def test_ctrl_c_during_up_stops_cleanly_and_stays_stopped(node, tmp_path):
+    import subprocess
+    import sys
+
+    from stackctl.net import store as netstore
+
+    stack = write(tmp_path / "stack.yml", GATED)
+    node.projects.add("intr")
+    p = subprocess.Popen([sys.executable, "-m", "stackctl", "up", "-f", stack, "--wait"],
+                         cwd=str(tmp_path), env=node.env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        # db runs (its health check needs ~4 s): web is waiting on its service_healthy gate
+        wait_for(lambda: running(node, "intr", "db"), 60, "db running")
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 130, (p.returncode, out[-2000:], err[-2000:])
+    assert "interrupted; left running: db.1" in err, err
+    db = {c["Name"]: c["ID"] for c in running(node, "intr", "db")}
+    assert list(db) == ["intr-db-1"]
+    assert [c["Name"] for c in node.ps("intr") if c["Service"] != "db"] == []
+    # what only web would have used was made by this deploy and is gone again
+    node.remember_bridges()
+    assert sorted(n.name for n in netstore.load(node.paths).networks.values()) == \
+        ["intr_default"]
+    assert sorted(os.listdir(os.path.join(node.paths.state, "volumes"))) == ["intr_data"]
+    # db becomes healthy, the reconcile loop runs its passes: api and web are still never
+    # created (until the next `up`)
+    wait_for(lambda: [c for c in running(node, "intr", "db") if c["Health"] == "healthy"],
+             30, "db healthy")
+    time.sleep(3)
+    assert [c["Name"] for c in node.ps("intr") if c["Service"] != "db"] == []
+    assert {c["Name"]: c["ID"] for c in running(node, "intr", "db")} == db
+    rows = json.loads(node.cli("ls", "-a", "--format", "json").stdout)
+    assert [r["Name"] for r in rows] == ["intr"]
+    node.cli("down", "-v", "-p", "intr", timeout=90)
+    assert node.ps("intr") == []
+    left = node.leftovers()
+    assert left == {}, left

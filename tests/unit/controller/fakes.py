@@ -152,25 +152,39 @@ class FakeNode:
     async def ensure_network(self, name, *, internal=False, attachable=False, subnet=None,
                              gateway=None, labels=None):
         await trio.lowlevel.checkpoint()
+        new = name not in self.networks
         self.networks.setdefault(name, {"internal": internal, "labels": labels or {}})
         self.log.append(("network", name))
+        return new
 
     async def remove_network(self, name):
         await trio.lowlevel.checkpoint()
         if name not in self.networks:
             raise NotFoundError(f"no such network: {name}")
+        users = [c.name for c in self.containers.values()
+                 if any(getattr(a, "network", None) == name for a in c.kwargs["networks"])]
+        if users:  # as the real node: refused while a container has an endpoint on it
+            raise ConflictError(f"network {name!r} has active endpoints ({', '.join(users)})")
         del self.networks[name]
+        self.log.append(("remove-network", name))
 
     async def ensure_volume(self, name, *, labels=None, driver_opts=None):
         await trio.lowlevel.checkpoint()
+        new = name not in self.volumes
         self.volumes.setdefault(name, {"labels": labels or {}})
         self.log.append(("volume", name))
+        return new
 
     async def remove_volume(self, name):
         await trio.lowlevel.checkpoint()
         if name not in self.volumes:
             raise NotFoundError(f"no such volume: {name}")
+        users = [c.name for c in self.containers.values()
+                 if any(f"type=volume,source={name}," in m + "," for m in c.opts.mounts)]
+        if users:  # as the real node: refused while a container (even a stopped one) uses it
+            raise ConflictError(f"volume {name} is in use by container {', '.join(users)}")
         del self.volumes[name]
+        self.log.append(("remove-volume", name))
 
     async def image_id(self, ref):
         await trio.lowlevel.checkpoint()
