@@ -1,10 +1,7 @@
 """The issue's must-show with real containers of our runtime: busybox `wget` in one container
 reaches busybox `httpd` in another by name; a container on another network cannot.
 
-Debian 12's busybox-static `wget` crashes (SIGSEGV, static glibc NSS) on every URL, also on
-the host (`busybox wget http://127.0.0.1:1/`), so the client is busybox `nslookup` — which asks
-the nameserver of the container's /etc/resolv.conf, the embedded DNS server — and `nc` speaking
-HTTP/1.0 to the address it got."""
+(No `wget -T`: Debian 12's busybox-static `wget` dies with SIGSEGV when given a timeout.)"""
 
 from __future__ import annotations
 
@@ -21,9 +18,7 @@ core = pytest.importorskip("stackctl.runtime.containers.api")
 from stackctl.runtime.spec import ContainerSpec  # noqa: E402
 
 
-GET_BY_NAME = ('ip=$(nslookup "$1" | sed -n "s/^Address: \\([0-9.]*\\)$/\\1/p" | tail -n 1); '
-               '[ -n "$ip" ] || { echo "cannot resolve $1"; exit 2; }; '
-               'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 3 "$ip" 80')
+GET_BY_NAME = 'wget -q -O - "http://$1/"'
 
 
 def spec(cid: int, name: str, rootfs: str, argv: list[str]) -> ContainerSpec:
@@ -81,11 +76,12 @@ def test_wget_reaches_httpd_by_name_not_from_another_network(net_paths, busybox_
         runtime_hooks.attach(net_paths, outsider, networks=["elsewhere"])
         started.append(outsider)
         code, out = run(net_paths, outsider)
-        assert code == 2 and "cannot resolve web" in out
+        assert code != 0 and "bad address" in out, out
         # and by address it does not get through either
         web_addr = web.extra_hosts[0].split(":")[1]
+        # `; exit $?` keeps sh as PID 1: an exec'd `timeout` as PID 1 could not be signalled
         web_ip = spec(4, "byaddr", busybox_rootfs,
-                      ["sh", "-c", f'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 2 {web_addr} 80'])
+                      ["sh", "-c", f"timeout 3 wget -q -O - http://{web_addr}/; exit $?"])
         runtime_hooks.attach(net_paths, web_ip, networks=["elsewhere"])
         started.append(web_ip)
         code, out = run(net_paths, web_ip)

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 def http_get(port: int, path: str = "/", timeout: float = 2.0) -> str:
-    # urllib, not busybox wget (it segfaults resolving names on Debian 12)
+    # from the host with urllib (no container needed)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
         return r.read().decode()
 
