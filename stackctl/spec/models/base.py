@@ -278,8 +278,20 @@ def value_str(value: Any) -> str:
     return scalar_str(value)
 
 
+def _file_mode(value: Any) -> int:
+    """A file mode: an int (YAML reads 0440 as octal), or digits in a string read as octal, as
+    chmod reads them ("1777", "0440")."""
+    if isinstance(value, str) and value.strip().isdigit():
+        try:
+            return int(value.strip(), 8)
+        except ValueError:
+            raise fail(f"expected an octal file mode such as 0440, got {describe(value)}") from None
+    return _nonneg_int(value)
+
+
 Bool = Annotated[bool, PlainValidator(_bool)]
 Int = Annotated[int, PlainValidator(_int)]
+FileMode = Annotated[int, PlainValidator(_file_mode)]
 NonNegInt = Annotated[int, PlainValidator(_nonneg_int)]
 PosInt = Annotated[int, PlainValidator(_pos_int)]
 Float = Annotated[float, PlainValidator(_float)]

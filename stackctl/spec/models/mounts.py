@@ -13,11 +13,11 @@ from typing import Any, ClassVar
 from pydantic import field_validator
 
 from stackctl.spec.models.base import (
+    FileMode,
     Bool,
     ByteSize,
     Choice,
     Model,
-    NonNegInt,
     Str,
     describe,
     fail,
@@ -53,19 +53,7 @@ class TmpfsOptions(Model):
     area: ClassVar[str] = "tmpfs_options"
 
     size: ByteSize | None = None
-    mode: NonNegInt | None = None
-
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _octal(cls, value: Any) -> Any:
-        # "1777" in a file means octal, as chmod reads it
-        if isinstance(value, str) and value.strip().isdigit():
-            try:
-                return int(value.strip(), 8)
-            except ValueError:
-                raise fail(f"expected an octal file mode such as 1777, got {describe(value)}") \
-                    from None
-        return value
+    mode: FileMode | None = None
 
 
 class Mount(Model):

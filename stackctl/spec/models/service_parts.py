@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from stackctl.spec import units
 from stackctl.spec.models.base import (
+    FileMode,
     Bool,
     Choice,
     Duration,
@@ -206,18 +207,7 @@ class FileRef(Model):
     target: Str | None = None
     uid: Str | None = None
     gid: Str | None = None
-    mode: NonNegInt | None = None
-
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _octal(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().isdigit():
-            try:
-                return int(value.strip(), 8)
-            except ValueError:
-                raise fail(f"expected an octal file mode such as 0440, got {describe(value)}") \
-                    from None
-        return value
+    mode: FileMode | None = None
 
 
 def file_ref_item(value: Any) -> Any:

@@ -7,7 +7,6 @@ from stackctl.scheduler.rolling import (
     PAUSED,
     ROLLBACK_PAUSED,
     ROLLED_BACK,
-    RollbackCompleted,
     RollbackPaused,
     RollbackStarted,
     RollingUpdate,

@@ -106,7 +106,6 @@ class Builder:
         self.stages = stages
         target = self._target(stages)
         needed = self._needed(stages, target)
-        started = time.monotonic()
         results: dict[int, State] = {}
         self.results = results
         self.multi = len(stages) > 1
