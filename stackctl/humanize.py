@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 DECIMAL = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
@@ -59,10 +60,20 @@ def human_duration(seconds: float) -> str:
     return f"{int(seconds / 3600) // 24 // 365} years"
 
 
-def ports_column(settings: dict[str, Any] | None) -> str:
-    """``docker ps`` PORTS (the CLI's and the agent's) from :func:`stackctl.net.runtime_hooks.network_settings`: ``0.0.0.0:8080->80/tcp, 443/tcp``."""
+def ports_column(settings: dict[str, Any] | None, extra: Iterable[Any] = ()) -> str:
+    """``docker ps`` PORTS (the CLI's and the agent's) from :func:`stackctl.net.runtime_hooks.network_settings`: ``0.0.0.0:8080->80/tcp, 443/tcp``.
+
+    ``extra``: more bindings with ``host_ip``, ``host_port``, ``container_port`` and
+    ``protocol`` (a stack service's published ports, :class:`stackctl.net.model.PortBinding`),
+    shown like the container's own, as ``docker compose ps`` shows a service's ports."""
+    ports: dict[str, Any] = dict((settings or {}).get("Ports") or {})
+    for pb in extra:
+        key = f"{pb.container_port}/{pb.protocol}"
+        binding = {"HostIp": pb.host_ip or "0.0.0.0", "HostPort": str(pb.host_port)}
+        if binding not in (ports.get(key) or []):
+            ports[key] = [*(ports.get(key) or []), binding]
     out = []
-    for key, bindings in sorted(((settings or {}).get("Ports") or {}).items(), key=lambda kv: _port_key(kv[0])):
+    for key, bindings in sorted(ports.items(), key=lambda kv: _port_key(kv[0])):
         if not bindings:
             out.append(key)
         for b in bindings or []:

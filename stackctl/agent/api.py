@@ -199,6 +199,7 @@ class AgentAPI:
         show_all = _param(p, "all", bool, False)
         services = set(_param(p, "services", list, []))
         recs = await self.node.records()
+        sports = await self.node.service_ports()
         out = []
         for r in recs:
             labels = r.spec.labels
@@ -208,7 +209,7 @@ class AgentAPI:
                 continue
             if not show_all and r.state.status != "running":
                 continue
-            out.append(container_json(r, self.supervisor.health_of(r.id), self.node.node))
+            out.append(container_json(r, self.supervisor.health_of(r.id), self.node.node, sports))
         out.sort(key=lambda c: (c["service"], slot_sort_key(c["slot"] or "0"), c["name"]))
         return out
 
@@ -230,7 +231,8 @@ class AgentAPI:
             filters = parse_filters(filters)
         recs = await trio.to_thread.run_sync(
             lambda: self.node.containers.list(all=_param(p, "all", bool, False), filters=filters))
-        return [container_json(r, self.supervisor.health_of(r.id), self.node.node) for r in recs]
+        sports = await self.node.service_ports()
+        return [container_json(r, self.supervisor.health_of(r.id), self.node.node, sports) for r in recs]
 
     async def container_inspect(self, req: RequestContext) -> dict[str, Any]:
         cid = _param(req.params, "id", str, required=True)

@@ -75,17 +75,33 @@ def container_info(rec: Record, health: str | None = None, node: str = LOCAL_NOD
     )
 
 
-def container_json(rec: Record, health: str | None = None, node: str = LOCAL_NODE) -> dict[str, Any]:
-    """The API's container info (docs/agent-api.md)."""
+def service_port_map(paths: NodePaths) -> dict[str, list[Any]]:
+    """The stacks' service ports on this node: ``<stack>_<service>`` -> its PortBindings."""
+    try:
+        from stackctl.net import service_ports
+    except ImportError:
+        return {}
+    return {sp.key: list(sp.ports) for sp in service_ports.list_service_ports(paths)}
+
+
+def container_json(rec: Record, health: str | None = None, node: str = LOCAL_NODE,
+                   service_ports: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+    """The API's container info (docs/agent-api.md). ``service_ports``
+    (:func:`service_port_map`): a running replica of a stack service shows its service's
+    published ports too, as ``docker compose ps`` does."""
     from stackctl.runtime.manager import ZERO_TIME
 
     info = container_info(rec, health, node)
     ports = ""
     settings = rec.meta.get("NetworkSettings")
-    if settings:
+    extra: list[Any] = []
+    if (service_ports and info.stack and info.service and rec.state.status == "running"
+            and rec.spec.labels.get("com.stackctl.oneoff") != "true"):
+        extra = service_ports.get(f"{info.stack}_{info.service}", [])
+    if settings or extra:
         from stackctl.humanize import ports_column
 
-        ports = ports_column(settings)
+        ports = ports_column(settings, extra)
     return {
         "id": rec.id, "name": rec.name, "stack": info.stack or "", "service": info.service or "",
         "slot": info.slot or "", "task_id": info.task_id or "",
@@ -136,6 +152,10 @@ class NodeOps:
 
     async def records(self) -> list[Record]:
         return await self._run(self.containers.records)
+
+    async def service_ports(self) -> dict[str, list[Any]]:
+        """:func:`service_port_map` of this node (for the PORTS of ``stack.ps``)."""
+        return await self._run(service_port_map, self.paths)
 
     async def list_containers(self, *, stack: str | None = None) -> list[ContainerInfo]:
         recs = await self.records()

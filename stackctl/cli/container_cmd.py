@@ -10,25 +10,24 @@ it uses. Exit codes follow Docker: 125 when stackctl fails before the container 
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 import time
 from typing import Any
 
 import click
 
+from stackctl.cli.run_cmd import (  # the run path, click-free (see its docstring)
+    RUN_OPTIONS,
+    _create,
+    _manager,
+    _run_attached,
+    _waiter,
+    _write,
+    run_container,
+)
 from stackctl.errors import NotFoundError, StackctlError, UsageError
 
 _NOHELP_H = {"help_option_names": ["--help"]}  # -h is --hostname for run/create, as in docker
-_PROXY_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
-
-
-def _manager():
-    from stackctl.paths import default_paths
-    from stackctl.runtime.manager import ContainerManager
-
-    return ContainerManager(default_paths())
 
 
 def _each(items: tuple[str, ...], fn) -> None:
@@ -45,126 +44,29 @@ def _each(items: tuple[str, ...], fn) -> None:
         raise SystemExit(1)
 
 
-def _exit_code_for_start_failure(exc: StackctlError) -> int:
-    code = getattr(exc, "container_exit_code", None) or getattr(exc, "exit_code", 1)
-    return code if code in (126, 127) else 125
-
-
 # --- run / create -------------------------------------------------------------------------
 
+_CLICK_TYPES = {"int": int, "float": float}
+
+
 def _run_options(f):
-    opts = [
-        click.option("--name", help="Assign a name to the container."),
-        click.option("-e", "--env", multiple=True, help="Set environment variables (K=V, or K to pass it on)."),
-        click.option("--env-file", multiple=True, type=click.Path(dir_okay=False), help="Read in a file of environment variables."),
-        click.option("-v", "--volume", "volumes", multiple=True, help="Bind mount a volume: [NAME|/HOST:]/PATH[:ro]."),
-        click.option("--mount", "mounts", multiple=True, help="type=bind|volume|tmpfs,source=..,target=..[,readonly]."),
-        click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory: /PATH[:OPTIONS]."),
-        click.option("-w", "--workdir", default="", help="Working directory inside the container."),
-        click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])."),
-        click.option("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image."),
-        click.option("-h", "--hostname", default="", help="Container host name."),
-        click.option("--domainname", default="", help="Container NIS domain name."),
-        click.option("--init", is_flag=True, help="Run an init inside the container that forwards signals and reaps processes."),
-        click.option("-m", "--memory", default=None, help="Memory limit (e.g. 32m, 1g)."),
-        click.option("--memory-reservation", default=None, help="Memory soft limit."),
-        click.option("--cpus", type=float, default=None, help="Number of CPUs."),
-        click.option("--pids-limit", type=int, default=None, help="Tune container pids limit (-1 for unlimited)."),
-        click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only."),
-        click.option("--cap-add", multiple=True, help="Add Linux capabilities."),
-        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities."),
-        click.option("--privileged", is_flag=True, help="Give extended privileges to this container."),
-        click.option("--network", "--net", "network", default="none", show_default=True,
-                     help="none, host, container:NAME, or a network made with `stackctl network create`."),
-        click.option("--network-alias", "network_aliases", multiple=True, help="Add a network-scoped alias for the container."),
-        click.option("--ip", default="", help="IPv4 address on the network (e.g., 172.30.100.104)."),
-        click.option("-l", "--label", "labels", multiple=True, help="Set meta data on a container (K=V)."),
-        click.option("--stop-signal", default="", help="Signal to stop the container."),
-        click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container."),
-        click.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
-        click.option("--dns", multiple=True, help="Set custom DNS servers."),
-        click.option("--dns-search", multiple=True, help="Set custom DNS search domains."),
-        click.option("--dns-option", multiple=True, help="Set DNS options."),
-        click.option("--ulimit", multiple=True, help="Ulimit options (nofile=1024:2048)."),
-        click.option("--shm-size", default=None, help="Size of /dev/shm."),
-        click.option("--sysctl", multiple=True, help="Sysctl options."),
-        click.option("--expose", multiple=True, help="Expose a port or a range of ports."),
-        click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host: [IP:][HOST:]PORT[/PROTO]."),
-        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."),
-        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached."),
-        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
-        click.option("--rm", "auto_remove", is_flag=True, help="Automatically remove the container when it exits."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
+    """The options of run/create, from the table the click-free parser reads too."""
+    for decls, kind, default, help_ in reversed(RUN_OPTIONS):
+        kwargs: dict[str, Any] = {"help": help_}
+        if kind == "flag":
+            kwargs["is_flag"] = True
+        elif kind == "multi":
+            kwargs["multiple"] = True
+        elif kind == "path_multi":
+            kwargs.update(multiple=True, type=click.Path(dir_okay=False))
+        else:
+            kwargs["default"] = default
+            if kind in _CLICK_TYPES:
+                kwargs["type"] = _CLICK_TYPES[kind]
+            if default:
+                kwargs["show_default"] = True
+        f = click.option(*decls, **kwargs)(f)
     return f
-
-
-def _options_from(image: str, command: tuple[str, ...], kw: dict[str, Any]):
-    from stackctl.runtime.imageconfig import RunOptions, parse_env_file, parse_labels
-
-    env_lines: list[str] = []
-    for path in kw["env_file"]:
-        try:
-            with open(path) as f:
-                env_lines += parse_env_file(f.read(), path)
-        except OSError as exc:
-            raise UsageError(f"cannot read env file {path}: {exc.strerror}") from None
-    entrypoint = None if kw["entrypoint"] is None else ([kw["entrypoint"]] if kw["entrypoint"] else [])
-    return RunOptions(
-        image=image,
-        command=list(command) or None,
-        entrypoint=entrypoint,
-        env=list(kw["env"]),
-        env_file_lines=env_lines,
-        workdir=kw["workdir"],
-        user=kw["user"],
-        hostname=kw["hostname"],
-        domainname=kw["domainname"],
-        labels=parse_labels(list(kw["labels"])),
-        stop_signal=kw["stop_signal"],
-        stop_timeout=kw["stop_timeout"],
-        tty=kw["tty"],
-        stdin_open=kw["interactive"],
-        init=kw["init"],
-        read_only=kw["read_only"],
-        privileged=kw["privileged"],
-        cap_add=list(kw["cap_add"]),
-        cap_drop=list(kw["cap_drop"]),
-        volumes=list(kw["volumes"]),
-        mounts=list(kw["mounts"]),
-        tmpfs=list(kw["tmpfs"]),
-        memory=kw["memory"],
-        memory_reservation=kw["memory_reservation"],
-        cpus=kw["cpus"],
-        pids_limit=kw["pids_limit"],
-        shm_size=kw["shm_size"],
-        network=kw["network"],
-        add_hosts=list(kw["add_host"]),
-        dns=list(kw["dns"]),
-        dns_search=list(kw["dns_search"]),
-        dns_options=list(kw["dns_option"]),
-        ulimits=list(kw["ulimit"]),
-        sysctls=list(kw["sysctl"]),
-        expose=list(kw["expose"]),
-        publish=list(kw["publish"]),
-        publish_all=kw["publish_all"],
-        network_aliases=list(kw["network_aliases"]),
-        ipv4_address=kw["ip"],
-        auto_remove=kw["auto_remove"],
-    )
-
-
-def _create(mgr, image: str, command: tuple[str, ...], kw: dict[str, Any], *, opts=None, prepared=None):
-    try:
-        if opts is None:
-            opts = _options_from(image, command, kw)
-        if prepared is not None:
-            return mgr.create(opts, kw["name"], prepared=prepared)
-        return mgr.create(opts, kw["name"])
-    except StackctlError as exc:
-        exc.exit_code = 125
-        raise
 
 
 @click.command(context_settings={**_NOHELP_H, "allow_interspersed_args": False})
@@ -175,35 +77,7 @@ def _create(mgr, image: str, command: tuple[str, ...], kw: dict[str, Any], *, op
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def run(image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool, **kw) -> None:
     """Create and run a new container from an image."""
-    from stackctl.trace import mark
-
-    mark("run: parsed")
-    mgr = _manager()
-    mark("run: manager imported")
-    try:
-        opts = _options_from(image, command, kw)
-        # the container's cgroup, setup child and monitor start while its record is written
-        # (the kernel's first cgroup attach is slow); leaving the block cancels what was unused
-        prepared = mgr.prepare_start(opts, attach=not detach)
-    except StackctlError as exc:
-        exc.exit_code = 125
-        raise
-    with prepared:
-        rec = _create(mgr, image, command, kw, opts=opts, prepared=prepared)
-        mark("run: created")
-        if detach:
-            try:
-                mgr.start(rec.id, prepared=prepared)
-            except StackctlError as exc:
-                if kw["auto_remove"]:
-                    _quiet_remove(mgr, rec.id)
-                exc.exit_code = _exit_code_for_start_failure(exc)
-                raise
-            click.echo(rec.id)
-            return
-        code = _run_attached(mgr, rec, sig_proxy=sig_proxy, auto_remove=kw["auto_remove"],
-                             stdin=kw["interactive"], tty=kw["tty"], prepared=prepared)
-    raise SystemExit(code)
+    run_container(image, command, detach, sig_proxy, **kw)
 
 
 @click.command(name="create", context_settings={**_NOHELP_H, "allow_interspersed_args": False})
@@ -214,99 +88,6 @@ def create(image: str, command: tuple[str, ...], **kw) -> None:
     """Create a new container (without starting it)."""
     rec = _create(_manager(), image, command, kw)
     click.echo(rec.id)
-
-
-def _quiet_remove(mgr, cid: str) -> None:
-    try:
-        mgr.remove(cid, force=True, volumes=True)
-    except NotFoundError:
-        pass
-
-
-def _waiter(mgr, cid: str) -> threading.Event:
-    """An event set when the container stops (its monitor recorded the exit)."""
-    done = threading.Event()
-
-    def wait() -> None:
-        try:
-            mgr.core.wait_container(mgr.paths, cid)
-        except Exception:  # the record vanished, or the core could not wait: poll instead
-            with __import__("contextlib").suppress(Exception):
-                mgr.wait_stopped(cid, None)
-        finally:
-            done.set()
-
-    threading.Thread(target=wait, daemon=True, name="wait").start()
-    return done
-
-
-def _write(stream: str, text: str) -> None:
-    out = sys.stdout if stream == "stdout" else sys.stderr
-    out.buffer.write(text.encode("utf-8", "surrogateescape"))
-    out.flush()
-
-
-def _run_attached(mgr, rec, *, sig_proxy: bool, auto_remove: bool, stdin: bool, tty: bool, prepared=None) -> int:
-    """Start the container and stay with it: stream its output (through the attach socket,
-    or by following its log), forward signals (``--sig-proxy``, not with a tty: there the
-    terminal's own keys reach the container), pass stdin with ``-i``, and return its exit
-    code. ``--rm`` removes it afterwards, whatever happened."""
-    from stackctl.cli import attach_client as A
-    from stackctl.trace import mark
-
-    previous: dict[int, Any] = {}
-    try:
-        # The core holds an attached container before exec until a client connects. Its
-        # monitor listens before it reports the start, so once start returns the socket is
-        # there: connect at once (no thread, no polling).
-        try:
-            if prepared is not None:
-                mgr.start(rec.id, attach=True, prepared=prepared)
-            else:
-                mgr.start(rec.id, attach=True)
-        except StackctlError as exc:
-            exc.exit_code = _exit_code_for_start_failure(exc)
-            raise
-        sock = A.connect(A.socket_path(mgr.paths, rec.id), timeout=2.0)
-        mark("run: started and attached")
-        if sig_proxy and not tty:
-            def forward(signum: int, _frame: Any) -> None:
-                try:
-                    mgr.core.signal_container(mgr.paths, rec.id, signum)
-                except Exception:
-                    pass  # it may just have exited
-
-            for name in _PROXY_SIGNALS:
-                signum = getattr(signal, name)
-                previous[signum] = signal.signal(signum, forward)
-        code = None
-        if sock is not None:
-            if tty:
-                with _raw_terminal():
-                    code = A.stream(sock, stdin=stdin, tty=True)
-            else:
-                code = A.stream(sock, stdin=stdin, tty=False)
-            mark("run: exit frame")
-        else:  # no attach socket: follow the log file instead
-            from stackctl.runtime import logs
-
-            done = _waiter(mgr, rec.id)
-            for entry in logs.follow_log(mgr.log_path(rec.id), 0, done.wait):
-                _write(entry.stream, entry.text)
-        if code is None:
-            _waiter(mgr, rec.id).wait()
-            try:
-                state = mgr.read_state(rec.id)
-                code = state.exit_code if state.exit_code is not None else 0
-            except NotFoundError:
-                code = 0
-        return code
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if auto_remove:
-            mgr.forget(rec)
-            mark("run: removed")
 
 
 # --- ps -----------------------------------------------------------------------------------
@@ -497,24 +278,6 @@ def _exec_detached(mgr, cid: str, argv: list[str], args: dict[str, Any]) -> None
         exc = StackctlError(msg)
         exc.exit_code = int(head) if head.isdigit() else 126
         raise exc
-
-
-@__import__("contextlib").contextmanager
-def _raw_terminal():
-    """The caller's terminal in raw mode for the duration (restored on any exit)."""
-    if not sys.stdin.isatty():
-        yield
-        return
-    import termios
-    import tty as _tty
-
-    fd = sys.stdin.fileno()
-    saved = termios.tcgetattr(fd)
-    try:
-        _tty.setraw(fd)
-        yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 # --- life cycle ---------------------------------------------------------------------------

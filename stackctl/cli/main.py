@@ -1,18 +1,16 @@
 """Entry point of the ``stackctl`` command.
 
 Only click is imported at start; every command lives in its own module and is imported when
-it runs (see :mod:`stackctl.cli.lazy`).
+it runs (see :mod:`stackctl.cli.lazy`). ``stackctl run`` does not even import click when its
+arguments are plain (see :mod:`stackctl.cli.run_cmd`): the click group ``cli`` is built on
+first use.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-
-import click
-
-from stackctl import __version__
-from stackctl.cli.lazy import LazyGroup
+from typing import Any
 
 # name -> (module:attr, short help). Keep the help here so `stackctl --help` imports nothing.
 # A command whose module does not exist yet is not listed (see LazyGroup.list_commands).
@@ -52,25 +50,60 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-@click.group(
-    cls=LazyGroup,
-    lazy=COMMANDS,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
-@click.version_option(__version__, "-v", "--version", prog_name="stackctl",
-                      message="%(prog)s version %(version)s")
-def cli() -> None:
-    """stackctl: Compose files, Swarm scheduling, and a container runtime of its own."""
+def _build_cli() -> Any:
+    import click
+
+    from stackctl import __version__
+    from stackctl.cli.lazy import LazyGroup
+
+    @click.group(
+        cls=LazyGroup,
+        lazy=COMMANDS,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+    @click.version_option(__version__, "-v", "--version", prog_name="stackctl",
+                          message="%(prog)s version %(version)s")
+    def cli() -> None:
+        """stackctl: Compose files, Swarm scheduling, and a container runtime of its own."""
+
+    return cli
+
+
+def _cli() -> Any:
+    """The click group, built (and click imported) once."""
+    g = globals()
+    if "cli" not in g:
+        g["cli"] = _build_cli()
+    return g["cli"]
+
+
+def __getattr__(name: str) -> Any:
+    # ``from stackctl.cli.main import cli`` (PEP 562: only called while ``cli`` is not built)
+    if name == "cli":
+        return _cli()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; expected errors become one clear message and an exit status."""
-    from stackctl.errors import StackctlError
     from stackctl.trace import mark
 
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["run"]:
+        from stackctl.cli.run_cmd import fast_run
+
+        mark("cli: started")
+        code = fast_run(args[1:])  # None: not a plain run, click parses it
+        if code is not None:
+            sys.exit(code)
+    import click
+
+    from stackctl.errors import StackctlError
+
+    group = _cli()
     mark("cli: click imported")
     try:
-        rv = cli.main(args=argv, prog_name="stackctl", standalone_mode=False)
+        rv = group.main(args=args, prog_name="stackctl", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

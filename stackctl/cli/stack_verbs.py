@@ -199,11 +199,25 @@ def _slot_key(slot: Any) -> tuple:
     return (0, int(s), "") if s.isdigit() else (1, 0, s)
 
 
+def deployed(client, name: str) -> bool:
+    """Whether the agent knows the stack (a stored version or containers of it)."""
+    return any(s.get("name") == name for s in client.call("stack.list", {}) or [])
+
+
+def require_deployed(client, name: str) -> None:
+    """A stack never deployed (or brought down) is an error for the verbs that need its
+    containers, not an empty answer. Asked only once nothing of the stack was found."""
+    if not deployed(client, name):
+        raise NotFoundError(f"stack {name} is not deployed",
+                            hint="deploy it with `stackctl up`; `stackctl ls -a` lists the stacks")
+
+
 def resolve(client, name: str, target: str, *, running: bool = True) -> dict[str, Any]:
     """The container of ``SERVICE[.SLOT]`` (slot 1 by default), as Compose's ``--index``."""
     service, slot = parse_target(target)
     found = containers(client, name, [service], all_=True)
     if not found:
+        require_deployed(client, name)
         raise NotFoundError(f"no container of service {service!r} in stack {name}",
                             hint=f"`stackctl ps -p {name}` lists them")
     for c in found:
@@ -223,6 +237,9 @@ def stack_ps(stack: StackArgs, *, services: Sequence[str] = (), all_: bool = Fal
     name = _name(stack)
     with _agent() as client:
         found = containers(client, name, services, all_=all_)
+        if not found and not quiet and fmt in ("", "table") and not deployed(client, name):
+            # an empty table, as `docker compose ps` shows, and why it is empty
+            click.echo(f"stack {name} is not deployed", err=True)
     now = time.time_ns()
     rows = [ps_row(c, now, trunc=not no_trunc) for c in found]
     if quiet:
@@ -255,6 +272,7 @@ def stack_logs(stack: StackArgs, *, services: Sequence[str] = (), follow: bool =
             found = [c for c in found if slot_name(c) in wanted_slots
                      or (c.get("service") in targets)]
         if not found:
+            require_deployed(client, name)
             return
         follow_logs(client, found, follow=follow, tail=tail, since=since, until=until,
                     timestamps=timestamps, colour=colour, no_prefix=no_prefix)

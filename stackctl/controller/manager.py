@@ -53,6 +53,9 @@ STATUS_STOPPED = "stopped"
 #: is held as it was left until the next ``up`` (docs/controller.md, "Cancellation")
 STATUS_INTERRUPTED = "interrupted"
 STATUS_DEPLOYING = "deploying"
+#: ``stopped (held)`` / ``stopped: a,b (held)``: a held stack (interrupted) that the user
+#: stopped; ``start`` makes it ``interrupted`` again — only ``up`` lifts the hold
+HELD_SUFFIX = " (held)"
 
 
 def _field(record: Any, key: str, default: Any = None) -> Any:
@@ -119,8 +122,15 @@ class Manager:
         """Services the user stopped: status ``stopped`` (all) or ``stopped: a,b``."""
         if not status.startswith(STATUS_STOPPED):
             return set()
-        rest = status[len(STATUS_STOPPED):].lstrip(": ")
+        rest = status[len(STATUS_STOPPED):].removesuffix(HELD_SUFFIX).lstrip(": ")
         return {s for s in rest.split(",") if s} or {"*"}
+
+    @staticmethod
+    def _held(status: str) -> bool:
+        """The reconcile loop creates nothing new (docs/controller.md, "Cancellation"):
+        interrupted, ``deploying`` with nobody deploying (the agent died mid-deploy), or
+        either of them stopped and started by the user since."""
+        return status in (STATUS_INTERRUPTED, STATUS_DEPLOYING) or status.endswith(HELD_SUFFIX)
 
     # -- plan and deploy -----------------------------------------------------------------------
 
@@ -388,8 +398,9 @@ class Manager:
         async with self._lock(name):
             stopped = self._stopped(status)
             stopped = {"*"} if not services or "*" in stopped else (stopped | set(names))
-            self._status(name, STATUS_STOPPED if "*" in stopped
-                         else f"{STATUS_STOPPED}: {','.join(sorted(stopped))}")
+            self._status(name, (STATUS_STOPPED if "*" in stopped
+                                else f"{STATUS_STOPPED}: {','.join(sorted(stopped))}")
+                         + (HELD_SUFFIX if self._held(status) else ""))
             observed = await observe(self.ctx, name)
             for level in current.graph.stop_levels():
                 async with trio.open_nursery() as nursery:
@@ -418,8 +429,12 @@ class Manager:
             else:
                 remaining = (set(current.stack.services) if "*" in stopped else stopped) \
                     - set(names)
-            self._status(name, f"{STATUS_STOPPED}: {','.join(sorted(remaining))}"
-                         if remaining else "running")
+            held = self._held(status)
+            if remaining:
+                self._status(name, f"{STATUS_STOPPED}: {','.join(sorted(remaining))}"
+                             + (HELD_SUFFIX if held else ""))
+            else:  # a held stack stays held: only `up` lifts it
+                self._status(name, STATUS_INTERRUPTED if held else "running")
             observed = await observe(self.ctx, name)
             for level in current.graph.start_levels():
                 for svc in level:
@@ -471,7 +486,7 @@ class Manager:
                         continue
                     # interrupted (or `deploying` with nobody deploying: the agent died
                     # mid-deploy): heal what exists, create nothing new until the next `up`
-                    hold = status in (STATUS_INTERRUPTED, STATUS_DEPLOYING)
+                    hold = self._held(status)
                     when = await reconcile_stack(
                         self.ctx, current, self.history, stopped=stopped, hold=hold,
                         versions=self._version_finder(name, current, previous))

@@ -85,7 +85,8 @@ class Rollout:
         self.network_container = network_container
         self.wake_at: int | None = None
         self.announced_failures: set[str] = set()
-        self._send, self._recv = trio.open_memory_channel[TaskReport](math.inf)
+        # reports, or None: a nudge to observe now
+        self._send, self._recv = trio.open_memory_channel[TaskReport | None](math.inf)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -130,6 +131,7 @@ class Rollout:
         self.containers[(slot, version)] = cid
         self.started[(slot, version)] = cid
         self.reported.pop((slot, version), None)
+        await self._send.send(None)  # look at it now: it may be ready already
 
     async def _stop(self, slot: str, version: str) -> None:
         c = self.containers.pop((slot, version), None)
@@ -206,6 +208,36 @@ class Rollout:
                                     slot=slot, container=cid)
                 await stop_task(self.ctx, self.progress, self.service, slot, c)
 
+    async def _wait_reports(self, timeout: float) -> list[TaskReport]:
+        """Until a report, a nudge (a task was started: look at it now), a node event (a
+        start, an exit, a health verdict: ``ctx.changed``) or ``timeout``; then every report
+        queued. Waking on events rather than only on the poll interval is what makes a
+        started replica count as ready at once (each slot used to wait up to one interval)."""
+        reports: list[TaskReport] = []
+        changed = self.ctx.changed
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+                async def receive() -> None:
+                    item = await self._recv.receive()
+                    if item is not None:
+                        reports.append(item)
+                    nursery.cancel_scope.cancel()
+
+                async def node_changed() -> None:
+                    await changed.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(receive)
+                nursery.start_soon(node_changed)
+        while True:
+            try:
+                item = self._recv.receive_nowait()
+            except trio.WouldBlock:
+                break
+            if item is not None:
+                reports.append(item)
+        return reports
+
     async def _run(self) -> RollingUpdate:
         ru = self.update
         async with trio.open_nursery() as nursery:
@@ -214,14 +246,7 @@ class Rollout:
                 timeout = self.ctx.poll_interval
                 if self.wake_at is not None:
                     timeout = min(timeout, max(0.0, (self.wake_at - now_ns()) / 1e9))
-                reports: list[TaskReport] = []
-                with trio.move_on_after(timeout):
-                    reports.append(await self._recv.receive())
-                while True:
-                    try:
-                        reports.append(self._recv.receive_nowait())
-                    except trio.WouldBlock:
-                        break
+                reports = await self._wait_reports(timeout)
                 reports += await self._observe()
                 cmds: list = []
                 for r in reports:

@@ -78,7 +78,8 @@ async def start_task(ctx: Ctx, progress: Progress, version: Version, slot: str, 
         req.name = f"{req.name}-{req.opts.labels[LABEL_TASK_ID][:8]}"
         cid = await ctx.node.create_container(req.opts, **req.create_kwargs())
     try:
-        await ctx.net.set_serving(cid, False)
+        # no call needed to keep it out: a task's endpoints are made not serving at create
+        # (`setup_container(serving=False)` for a service), so this only records it
         ctx_serving(ctx)[cid] = False
         await ctx.node.start_container(cid)
     except BaseException:

@@ -6,7 +6,8 @@ Naming of kernel objects (all at most 15 characters, the kernel's IFNAMSIZ - 1):
 
 - bridge of a network:        ``stk-<network id[:8]>``
 - host end of an endpoint:    ``stkv<sha256(network id, container id)[:10]>``
-- peer before it is moved:    ``stkp<same 10 hex>`` (renamed to ``eth0``, ``eth1``… in the netns)
+- peer:                       made inside the netns as ``eth0``, ``eth1``… (``stkp<same 10 hex>``
+  names it only where a temporary host-side name is wanted)
 - network namespace file:     ``<paths.run>/netns/<container id>``
 """
 

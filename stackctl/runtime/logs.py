@@ -7,7 +7,6 @@ recorded files; only :func:`read_log` and :func:`follow_log` touch the file.
 
 from __future__ import annotations
 
-import calendar
 import json
 import os
 import re
@@ -42,6 +41,8 @@ def parse_rfc3339_ns(s: str, *, local_offset_s: int = 0) -> int:
     if not m:
         raise ValueError(f"not an RFC 3339 time: {s!r}")
     y, mo, d, hh, mm, ss, frac, tz = m.groups()
+    import calendar  # not at import: calendar loads locale and datetime (~2 ms on `run`)
+
     secs = calendar.timegm((int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0)))
     ns = int((frac or "").ljust(9, "0")) if frac else 0
     if tz in (None, ""):

@@ -14,6 +14,7 @@ atomically). Any failure while creating removes everything that call made.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -246,6 +247,16 @@ class ContainerManager:
     def get(self, query: str) -> Record:
         return self.load(self.resolve(query))
 
+    def resolve_running(self, query: str) -> str:
+        """The full ID of a running container (name, full ID or unique ID prefix), for
+        ``--network container:NAME``; a clear error when it is missing or not running."""
+        cid = self.resolve(query)
+        state = self.read_state(cid)
+        if state.status != "running" or not state.pid or not _pid_alive(state.pid):
+            raise StackctlError(f"container {query} is not running",
+                                hint=f"start it first: stackctl start {query}")
+        return cid
+
     # --- create ----------------------------------------------------------------------------
 
     def prepare_start(self, opts: RunOptions, *, attach: bool = False) -> Any:
@@ -305,6 +316,9 @@ class ContainerManager:
         if name:
             name = names.validate_name(name)
         image = self.images.resolve(opts.image)  # NotFoundError names the image
+        if opts.network.startswith("container:"):
+            # the core joins ``container:<full id>`` (its state directory); users give a name
+            opts = dataclasses.replace(opts, network=f"container:{self.resolve_running(opts.network[10:])}")
         made_volumes: list[str] = []
         made_dirs: list[str] = []
         cid = ""

@@ -90,7 +90,8 @@ def output(paths, cid) -> str:
 def assert_nothing_left(paths, cid, pids=()):
     assert cgroups_under(paths) == []
     wait_until(lambda: not processes_naming(cid), what=f"the processes of {cid[:12]} to exit")
-    assert [p for p in pids if alive(p)] == []
+    # an exiting process loses its cmdline before it is a zombie: wait for that too
+    wait_until(lambda: not [p for p in pids if alive(p)], what=f"the processes {list(pids)} to exit")
     rdir = os.path.join(paths.run, "containers", cid)
     assert not os.path.exists(os.path.join(rdir, "attach.sock")) and not os.path.exists(rdir)
     assert host_mounts_under(os.path.dirname(paths.state)) == []

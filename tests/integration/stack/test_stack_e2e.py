@@ -44,6 +44,10 @@ def test_webapp_up_wait_answers_and_down_leaves_nothing(node):
     cs = node.ps("webapp", all_=False)
     assert sorted(c["Service"] for c in cs) == ["cache", "db", "web"]
     assert all(c["State"] == "running" and c["Health"] == "healthy" for c in cs), cs
+    # web's 8080:80 is a service port (DNAT over its replicas): PORTS shows it as Compose does
+    assert {c["Service"]: c["Ports"] for c in cs} == {"cache": "", "db": "", "web": "0.0.0.0:8080->80/tcp"}
+    table = node.cli("ps", "-f", WEBAPP).stdout
+    assert "0.0.0.0:8080->80/tcp" in next(line for line in table.splitlines() if "webapp-web-1" in line)
     assert http_get(8080).strip() == "hello from stackctl"
     # a second up changes nothing
     again = node.cli("up", "-d", "-f", WEBAPP, "--format", "json")

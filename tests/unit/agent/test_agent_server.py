@@ -95,6 +95,9 @@ class FakeNode:
     async def list_containers(self, stack=None):
         return []
 
+    async def service_ports(self):
+        return {}
+
 
 class FakeSupervisor:
     def health_of(self, cid):
