@@ -7,6 +7,9 @@ expected error as one clear line (or one line per located issue) and exits with
 
 from __future__ import annotations
 
+import contextlib
+import errno
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -88,3 +91,41 @@ class ConflictError(StackctlError):
     """A name or resource is already in use."""
 
     exit_code = 1
+
+
+class DiskFullError(StackctlError):
+    """A write failed because the disk (or the user's quota) is full."""
+
+    exit_code = 1
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+SQLITE_FULL = 13  # sqlite3.SQLITE_FULL, without importing sqlite3
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for ENOSPC/EDQUOT (an OSError) and SQLite's "database or disk is full"."""
+    if isinstance(exc, OSError):
+        return exc.errno in DISK_FULL_ERRNOS
+    return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL
+
+
+def disk_full_error(path: str) -> DiskFullError:
+    return DiskFullError(f"no space left on device while writing {path}; free some space "
+                         "(stackctl image prune / volume prune) or move STACKCTL_STATE_DIR")
+
+
+@contextlib.contextmanager
+def writing(path: str) -> Iterator[None]:
+    """Turn a full disk met in the block into one :class:`DiskFullError` naming the file
+    being written (the OSError's own file name when it has one, else ``path``). The one place
+    that maps ENOSPC/EDQUOT: every write site of the state directory goes through it. The
+    block's own cleanup (``finally``, ``except BaseException``) runs first, so nothing
+    half-written stays behind."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        where = getattr(exc, "filename", None) or path
+        raise disk_full_error(str(where)) from exc

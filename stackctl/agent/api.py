@@ -223,7 +223,7 @@ class AgentAPI:
 
     async def container_list(self, req: RequestContext) -> list[dict[str, Any]]:
         from stackctl.agent.nodeops import container_json
-        from stackctl.runtime.manager import parse_filters
+        from stackctl.runtime.records import parse_filters
 
         p = req.params
         filters = _param(p, "filters", (dict, list), {})

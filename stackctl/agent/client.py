@@ -247,8 +247,9 @@ class AgentClient:
             try:
                 data = self.sock.recv(65536)
             except socket.timeout:
-                raise AgentUnavailable(f"the agent did not answer within {self.timeout:g} s",
-                                       hint=f"see {log_path(self.paths)}") from None
+                raise AgentUnavailable(f"the agent on {self.path} did not answer within "
+                                       f"{self.timeout:g} s (is it hung?)",
+                                       hint=unavailable_hint(self.paths)) from None
             except OSError as exc:
                 self.close()
                 raise AgentUnavailable(f"lost the connection to the agent: {exc}") from None
@@ -316,13 +317,20 @@ def wait_agent(paths: NodePaths, timeout: float, *, proc: subprocess.Popen | Non
         if proc is not None and proc.poll() is not None and proc.returncode != 0:
             # it may have lost the race to another agent that is still starting
             if not os.path.exists(lock_path(paths)) or time.monotonic() >= deadline:
-                raise AgentUnavailable(f"the agent exited with status {proc.returncode}: "
-                                       f"{_log_tail(paths)}", hint=f"see {log_path(paths)}")
+                raise AgentUnavailable(f"the agent exited with status {proc.returncode} "
+                                       f"({_log_tail(paths)}) and none answers on {socket_path(paths)}",
+                                       hint=unavailable_hint(paths))
         if time.monotonic() >= deadline:
-            raise AgentUnavailable(f"the agent did not answer within {timeout:g} s",
-                                   hint=f"see {log_path(paths)}")
+            raise AgentUnavailable(f"the agent on {socket_path(paths)} did not answer within "
+                                   f"{timeout:g} s", hint=unavailable_hint(paths))
         time.sleep(delay)  # polling a socket that does not exist yet: nothing to wait on
         delay = min(delay * 2, 0.1)
+
+
+def unavailable_hint(paths: NodePaths) -> str:
+    """What to do about an agent that does not answer."""
+    return (f"check it with `stackctl agent status` (`stackctl agent stop` ends a hung one; "
+            f"containers keep running); its log is {log_path(paths)}")
 
 
 def _log_tail(paths: NodePaths, lines: int = 1) -> str:

@@ -30,7 +30,8 @@ import trio
 from stackctl.errors import ConflictError, NotFoundError, StackctlError
 from stackctl.paths import NodePaths
 from stackctl.runtime.imageconfig import RunOptions
-from stackctl.runtime.manager import ContainerManager, Record
+from stackctl.runtime.manager import ContainerManager
+from stackctl.runtime.records import Record
 from stackctl.scheduler.observed import ContainerInfo
 from stackctl.scheduler.tasks import LOCAL_NODE
 
@@ -89,7 +90,7 @@ def container_json(rec: Record, health: str | None = None, node: str = LOCAL_NOD
     """The API's container info (docs/agent-api.md). ``service_ports``
     (:func:`service_port_map`): a running replica of a stack service shows its service's
     published ports too, as ``docker compose ps`` does."""
-    from stackctl.runtime.manager import ZERO_TIME
+    from stackctl.runtime.records import ZERO_TIME
 
     info = container_info(rec, health, node)
     ports = ""

@@ -174,7 +174,7 @@ class _Session:
                 log.info("client refused: %s", exc.message)
                 if not self.broken:
                     try:
-                        await self._send(lambda: conn.send_goodbye(exc))
+                        await self._send(lambda refusal=exc: conn.send_goodbye(refusal))
                     except _BrokenClient:
                         pass
                 return
@@ -253,8 +253,8 @@ class _Session:
             try:
                 await self._send(lambda: self.conn.send_response(req.id, result, error=error))
             except P.LocalProtocolError as exc:
-                await self._send(lambda: self.conn.send_response(
-                    req.id, error=P.ErrorInfo(P.INTERNAL, exc.message)))
+                await self._send(lambda msg=exc.message: self.conn.send_response(
+                    req.id, error=P.ErrorInfo(P.INTERNAL, msg)))
 
 
 class AgentServer:

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from stackctl.errors import NotFoundError, StackctlError
+from stackctl.errors import NotFoundError, StackctlError, writing
 from stackctl.paths import NodePaths
 
 DB_NAME = "agent.db"
@@ -186,14 +186,18 @@ class Store:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE: take the write lock up front)."""
-        with self._lock:
+        with self._lock, writing(self.path):  # SQLITE_FULL -> DiskFullError
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # A failed COMMIT (a full disk) may leave the transaction open, or SQLite may
+                # have rolled it back itself: either way the database stays as it was.
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:

@@ -41,7 +41,8 @@ from stackctl.agent.store import Store
 from stackctl.agent.watch import DirWatcher
 from stackctl.errors import NotFoundError, StackctlError
 from stackctl.paths import NodePaths
-from stackctl.runtime.manager import ContainerManager, Record
+from stackctl.runtime.manager import ContainerManager
+from stackctl.runtime.records import Record
 
 log = logging.getLogger("stackctl.agent")
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import click
 
+from stackctl.cli.common import for_each, manager, print_pruned, read_env_files
 from stackctl.cli.run_cmd import (  # the run path, click-free (see its docstring)
     RUN_OPTIONS,
     _create,
-    _manager,
     _run_attached,
     _waiter,
     _write,
@@ -28,20 +28,6 @@ from stackctl.cli.run_cmd import (  # the run path, click-free (see its docstrin
 from stackctl.errors import NotFoundError, StackctlError, UsageError
 
 _NOHELP_H = {"help_option_names": ["--help"]}  # -h is --hostname for run/create, as in docker
-
-
-def _each(items: tuple[str, ...], fn) -> None:
-    """Docker's multi-container verbs: act on each, report each failure, exit 1 if any."""
-    failed = False
-    for item in items:
-        try:
-            fn(item)
-        except StackctlError as exc:
-            failed = True
-            for line in exc.lines():
-                click.echo(line if line.startswith("hint:") else f"error: {line}", err=True)
-    if failed:
-        raise SystemExit(1)
 
 
 # --- run / create -------------------------------------------------------------------------
@@ -86,7 +72,7 @@ def run(image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool, **k
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def create(image: str, command: tuple[str, ...], **kw) -> None:
     """Create a new container (without starting it)."""
-    rec = _create(_manager(), image, command, kw)
+    rec = _create(manager(), image, command, kw)
     click.echo(rec.id)
 
 
@@ -104,9 +90,9 @@ def create(image: str, command: tuple[str, ...], **kw) -> None:
 def ps(all_: bool, quiet: bool, latest: bool, last: int, no_trunc: bool, filters, fmt: str, size: bool) -> None:
     """List containers."""
     from stackctl.cli import format as F
-    from stackctl.runtime.manager import parse_filters
+    from stackctl.runtime.records import parse_filters
 
-    mgr = _manager()
+    mgr = manager()
     n = 1 if latest else (last if last >= 0 else None)
     recs = mgr.list(all=all_, filters=parse_filters(filters), last=n)
     now = time.time_ns()
@@ -171,7 +157,7 @@ def logs(follow: bool, tail: str, since: str | None, until: str | None, timestam
     """Fetch the logs of a container."""
     from stackctl.runtime import logs as L
 
-    mgr = _manager()
+    mgr = manager()
     rec = mgr.get(container)
     now = time.time_ns()
     offset_s = -time.altzone if time.daylight and time.localtime().tm_isdst else -time.timezone
@@ -204,22 +190,15 @@ def logs(follow: bool, tail: str, since: str | None, until: str | None, timestam
 def exec_(detach: bool, interactive: bool, tty: bool, env, env_file, workdir: str, user: str, privileged: bool,
           container: str, command: tuple[str, ...]) -> None:
     """Run a command in a running container."""
-    from stackctl.runtime.imageconfig import parse_env_file, resolve_env
+    from stackctl.runtime.imageconfig import resolve_env
 
-    mgr = _manager()
+    mgr = manager()
     rec = mgr.get(container)
     if rec.state.status != "running":
         raise StackctlError(f"container {container} is not running")
     if workdir and not workdir.startswith("/"):
         raise UsageError(f"the working directory {workdir!r} is invalid: it must be an absolute path")
-    lines: list[str] = []
-    for path in env_file:
-        try:
-            with open(path) as f:
-                lines += parse_env_file(f.read(), path)
-        except OSError as exc:
-            raise UsageError(f"cannot read env file {path}: {exc.strerror}") from None
-    environ = resolve_env(lines + list(env), os.environ)
+    environ = resolve_env(read_env_files(env_file) + list(env), os.environ)
     args = dict(env=environ, cwd=workdir, user=user, tty=tty and not detach, stdin=interactive and not detach,
                 privileged=privileged)
     if detach:
@@ -282,19 +261,25 @@ def _exec_detached(mgr, cid: str, argv: list[str], args: dict[str, Any]) -> None
 
 # --- life cycle ---------------------------------------------------------------------------
 
+def _stop_options(f):
+    """stop's and restart's options."""
+    f = click.option("-s", "--signal", "sig", default=None, help="Signal to send to the container.")(f)
+    return click.option("-t", "--time", "--timeout", "timeout", type=int, default=None,
+                        help="Seconds to wait before killing the container.")(f)
+
+
 @click.command()
-@click.option("-t", "--time", "--timeout", "timeout", type=int, default=None, help="Seconds to wait before killing the container.")
-@click.option("-s", "--signal", "sig", default=None, help="Signal to send to the container.")
+@_stop_options
 @click.argument("containers", nargs=-1, required=True)
 def stop(timeout: int | None, sig: str | None, containers: tuple[str, ...]) -> None:
     """Stop one or more running containers."""
-    mgr = _manager()
+    mgr = manager()
 
     def one(c: str) -> None:
         mgr.stop(c, timeout, sig)
         click.echo(c)
 
-    _each(containers, one)
+    for_each(containers, one)
 
 
 @click.command()
@@ -302,13 +287,13 @@ def stop(timeout: int | None, sig: str | None, containers: tuple[str, ...]) -> N
 @click.argument("containers", nargs=-1, required=True)
 def kill(sig: str, containers: tuple[str, ...]) -> None:
     """Kill one or more running containers."""
-    mgr = _manager()
+    mgr = manager()
 
     def one(c: str) -> None:
         mgr.kill(c, sig)
         click.echo(c)
 
-    _each(containers, one)
+    for_each(containers, one)
 
 
 @click.command()
@@ -317,7 +302,7 @@ def kill(sig: str, containers: tuple[str, ...]) -> None:
 @click.argument("containers", nargs=-1, required=True)
 def start(attach: bool, interactive: bool, containers: tuple[str, ...]) -> None:
     """Start one or more stopped containers."""
-    mgr = _manager()
+    mgr = manager()
     if attach or interactive:
         if len(containers) > 1:
             raise UsageError("you cannot start and attach multiple containers at once")
@@ -330,23 +315,22 @@ def start(attach: bool, interactive: bool, containers: tuple[str, ...]) -> None:
         mgr.start(c)
         click.echo(c)
 
-    _each(containers, one)
+    for_each(containers, one)
 
 
 @click.command()
-@click.option("-t", "--time", "--timeout", "timeout", type=int, default=None, help="Seconds to wait before killing the container.")
-@click.option("-s", "--signal", "sig", default=None, help="Signal to send to the container.")
+@_stop_options
 @click.argument("containers", nargs=-1, required=True)
 def restart(timeout: int | None, sig: str | None, containers: tuple[str, ...]) -> None:
     """Restart one or more containers."""
-    mgr = _manager()
+    mgr = manager()
 
     def one(c: str) -> None:
         rec = mgr.stop(c, timeout, sig)
         mgr.start(rec.id)
         click.echo(c)
 
-    _each(containers, one)
+    for_each(containers, one)
 
 
 @click.command()
@@ -355,7 +339,7 @@ def restart(timeout: int | None, sig: str | None, containers: tuple[str, ...]) -
 @click.argument("containers", nargs=-1, required=True)
 def rm(force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers."""
-    mgr = _manager()
+    mgr = manager()
 
     def one(c: str) -> None:
         try:
@@ -366,15 +350,15 @@ def rm(force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
             raise
         click.echo(c)
 
-    _each(containers, one)
+    for_each(containers, one)
 
 
 @click.command()
 @click.argument("containers", nargs=-1, required=True)
 def wait(containers: tuple[str, ...]) -> None:
     """Block until one or more containers stop, then print their exit codes."""
-    mgr = _manager()
-    _each(containers, lambda c: click.echo(str(mgr.wait(c))))
+    mgr = manager()
+    for_each(containers, lambda c: click.echo(str(mgr.wait(c))))
 
 
 # --- inspect / top / stats ----------------------------------------------------------------
@@ -388,7 +372,7 @@ def inspect(fmt: str, type_: str | None, size: bool, names: tuple[str, ...]) -> 
     """Return low-level information on containers, images or volumes."""
     from stackctl.cli import format as F
 
-    mgr = _manager()
+    mgr = manager()
     found: list[dict[str, Any]] = []
     errors: list[str] = []
     for name in names:
@@ -443,7 +427,7 @@ def top(container: str, ps_args: tuple[str, ...]) -> None:
     """Display the running processes of a container."""
     from stackctl.cli import format as F
 
-    headers, rows = _manager().top(container, list(ps_args) or None)
+    headers, rows = manager().top(container, list(ps_args) or None)
     click.echo(F.table(headers, rows))
 
 
@@ -457,7 +441,7 @@ def stats(all_: bool, no_stream: bool, no_trunc: bool, fmt: str, containers: tup
     """Display resource usage of containers."""
     from stackctl.cli import format as F
 
-    mgr = _manager()
+    mgr = manager()
     if containers:
         ids = [mgr.resolve(c) for c in containers]
     else:
@@ -498,7 +482,7 @@ def prune(force: bool) -> None:
     if not force and not click.confirm(
             "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?"):
         return
-    mgr = _manager()
+    mgr = manager()
     removed = []
     for rec in mgr.list(all=True):
         if rec.state.status in ("exited", "created", "dead"):
@@ -507,12 +491,7 @@ def prune(force: bool) -> None:
                 removed.append(rec.id)
             except StackctlError:
                 continue
-    if removed:
-        click.echo("Deleted Containers:")
-        for cid in removed:
-            click.echo(cid)
-        click.echo("")
-    click.echo("Total reclaimed space: 0B")
+    print_pruned("Containers", removed, "0B")
 
 
 for _cmd in (run, create, ps, logs, exec_, stop, start, restart, kill, rm, top, inspect, wait, stats, prune):

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from stackctl.errors import StackctlError, UsageError
+from stackctl.cli.common import for_each, inspect_each, print_pruned
+from stackctl.errors import UsageError
 
 
 def _paths():
@@ -30,11 +31,6 @@ def _in_use() -> set[str]:
     except ImportError:  # pragma: no cover - the manager is part of stackctl
         return set()
     return {rec.spec.image_id for rec in ContainerManager(_paths()).records()}
-
-
-def _print_error(exc: StackctlError) -> None:
-    for line in exc.lines():
-        click.echo(line if line.startswith("hint:") else f"error: {line}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,24 +115,10 @@ def _filter(images: list[Any], filters: tuple[str, ...], repository: str | None)
 @click.argument("images", nargs=-1, required=True)
 def inspect(fmt: str, images: tuple[str, ...]) -> None:
     """Display detailed information on one or more images."""
-    from stackctl.cli import format as F
     from stackctl.runtime.images import view
 
     store = _store()
-    found, failed = [], False
-    for ref in images:
-        try:
-            found.append(view.inspect(store.resolve(ref)))
-        except StackctlError as exc:
-            failed = True
-            _print_error(exc)
-    if fmt:
-        for obj in found:
-            click.echo(F.render_template(F.unescape_template(fmt), obj))
-    else:
-        click.echo(F.to_json_array(found))
-    if failed:
-        raise SystemExit(1)  # click.exceptions.Exit is swallowed with standalone_mode=False
+    inspect_each(images, lambda ref: view.inspect(store.resolve(ref)), fmt)
 
 
 @image.command("history")
@@ -187,16 +169,12 @@ def tag(source: str, target: str) -> None:
 def rm(force: bool, no_prune: bool, images: tuple[str, ...]) -> None:
     """Remove one or more images."""
     store = _store()
-    failed = False
-    for ref in images:
-        try:
-            for line in store.remove(ref, force=force, in_use=_in_use):
-                click.echo(line)
-        except StackctlError as exc:
-            failed = True
-            _print_error(exc)
-    if failed:
-        raise SystemExit(1)  # click.exceptions.Exit is swallowed with standalone_mode=False
+
+    def one(ref: str) -> None:
+        for line in store.remove(ref, force=force, in_use=_in_use):
+            click.echo(line)
+
+    for_each(images, one)
 
 
 @image.command("prune")
@@ -213,11 +191,7 @@ def prune(all_: bool, force: bool, build_cache: bool) -> None:
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
     lines, reclaimed = _store().prune(all=all_, in_use=_in_use, build_cache=build_cache)
-    if lines:
-        click.echo("Deleted Images:")
-        click.echo("\n".join(lines))
-        click.echo()
-    click.echo(f"Total reclaimed space: {view.human_size(reclaimed)}")
+    print_pruned("Images", lines, view.human_size(reclaimed))
 
 
 # --- load / save / import -----------------------------------------------------------------

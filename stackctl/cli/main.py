@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(code)
     import click
 
+    from stackctl.cli.common import print_error
     from stackctl.errors import StackctlError
 
     group = _cli()
@@ -113,8 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except StackctlError as exc:
-        for line in exc.lines():
-            click.echo(f"error: {line}" if not line.startswith("hint:") else line, err=True)
+        print_error(exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

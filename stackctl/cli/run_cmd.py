@@ -21,7 +21,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-from stackctl.errors import NotFoundError, StackctlError, UsageError
+from stackctl.cli.common import error_lines, manager, read_env_files
+from stackctl.errors import NotFoundError, StackctlError
 
 if TYPE_CHECKING:
     import threading
@@ -191,8 +192,8 @@ def fast_run(args: list[str]) -> int | None:
     try:
         run_container(image, command, **params)
     except StackctlError as exc:
-        for line in exc.lines():
-            _echo_err(f"error: {line}" if not line.startswith("hint:") else line)
+        for line in error_lines(exc):
+            _echo_err(line)
         return exc.exit_code
     except (KeyboardInterrupt, EOFError):
         _echo_err("")  # as click's Abort, then main()'s message
@@ -216,7 +217,7 @@ def run_container(image: str, command: tuple[str, ...], detach: bool, sig_proxy:
     from stackctl.trace import mark
 
     mark("run: parsed")
-    mgr = _manager()
+    mgr = manager()
     mark("run: manager imported")
     try:
         opts = _options_from(image, command, kw)
@@ -247,11 +248,6 @@ def run_container(image: str, command: tuple[str, ...], detach: bool, sig_proxy:
 
 # --- helpers (container_cmd's start, and stack_verbs' run, use them too) -------------------
 
-def _manager():
-    from stackctl.paths import default_paths
-    from stackctl.runtime.manager import ContainerManager
-
-    return ContainerManager(default_paths())
 
 
 def _exit_code_for_start_failure(exc: StackctlError) -> int:
@@ -260,15 +256,9 @@ def _exit_code_for_start_failure(exc: StackctlError) -> int:
 
 
 def _options_from(image: str, command: tuple[str, ...], kw: dict[str, Any]):
-    from stackctl.runtime.imageconfig import RunOptions, parse_env_file, parse_labels
+    from stackctl.runtime.imageconfig import RunOptions, parse_labels
 
-    env_lines: list[str] = []
-    for path in kw["env_file"]:
-        try:
-            with open(path) as f:
-                env_lines += parse_env_file(f.read(), path)
-        except OSError as exc:
-            raise UsageError(f"cannot read env file {path}: {exc.strerror}") from None
+    env_lines = read_env_files(kw["env_file"])
     entrypoint = None if kw["entrypoint"] is None else ([kw["entrypoint"]] if kw["entrypoint"] else [])
     return RunOptions(
         image=image,

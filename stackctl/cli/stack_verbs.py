@@ -341,7 +341,7 @@ def stack_exec(stack: StackArgs, target: str, command: Sequence[str], *, detach:
         raise UsageError(f"the working directory {workdir!r} is invalid: it must be an absolute path")
     args = dict(env=resolve_env(list(env), os.environ), cwd=workdir, user=user,
                 tty=tty and not detach, stdin=interactive and not detach, privileged=privileged)
-    mgr = C._manager()
+    mgr = C.manager()
     if detach:
         C._exec_detached(mgr, c["id"], list(command), args)
         return
@@ -373,7 +373,7 @@ def stack_run(stack: StackArgs, service: str, command: Sequence[str], *, rm: boo
     with _agent() as client:
         result = client.call("stack.run", params)
     cid = result["id"] if isinstance(result, dict) else str(result)
-    mgr = C._manager()
+    mgr = C.manager()
     if detach:
         mgr.start(cid)
         click.echo(cid)
@@ -418,7 +418,7 @@ def stack_top(stack: StackArgs, services: Sequence[str] = ()) -> None:
     name = _name(stack)
     with _agent() as client:
         found = containers(client, name, services)
-    mgr = C._manager()
+    mgr = C.manager()
     first = True
     for c in found:
         try:

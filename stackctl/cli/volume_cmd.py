@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import click
 
-from stackctl.errors import StackctlError
-
-
-def _manager():
-    from stackctl.paths import default_paths
-    from stackctl.runtime.manager import ContainerManager
-
-    return ContainerManager(default_paths())
+from stackctl.cli.common import for_each, inspect_each, print_pruned
+from stackctl.cli.common import manager as _manager
 
 
 def _kv(entries: tuple[str, ...]) -> dict[str, str]:
@@ -48,7 +42,7 @@ def create(driver: str, label: tuple[str, ...], opt: tuple[str, ...], name_opt: 
 def ls(quiet: bool, filters: tuple[str, ...], fmt: str) -> None:
     """List volumes."""
     from stackctl.cli import format as F
-    from stackctl.runtime.manager import parse_filters
+    from stackctl.runtime.records import parse_filters
     from stackctl.runtime.volumes import matches
 
     mgr = _manager()
@@ -79,23 +73,8 @@ volume.add_command(ls, name="list")
 @click.argument("names", nargs=-1, required=True)
 def inspect(fmt: str, names: tuple[str, ...]) -> None:
     """Display detailed information on one or more volumes."""
-    from stackctl.cli import format as F
-
     mgr = _manager()
-    found, failed = [], False
-    for n in names:
-        try:
-            found.append(mgr.volumes.get(n).inspect())
-        except StackctlError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            failed = True
-    if fmt:
-        for obj in found:
-            click.echo(F.render_template(F.unescape_template(fmt), obj))
-    else:
-        click.echo(F.to_json_array(found))
-    if failed:
-        raise SystemExit(1)
+    inspect_each(names, lambda n: mgr.volumes.get(n).inspect(), fmt)
 
 
 @volume.command()
@@ -104,17 +83,12 @@ def inspect(fmt: str, names: tuple[str, ...]) -> None:
 def rm(force: bool, names: tuple[str, ...]) -> None:
     """Remove one or more volumes. A volume in use by a container cannot be removed."""
     mgr = _manager()
-    failed = False
-    for n in names:
-        try:
-            mgr.remove_volume(n, force=force)
-            click.echo(n)
-        except StackctlError as exc:
-            failed = True
-            for line in exc.lines():
-                click.echo(line if line.startswith("hint:") else f"error: {line}", err=True)
-    if failed:
-        raise SystemExit(1)
+
+    def one(n: str) -> None:
+        mgr.remove_volume(n, force=force)
+        click.echo(n)
+
+    for_each(names, one)
 
 
 volume.add_command(rm, name="remove")
@@ -127,7 +101,7 @@ volume.add_command(rm, name="remove")
 def prune(all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused anonymous volumes (all unused ones with -a)."""
     from stackctl.cli.format import human_size
-    from stackctl.runtime.manager import parse_filters
+    from stackctl.runtime.records import parse_filters
 
     what = "all local volumes" if all_ else "anonymous local volumes"
     if not force and not click.confirm(
@@ -135,9 +109,4 @@ def prune(all_: bool, force: bool, filters: tuple[str, ...]) -> None:
             "Are you sure you want to continue?"):
         return
     removed, size = _manager().prune_volumes(all_volumes=all_, filters=parse_filters(filters))
-    if removed:
-        click.echo("Deleted Volumes:")
-        for n in removed:
-            click.echo(n)
-        click.echo("")
-    click.echo(f"Total reclaimed space: {human_size(size)}")
+    print_pruned("Volumes", removed, human_size(size))

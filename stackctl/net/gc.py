@@ -51,7 +51,7 @@ def gc_stale(paths: NodePaths, live_containers: Iterable[str] | None = None) -> 
                 _teardown(paths, state, cid)
                 report.sandboxes.append(cid)
         # endpoints without a sandbox (a crash between the two writes)
-        for nid, eps in state.endpoints.items():
+        for eps in state.endpoints.values():
             for cid in [c for c in eps if c not in state.sandboxes]:
                 if cid not in report.sandboxes:
                     _teardown(paths, state, cid)

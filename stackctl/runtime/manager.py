@@ -3,8 +3,10 @@
 It turns user options plus an image into a :class:`ContainerSpec` (via
 :mod:`stackctl.runtime.imageconfig`), stores it, and drives the execution core
 (:mod:`stackctl.runtime.containers`) to start, signal, stop and clean up. Records live in
-``<state>/containers/<id>/``: ``config.json`` (the spec), ``meta.json`` (what ``inspect`` shows
-that the spec does not keep) and ``state.json`` (written by the container's monitor).
+``<state>/containers/<id>/``: ``config.json`` (the spec; the core rewrites it as started at
+each start), ``meta.json`` (what ``inspect`` shows that the spec does not keep) and
+``state.json`` (written by the container's monitor). What a record is, and the pure views of
+records (filters, inspect, top), are in :mod:`stackctl.runtime.records`.
 
 Two ``stackctl`` processes may run at once: every change of records or volumes happens under
 an exclusive ``flock`` on ``<state>/runtime.lock``; reads need no lock (files are replaced
@@ -22,35 +24,15 @@ import shutil
 import signal as _signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from stackctl.errors import ConflictError, NotFoundError, StackctlError, UsageError
+from stackctl.errors import ConflictError, NotFoundError, StackctlError, writing
 from stackctl.paths import NodePaths
 from stackctl.runtime import names
 from stackctl.runtime.imageconfig import RunOptions, build_plan, normalize_signal
+from stackctl.runtime.records import Record, inspect_record, parse_ps_table, record_matches
 from stackctl.runtime.spec import ContainerSpec, ContainerState
 from stackctl.runtime.volumes import VolumeStore
-
-ZERO_TIME = "0001-01-01T00:00:00Z"
-STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
-
-
-@dataclass
-class Record:
-    """One container as stored: its spec, the manager's extras, and the monitor's state."""
-
-    spec: ContainerSpec
-    meta: dict[str, Any]
-    state: ContainerState
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
 
 
 def image_config_of(image: Any) -> dict[str, Any]:
@@ -61,84 +43,6 @@ def image_config_of(image: Any) -> dict[str, Any]:
     if isinstance(inner, dict) and "Cmd" not in cfg and "Env" not in cfg:
         return inner
     return cfg
-
-
-# --- filters (pure) -----------------------------------------------------------------------
-
-def parse_filters(values: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for v in values:
-        k, sep, val = v.partition("=")
-        if not sep or not k:
-            raise UsageError(f"bad format of filter {v!r}: expected name=value")
-        out.setdefault(k.strip().lower(), []).append(val)
-    return out
-
-
-def record_matches(rec: Record, filters: dict[str, list[str]], image_ids: dict[str, str] | None = None) -> bool:
-    """``ps --filter``: status, name, label, id, ancestor, exited, volume. Values of one key
-    are alternatives (OR); different keys must all match (AND), as in Docker."""
-    import re
-
-    for key, values in filters.items():
-        if key == "status":
-            for v in values:
-                if v not in STATUSES:
-                    raise UsageError(f"invalid filter 'status={v}': one of {', '.join(STATUSES)}")
-            if rec.state.status not in values:
-                return False
-        elif key == "name":
-            if not any(re.search(v, rec.name) for v in values):
-                return False
-        elif key == "id":
-            if not any(rec.id.startswith(v) for v in values):
-                return False
-        elif key == "label":
-            for v in values:  # every label filter must hold
-                k, sep, val = v.partition("=")
-                if k not in rec.spec.labels or (sep and rec.spec.labels[k] != val):
-                    return False
-        elif key == "ancestor":
-            ok = False
-            for v in values:
-                if v in (rec.spec.image, rec.spec.image_id) or (":" not in v and rec.spec.image == v + ":latest"):
-                    ok = True
-                elif (image_ids or {}).get(v) == rec.spec.image_id:
-                    ok = True
-                elif rec.spec.image_id.removeprefix("sha256:").startswith(v.removeprefix("sha256:")) and len(v) >= 4:
-                    ok = True
-            if not ok:
-                return False
-        elif key == "exited":
-            if rec.state.status != "exited" or str(rec.state.exit_code) not in values:
-                return False
-        elif key == "volume":
-            if not any(m.volume_name == v or m.target == v for v in values for m in rec.spec.mounts):
-                return False
-        else:
-            raise UsageError(f"invalid filter {key!r} (status, name, label, id, ancestor, exited, volume)")
-    return True
-
-
-def parse_ps_table(output: str, pids: set[int]) -> tuple[list[str], list[list[str]]]:
-    """``ps -ef`` output cut down to the given host PIDs: (headers, rows). The last column
-    (CMD) keeps its spaces."""
-    lines = output.splitlines()
-    if not lines:
-        return [], []
-    headers = lines[0].split()
-    pid_col = headers.index("PID")
-    rows = []
-    for line in lines[1:]:
-        cells = line.split(None, len(headers) - 1)
-        if len(cells) < len(headers):
-            continue
-        try:
-            if int(cells[pid_col]) in pids:
-                rows.append(cells)
-        except ValueError:
-            continue
-    return headers, rows
 
 
 # --- the manager --------------------------------------------------------------------------
@@ -188,9 +92,15 @@ class ContainerManager:
     @staticmethod
     def _write_json(path: str, obj: Any) -> None:
         tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
+        with writing(path):
+            try:
+                with open(tmp, "w") as f:
+                    json.dump(obj, f)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
 
     def ids(self) -> list[str]:
         try:
@@ -205,6 +115,8 @@ class ContainerManager:
                 return self.core.read_state(self.paths, cid)
             except (FileNotFoundError, NotFoundError):
                 pass
+            except (ValueError, TypeError) as exc:  # garbage (a disk error): written by rename
+                return ContainerState(status="dead", error=_corrupt(self._dir(cid), "state.json", exc))
         return ContainerState()
 
     def load(self, cid: str) -> Record:
@@ -214,6 +126,11 @@ class ContainerManager:
                 spec = ContainerSpec.from_json(json.load(f))
         except FileNotFoundError:
             raise NotFoundError(f"no such container: {cid}") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # Written by rename, so garbage means a disk error: list it as dead (``rm -f``
+            # removes it) rather than hide it or fail the listing of every other container.
+            spec = ContainerSpec(id=cid, name=cid[:12], image="<corrupt>", image_id="", rootfs_layers=[], argv=[])
+            return Record(spec, {}, ContainerState(status="dead", error=_corrupt(d, "config.json", exc)))
         try:
             with open(os.path.join(d, "meta.json")) as f:
                 meta = json.load(f)
@@ -236,8 +153,10 @@ class ContainerManager:
             try:
                 with open(os.path.join(self._dir(cid), "config.json")) as f:
                     out.append((cid, json.load(f)["name"]))
-            except (OSError, ValueError, KeyError):
+            except OSError:
                 continue
+            except (ValueError, KeyError, TypeError):
+                out.append((cid, ""))  # a corrupt record: reachable by its ID (see load)
         return out
 
     def resolve(self, query: str) -> str:
@@ -677,6 +596,11 @@ def _wants_bridge(network: str) -> bool:
     return bool(network) and network not in ("none", "host") and not network.startswith(("container:", "netns:"))
 
 
+def _corrupt(cdir: str, name: str, exc: Exception) -> str:
+    return (f"{os.path.join(cdir, name)} is corrupt ({type(exc).__name__}: {exc}); "
+            f"remove the container with `stackctl rm -f {os.path.basename(cdir)[:12]}`")
+
+
 def _pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -698,96 +622,3 @@ def _makedirs(path: str) -> list[str]:
         p = os.path.dirname(p)
     os.makedirs(path, exist_ok=True)
     return list(reversed(made))
-
-
-def inspect_record(rec: Record, log_path: Any = None) -> dict[str, Any]:
-    spec, st = rec.spec, rec.state
-    cfg = dict(rec.meta.get("Config") or {})
-    cfg.setdefault("Hostname", spec.hostname)
-    cfg.setdefault("Image", spec.image)
-    cfg.setdefault("Env", spec.env)
-    cfg.setdefault("Cmd", spec.argv)
-    cfg.setdefault("Entrypoint", None)
-    cfg.setdefault("WorkingDir", spec.cwd)
-    cfg.setdefault("User", spec.user)
-    cfg.setdefault("Labels", spec.labels)
-    r = spec.resources
-    status = st.status
-    return {
-        "Id": spec.id,
-        "Created": spec.created,
-        "Path": spec.argv[0] if spec.argv else "",
-        "Args": spec.argv[1:],
-        "State": {
-            "Status": status,
-            "Running": status == "running",
-            "Paused": False,
-            "Restarting": False,
-            "OOMKilled": st.oom_killed,
-            "Dead": status == "dead",
-            "Pid": st.pid if status == "running" else 0,
-            "ExitCode": st.exit_code if st.exit_code is not None else 0,
-            "Error": st.error,
-            "StartedAt": st.started_at or ZERO_TIME,
-            "FinishedAt": st.finished_at or ZERO_TIME,
-        },
-        "Image": spec.image_id,
-        "LogPath": log_path(spec.id) if log_path else "",
-        "Name": "/" + spec.name,
-        "Driver": "overlay",
-        "Platform": "linux",
-        "HostConfig": {
-            "Binds": [f"{m.source if m.type == 'bind' else m.volume_name}:{m.target}{':ro' if m.read_only else ''}"
-                      for m in spec.mounts if m.type in ("bind", "volume") and not _anonymous(rec, m.volume_name)] or None,
-            "NetworkMode": spec.network,
-            "AutoRemove": spec.auto_remove,
-            "CapAdd": spec.cap_add or None,
-            "CapDrop": spec.cap_drop or None,
-            "Dns": spec.dns,
-            "DnsOptions": spec.dns_options,
-            "DnsSearch": spec.dns_search,
-            "ExtraHosts": spec.extra_hosts or None,
-            "Privileged": spec.privileged,
-            "ReadonlyRootfs": spec.read_only,
-            "ShmSize": r.shm_size,
-            "Init": spec.init,
-            "Memory": r.memory or 0,
-            "MemoryReservation": r.memory_reservation or 0,
-            "NanoCpus": int(round((r.cpus or 0) * 1e9)),
-            "PidsLimit": r.pids,
-            "Ulimits": [{"Name": k, "Soft": s, "Hard": h} for k, (s, h) in spec.ulimits.items()] or None,
-            "Sysctls": spec.sysctls or None,
-            "Tmpfs": {m.target: ",".join(m.options) for m in spec.mounts if m.type == "tmpfs"} or None,
-        },
-        "Mounts": [_inspect_mount(m) for m in spec.mounts],
-        "Config": cfg,
-        "NetworkSettings": _network_settings(rec),
-    }
-
-
-def _network_settings(rec: Record) -> dict[str, Any]:
-    """Docker's NetworkSettings: recorded at create for a container on our networks (its
-    address and ports stay until ``rm``); ports only show while it runs, as in Docker."""
-    settings = dict(rec.meta.get("NetworkSettings") or {})
-    networks = settings.get("Networks") or {}
-    if not networks and rec.spec.network in ("none", "host"):
-        networks = {rec.spec.network: {"NetworkID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
-                                       "MacAddress": "", "Aliases": None}}
-    ports = settings.get("Ports") or {}
-    return {"Networks": networks, "Ports": ports if rec.state.status == "running" else {},
-            "SandboxKey": rec.spec.network.removeprefix("netns:") if rec.spec.network.startswith("netns:") else ""}
-
-
-def _anonymous(rec: Record, volume_name: str) -> bool:
-    return bool(volume_name) and volume_name in rec.meta.get("AnonymousVolumes", [])
-
-
-def _inspect_mount(m: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"Type": m.type}
-    if m.type == "volume":
-        out.update(Name=m.volume_name, Source=m.source, Destination=m.target, Driver="local")
-    else:
-        out.update(Source=m.source, Destination=m.target)
-    out.update(Mode="ro" if m.read_only else "", RW=not m.read_only,
-               Propagation="rprivate" if m.type == "bind" else "")
-    return out

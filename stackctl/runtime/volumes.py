@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from stackctl.errors import ConflictError, NotFoundError, StackctlError, UsageError
+from stackctl.errors import ConflictError, NotFoundError, StackctlError, UsageError, writing
 from stackctl.paths import NodePaths
 from stackctl.runtime.names import NAME_RE, new_id
 
@@ -92,7 +92,7 @@ class VolumeStore:
     def _write(self, vol: Volume) -> None:
         path = self._meta_path(vol.name)
         tmp = path + ".tmp"
-        with open(tmp, "w") as f:
+        with writing(path), open(tmp, "w") as f:
             json.dump(asdict(vol), f)
         os.replace(tmp, path)
 

@@ -231,7 +231,7 @@ def plan(desired: Desired, observed: StackObserved, *,
                 removals.append(Wave(name, REMOVAL, tuple(service_plans[name][1])))
 
     levels = []
-    for i, level in enumerate(graph.start_levels(), 1):
+    for level in graph.start_levels():
         names = [n for n in level if n in service_plans]
         if not names:
             continue

@@ -9,6 +9,7 @@ the monitor's ``state.json`` and acts on the processes and cgroup it names. All 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -16,7 +17,7 @@ import signal as _signal
 import sys
 import time
 
-from stackctl.errors import ConflictError, NotFoundError, StackctlError
+from stackctl.errors import ConflictError, DiskFullError, NotFoundError, StackctlError, writing
 from stackctl.paths import NodePaths
 from stackctl.runtime.spec import ContainerSpec, ContainerState
 
@@ -56,7 +57,7 @@ def _short(spec_or_id) -> str:
 
 def _write_json(path: str, data: dict) -> None:
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with writing(path), open(tmp, "w") as f:
         json.dump(data, f)
     os.replace(tmp, path)
 
@@ -266,7 +267,8 @@ def _start(paths: NodePaths, spec: ContainerSpec, attach: bool, prepared: Prepar
         os.makedirs(os.path.join(cdir, d), exist_ok=True)
     _write_etc_files(cdir, spec)
     sj = spec.to_json()
-    _write_json(os.path.join(cdir, "spec.json"), sj)
+    # the container's one spec file: the manager's record (written at create), now as started
+    _write_json(os.path.join(cdir, "config.json"), sj)
     try:
         os.unlink(os.path.join(cdir, "state.json"))
     except FileNotFoundError:
@@ -515,7 +517,7 @@ def stop_container(paths: NodePaths, cid: str, timeout: float | None = None) -> 
 
 def load_spec(paths: NodePaths, cid: str) -> ContainerSpec:
     try:
-        with open(os.path.join(container_dir(paths, cid), "spec.json")) as f:
+        with open(os.path.join(container_dir(paths, cid), "config.json")) as f:
             return ContainerSpec.from_json(json.load(f))
     except FileNotFoundError:
         raise NotFoundError(f"no such container: {cid[:12]}") from None
@@ -583,7 +585,10 @@ def cleanup_container(paths: NodePaths, cid: str) -> None:
             st.status = "exited"
             st.exit_code = 137 if st.exit_code is None else st.exit_code
             st.error = st.error or "killed by cleanup"
-            _write_json(os.path.join(cdir, "state.json"), st.to_json())
+            # Best effort: on a full disk the record keeps "running" with its monitor gone,
+            # which reads as dead; a removal deletes the directory right after anyway.
+            with contextlib.suppress(DiskFullError):
+                _write_json(os.path.join(cdir, "state.json"), st.to_json())
 
 
 def _is_our_monitor(pid: int, cdir: str) -> bool:

@@ -2,7 +2,7 @@
 
 Started detached by :func:`stackctl.runtime.containers.api.start_container` as
 ``python3 -S -I monitor.py CONTAINER_DIR RUN_DIR CGROUP_PARENT READY_FD WAIT_ATTACH`` and
-imports only os, sys, signal, select, struct, time — socket when it starts listening, fcntl for a
+imports only os, sys, errno, signal, select, struct, time — socket when it starts listening, fcntl for a
 pty resize, the cgroup driver after the container exited — because it runs once per container,
 so its memory and start time are kept small (no json: state is flat and written by hand).
 
@@ -17,6 +17,7 @@ The attach protocol is described in docs/containers.md.
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -129,9 +130,16 @@ class LogWriter:
         if not lines:
             return
         t = now()
-        self.f.write(b"".join(
-            to_json({"log": ln.decode("utf-8", "replace"), "stream": stream, "time": t}).encode() + b"\n" for ln in lines
-        ))
+        try:
+            self.f.write(b"".join(
+                to_json({"log": ln.decode("utf-8", "replace"), "stream": stream, "time": t}).encode() + b"\n"
+                for ln in lines
+            ))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # as stackctl.errors.DISK_FULL_ERRNOS
+                raise
+            # A full disk loses log lines, never the container: it keeps running and its
+            # output keeps being read (a monitor that died here would block it on a full pipe).
 
     def flush(self) -> None:
         for stream, buf in self.partial.items():

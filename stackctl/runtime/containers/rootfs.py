@@ -309,7 +309,7 @@ def _copy_meta(src: str, dst: str, st: os.stat_result) -> None:
 
 
 def mount_user(root: str, mounts: list[dict], *, read_only_root: bool) -> None:
-    """The spec's mounts (plain dicts as in spec.json), parents before children."""
+    """The spec's mounts (plain dicts as in config.json), parents before children."""
     for m in sorted(mounts, key=lambda m: len([p for p in m["target"].split("/") if p])):
         target = secure_join(root, m["target"])
         kind = m["type"]

@@ -38,15 +38,20 @@ class GroupEntry(NamedTuple):
     members: tuple[str, ...]
 
 
-def parse_passwd(text: str) -> list[PasswdEntry]:
-    out = []
+def _records(text: str, min_fields: int):
+    """The colon-separated fields of each line with at least ``min_fields`` of them (blank
+    lines and comments skipped)."""
     for line in text.splitlines():
         line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        f = line.split(":")
-        if len(f) < 4:
-            continue
+        if line and not line.startswith("#"):
+            f = line.split(":")
+            if len(f) >= min_fields:
+                yield f
+
+
+def parse_passwd(text: str) -> list[PasswdEntry]:
+    out = []
+    for f in _records(text, 4):
         try:
             uid, gid = int(f[2]), int(f[3])
         except ValueError:
@@ -57,13 +62,7 @@ def parse_passwd(text: str) -> list[PasswdEntry]:
 
 def parse_group(text: str) -> list[GroupEntry]:
     out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        f = line.split(":")
-        if len(f) < 3:
-            continue
+    for f in _records(text, 3):
         try:
             gid = int(f[2])
         except ValueError:

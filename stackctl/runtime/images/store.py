@@ -35,7 +35,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
-from stackctl.errors import ConflictError, NotFoundError, StackctlError
+from stackctl.errors import ConflictError, NotFoundError, StackctlError, writing
 from stackctl.runtime.images import oci
 from stackctl.runtime.images.refs import normalize_tagged, parse_lookup, short_id
 
@@ -99,9 +99,13 @@ class ImageStore:
         finally:
             os.close(fd)
 
-    def ingesting(self) -> contextlib.AbstractContextManager[None]:
-        """Held (shared) while adding content; excludes garbage collection, not other adders."""
-        return self._flock("lock", fcntl.LOCK_SH)
+    @contextlib.contextmanager
+    def ingesting(self) -> Iterator[None]:
+        """Held (shared) while adding content; excludes garbage collection, not other adders.
+        A full disk while adding is one :class:`DiskFullError`, raised after the adder's own
+        cleanup removed what it half-wrote (temporary files, unpacked layers)."""
+        with writing(self.root), self._flock("lock", fcntl.LOCK_SH):
+            yield
 
     def _collecting(self) -> contextlib.AbstractContextManager[None]:
         return self._flock("lock", fcntl.LOCK_EX)
@@ -115,7 +119,7 @@ class ImageStore:
         os.makedirs(tmpdir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=tmpdir, prefix="w-")
         try:
-            with os.fdopen(fd, "wb") as f:
+            with writing(path), os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
@@ -163,6 +167,10 @@ class ImageStore:
             except FileNotFoundError:
                 raise StackctlError(f"image store is damaged: blob {digest} is missing",
                                     hint=f"remove and re-create the image; store at {self.root}") from None
+            except ValueError as exc:
+                raise StackctlError(f"image store is damaged: blob {self.blob_path(digest)} is not valid "
+                                    f"JSON ({exc})",
+                                    hint="remove the image (image rm -f) and load or build it again") from None
         return self._json_cache[digest]
 
     # --- layers --------------------------------------------------------------------------
@@ -226,11 +234,18 @@ class ImageStore:
 
     # --- index ---------------------------------------------------------------------------
     def _read_index(self) -> dict[str, Any]:
+        path = os.path.join(self.root, "index.json")
         try:
-            with open(os.path.join(self.root, "index.json"), "rb") as f:
-                return json.loads(f.read())
+            with open(path, "rb") as f:
+                index = json.loads(f.read())
         except FileNotFoundError:
             return {"schemaVersion": 2, "mediaType": oci.MT_INDEX, "manifests": []}
+        except ValueError as exc:
+            raise _corrupt_index(path, str(exc)) from None
+        manifests = index.get("manifests") if isinstance(index, dict) else None
+        if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
+            raise _corrupt_index(path, "not an OCI index with a list of manifests")
+        return index
 
     def _write_index(self, index: dict[str, Any]) -> None:
         self._atomic_write(os.path.join(self.root, "index.json"), json.dumps(index, indent=2).encode())
@@ -499,3 +514,11 @@ def _in_use_set(in_use: InUse) -> set[str]:
     if callable(in_use):
         in_use = in_use()
     return set(in_use)
+
+
+def _corrupt_index(path: str, why: str) -> StackctlError:
+    """The image index cannot be read (garbage left by a disk error: it is written by rename)."""
+    return StackctlError(
+        f"the image index {path} is corrupt ({why})",
+        hint=f"move it away (mv {path} {path}.bad) to start with an empty image list, then load or "
+             "build the images again; running containers are not affected")

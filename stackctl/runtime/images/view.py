@@ -111,7 +111,7 @@ def history_rows(img: Image, sizes: list[int], now: _dt.datetime | None = None) 
     history = list(img.config.get("history") or [])
     rows = []
     layer_i = 0
-    for i, h in enumerate(history):
+    for h in history:
         empty = bool(h.get("empty_layer"))
         size = 0
         if not empty and layer_i < len(sizes):

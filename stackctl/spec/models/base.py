@@ -185,6 +185,30 @@ class Model(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
+class TopLevel(Model):
+    """What top-level networks, volumes, secrets and configs share (no fields of its own, so
+    each keeps its key order): the old ``external: {name: N}`` form, read as ``external: true``
+    and ``name: N``, and the keys an external one refuses."""
+
+    @classmethod
+    def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
+        ext = data.get("external")
+        if isinstance(ext, dict):
+            data = dict(data)
+            name = ext.get("name")
+            data["external"] = True
+            if name is not None and "name" not in data:
+                data["name"] = name
+        return data
+
+    def refuse_when_external(self, data: dict[str, Any], keys: tuple[str, ...]) -> None:
+        if getattr(self, "external", False):
+            for key in keys:
+                if key in data:
+                    raise fail(f'an external {self.area} takes no "{key}": it exists already, '
+                               "stackctl does not create it")
+
+
 # --------------------------------------------------------------------------------------------
 # Scalars
 #

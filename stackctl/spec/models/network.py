@@ -14,6 +14,7 @@ from stackctl.spec.models.base import (
     Str,
     StrList,
     StrMap,
+    TopLevel,
     describe,
     fail,
     str_keys,
@@ -117,7 +118,7 @@ class Ipam(Model):
     options: OptsMap = Field(default_factory=dict)
 
 
-class Network(Model):
+class Network(TopLevel):
     """A top-level network."""
 
     area: ClassVar[str] = "network"
@@ -135,30 +136,11 @@ class Network(Model):
     external: Bool = False
     labels: StrMap = Field(default_factory=dict)
 
-    @classmethod
-    def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
-        return _old_external(data)
-
     def finish(self, data: dict[str, Any]) -> None:
-        if self.external:
-            conflicting = [k for k in ("driver", "driver_opts", "ipam", "internal", "attachable",
-                                       "enable_ipv6") if k in data]
-            if conflicting:
-                raise fail(f'an external network takes no "{conflicting[0]}": it exists '
-                           "already, stackctl does not create it")
+        self.refuse_when_external(data, ("driver", "driver_opts", "ipam", "internal", "attachable",
+                                         "enable_ipv6"))
         if self.driver is not None and self.driver not in ("bridge", "overlay"):
             raise fail(f'expected driver "bridge" or "overlay", got {describe(self.driver)}')
-
-
-def _old_external(data: dict[str, Any]) -> dict[str, Any]:
-    ext = data.get("external")
-    if isinstance(ext, dict):
-        data = dict(data)
-        name = ext.get("name")
-        data["external"] = True
-        if name is not None and "name" not in data:
-            data["name"] = name
-    return data
 
 
 def null_as_empty(value: Any) -> Any:

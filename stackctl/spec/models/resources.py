@@ -11,13 +11,12 @@ from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_serializer, field_validator
 
-from stackctl.spec.models.base import Bool, Model, OptsMap, Str, StrMap, describe, fail
-from stackctl.spec.models.network import _old_external
+from stackctl.spec.models.base import Bool, OptsMap, Str, StrMap, TopLevel, describe, fail
 
 REDACTED = "<redacted>"
 
 
-class Volume(Model):
+class Volume(TopLevel):
     """A top-level named volume."""
 
     area: ClassVar[str] = "volume"
@@ -30,21 +29,13 @@ class Volume(Model):
     external: Bool = False
     labels: StrMap = Field(default_factory=dict)
 
-    @classmethod
-    def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
-        return _old_external(data)
-
     def finish(self, data: dict[str, Any]) -> None:
-        if self.external:
-            for key in ("driver", "driver_opts"):
-                if key in data:
-                    raise fail(f'an external volume takes no "{key}": it exists already, '
-                               "stackctl does not create it")
+        self.refuse_when_external(data, ("driver", "driver_opts"))
         if self.driver not in (None, "local"):
             raise fail(f'expected driver "local", got {describe(self.driver)}')
 
 
-class _FileObject(Model):
+class _FileObject(TopLevel):
     """What secrets and configs share: where the data comes from."""
 
     extensible: ClassVar[bool] = True
@@ -56,10 +47,6 @@ class _FileObject(Model):
     environment: Str | None = None
     external: Bool = False
     labels: StrMap = Field(default_factory=dict)
-
-    @classmethod
-    def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
-        return _old_external(data)
 
     def finish(self, data: dict[str, Any]) -> None:
         sources = [k for k in ("file", "environment", "content") if data.get(k) is not None]

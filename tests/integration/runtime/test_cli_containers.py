@@ -17,7 +17,7 @@ IMG = "bb:latest"
 
 
 @pytest.fixture
-def cli(node_paths, busybox_rootfs):
+def cli(node_cli, node_paths, busybox_rootfs):
     from stackctl.runtime.images.archive import import_rootfs
     from stackctl.runtime.images.store import ImageStore
 
@@ -25,22 +25,7 @@ def cli(node_paths, busybox_rootfs):
     with open(os.path.join(busybox_rootfs, "data", "seed"), "w") as f:
         f.write("seeded\n")
     import_rootfs(ImageStore(node_paths.images), busybox_rootfs, IMG, changes=['CMD ["sh"]'])
-    env = dict(os.environ, STACKCTL_STATE_DIR=node_paths.state, STACKCTL_RUN_DIR=node_paths.run,
-               STACKCTL_CGROUP_PARENT=node_paths.cgroup_parent)
-
-    def run(*args, timeout=30, check=None, **kw):
-        p = subprocess.run([sys.executable, "-m", "stackctl", *args], env=env, capture_output=True, text=True,
-                           timeout=timeout, **kw)
-        if check is not None:
-            assert p.returncode == check, (args, p.returncode, p.stdout, p.stderr)
-        return p
-
-    run.env = env
-    run.paths = node_paths
-    yield run
-    ids = run("ps", "-aq", "--no-trunc").stdout.split()
-    if ids:
-        run("rm", "-f", "-v", *ids)
+    return node_cli
 
 
 def _leftovers(paths, cid):

@@ -8,7 +8,6 @@ import os
 import pty
 import select
 import struct
-import subprocess
 import sys
 import termios
 import time
@@ -21,7 +20,7 @@ IMG = "bb:latest"
 
 
 @pytest.fixture
-def cli(node_paths, busybox_rootfs):
+def cli(node_cli, node_paths, busybox_rootfs):
     from stackctl.runtime.images.archive import import_rootfs
     from stackctl.runtime.images.store import ImageStore
 
@@ -30,21 +29,7 @@ def cli(node_paths, busybox_rootfs):
     with open(os.path.join(busybox_rootfs, "etc", "group"), "a") as f:
         f.write("app:x:1000:\n")
     import_rootfs(ImageStore(node_paths.images), busybox_rootfs, IMG, changes=['CMD ["sh"]'])
-    env = dict(os.environ, STACKCTL_STATE_DIR=node_paths.state, STACKCTL_RUN_DIR=node_paths.run,
-               STACKCTL_CGROUP_PARENT=node_paths.cgroup_parent)
-
-    def run(*args, timeout=30, check=None, **kw):
-        p = subprocess.run([sys.executable, "-m", "stackctl", *args], env=env, capture_output=True, text=True,
-                           timeout=timeout, **kw)
-        if check is not None:
-            assert p.returncode == check, (args, p.returncode, p.stdout, p.stderr)
-        return p
-
-    run.env = env
-    yield run
-    ids = run("ps", "-aq", "--no-trunc").stdout.split()
-    if ids:
-        run("rm", "-f", "-v", *ids)
+    return node_cli
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 
 import pytest
 
@@ -63,7 +61,7 @@ def test_copy_tree_keeps_metadata(tmp_path):
         assert os.getxattr(os.path.join(dst, "owned"), "user.note") == b"kept"
 
 
-def test_named_volume_copy_up_keeps_owner_and_mode(node_paths, busybox_rootfs):
+def test_named_volume_copy_up_keeps_owner_and_mode(node_cli, node_paths, busybox_rootfs):
     from stackctl.runtime.images.archive import import_rootfs
     from stackctl.runtime.images.store import ImageStore
 
@@ -71,13 +69,7 @@ def test_named_volume_copy_up_keeps_owner_and_mode(node_paths, busybox_rootfs):
     os.mkdir(data)
     _make_tree(data)
     import_rootfs(ImageStore(node_paths.images), busybox_rootfs, IMG, changes=['CMD ["sh"]'])
-    env = dict(os.environ, STACKCTL_STATE_DIR=node_paths.state, STACKCTL_RUN_DIR=node_paths.run,
-               STACKCTL_CGROUP_PARENT=node_paths.cgroup_parent)
-
-    def cli(*args):
-        return subprocess.run([sys.executable, "-m", "stackctl", *args], env=env, capture_output=True, text=True,
-                              timeout=30)
-
+    cli = node_cli
     try:
         p = cli("run", "--rm", "-v", "vol:/data", IMG, "stat", "-c", "%n %u:%g %a",
                 "/data", "/data/owned", "/data/sub", "/data/suid")

@@ -14,8 +14,6 @@ import sys
 import time
 import urllib.request
 
-import pytest
-
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 IMAGE = "stackctl/busybox:latest"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from stackctl.agent.nodeops import container_json
 from stackctl.humanize import ports_column
 from stackctl.net.model import PortBinding
-from stackctl.runtime.manager import Record
+from stackctl.runtime.records import Record
 from stackctl.runtime.spec import ContainerSpec, ContainerState
 
 

@@ -10,7 +10,8 @@ import pytest
 from stackctl.errors import ConflictError, NotFoundError, StackctlError, UsageError
 from stackctl.paths import NodePaths
 from stackctl.runtime.imageconfig import RunOptions
-from stackctl.runtime.manager import ContainerManager, parse_filters, parse_ps_table
+from stackctl.runtime.manager import ContainerManager
+from stackctl.runtime.records import parse_filters, parse_ps_table
 from stackctl.runtime.spec import ContainerState
 
 

@@ -158,7 +158,6 @@ def test_duplicates_are_removed_keeping_the_best():
 
 
 def test_removals_in_reverse_dependency_order():
-    before = stack(replicas=3)
     more = desired(STACK.format(color="blue", replicas=3, parallelism=1)
                    .replace("cache: {image: redis}",
                             "cache: {image: redis, deploy: {replicas: 2}}"))
