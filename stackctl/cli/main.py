@@ -124,5 +124,17 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        from stackctl.errors import disk_full_error, is_disk_full
+
+        if is_disk_full(exc):  # a write site that does not go through errors.writing()
+            print_error(disk_full_error(str(getattr(exc, "filename", None) or "the state directory")))
+            sys.exit(1)
+        import traceback
+
+        traceback.print_exc()
+        click.echo("error: this is a bug in stackctl (an unexpected error, traceback above); "
+                   "please report it with the command you ran", err=True)
+        sys.exit(70)  # EX_SOFTWARE
     # Without standalone mode click returns the code of a `ctx.exit(code)` instead of raising.
     sys.exit(rv if isinstance(rv, int) else 0)

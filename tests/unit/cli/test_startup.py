@@ -73,3 +73,30 @@ def test_stackctl_error_is_one_line_without_traceback(tmp_path):
     assert out.stderr.startswith("error: ")
     assert "nope.yml" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _main_raising(exc_expr: str) -> subprocess.CompletedProcess:
+    code = (
+        "import click, errno\n"
+        "from stackctl.cli import main as m\n"
+        "@click.command()\n"
+        "def t():\n"
+        f"    raise {exc_expr}\n"
+        "m.cli.add_command(t, 'tt')\n"
+        "m.main(['tt'])\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_disk_full_anywhere_is_one_clear_line():
+    out = _main_raising("OSError(errno.ENOSPC, 'No space left on device', '/var/lib/stackctl/x')")
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: no space left on device while writing /var/lib/stackctl/x")
+    assert "Traceback" not in out.stderr
+
+
+def test_unexpected_error_gets_a_traceback_and_a_bug_hint():
+    out = _main_raising("ZeroDivisionError('boom')")
+    assert out.returncode == 70
+    assert "Traceback" in out.stderr and "ZeroDivisionError: boom" in out.stderr
+    assert "this is a bug in stackctl" in out.stderr
