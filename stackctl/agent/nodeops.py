@@ -33,7 +33,8 @@ from stackctl.runtime.imageconfig import RunOptions
 from stackctl.runtime.manager import ContainerManager
 from stackctl.runtime.records import Record
 from stackctl.scheduler.observed import ContainerInfo
-from stackctl.scheduler.tasks import LOCAL_NODE
+from stackctl.runtime.listening import listening_tcp_ports
+from stackctl.scheduler.tasks import LABEL_LISTEN_PORTS, LABEL_STACK, LOCAL_NODE
 
 if TYPE_CHECKING:
     from stackctl.agent.events import EventBus
@@ -67,13 +68,24 @@ class _StackContainers(ContainerManager):
         return runtime_hooks.network_settings(store.load(self.paths), spec.id, exposed)
 
 
-def container_info(rec: Record, health: str | None = None, node: str = LOCAL_NODE) -> ContainerInfo:
+def container_info(rec: Record, health: str | None = None, node: str = LOCAL_NODE,
+                   listening: frozenset[int] | None = None) -> ContainerInfo:
     st = rec.state
     return ContainerInfo(
         id=rec.id, name=rec.name, labels=dict(rec.spec.labels), state=st.status,
         health=health if st.status == "running" else None,
         exit_code=st.exit_code, started_at=st.started_at, finished_at=st.finished_at, node=node,
+        listening=listening if st.status == "running" else None,
     )
+
+
+def listening_of(rec: Record, proc: str = "/proc") -> frozenset[int] | None:
+    """(blocking) The TCP ports listening in a running container's network namespace, read
+    only for a container with ports to wait for (label ``com.stackctl.listen-ports``)."""
+    if rec.state.status != "running" or not rec.state.pid or \
+            LABEL_LISTEN_PORTS not in rec.spec.labels:
+        return None
+    return listening_tcp_ports(rec.state.pid, proc)
 
 
 def service_port_map(paths: NodePaths) -> dict[str, list[Any]]:
@@ -120,8 +132,10 @@ class NodeOps:
     """What the controller can do on this node. All methods are trio async."""
 
     def __init__(self, paths: NodePaths, bus: EventBus, store: Store, *,
-                 containers: ContainerManager | None = None, node: str = LOCAL_NODE) -> None:
+                 containers: ContainerManager | None = None, node: str = LOCAL_NODE,
+                 proc: str = "/proc") -> None:
         self.paths = paths
+        self.proc = proc  # where the containers' /proc/<pid>/net/tcp are read
         self.bus = bus
         self.store = store
         self.node = node
@@ -159,11 +173,16 @@ class NodeOps:
         return await self._run(service_port_map, self.paths)
 
     async def list_containers(self, *, stack: str | None = None) -> list[ContainerInfo]:
-        recs = await self.records()
-        out = [container_info(r, self._health_of(r.id), self.node) for r in recs]
-        if stack is not None:
-            out = [c for c in out if c.stack == stack]
-        return out
+        """The containers (of ``stack``), with what readiness needs: health from the
+        supervisor, listening ports read from /proc for replicas that wait for them."""
+        def read() -> list[tuple[Record, frozenset[int] | None]]:
+            recs = self.containers.records()
+            if stack is not None:
+                recs = [r for r in recs if r.spec.labels.get(LABEL_STACK) == stack]
+            return [(r, listening_of(r, self.proc)) for r in recs]
+
+        return [container_info(r, self._health_of(r.id), self.node, listening)
+                for r, listening in await self._run(read)]
 
     async def create_container(self, opts: RunOptions, *, name: str,
                                networks: list[Attachment] | None = None,

@@ -353,7 +353,7 @@ class Deployer:
         dep = self.desired.services[gate.on]
         timing = self.version(gate.on).timing
         margin = (timing.interval if timing else 0) + dep.update_config.monitor
-        return (ready_deadline(timing, 0) + margin) / 1e9
+        return (ready_deadline(timing, 0, self.version(gate.on).listen_ports) + margin) / 1e9
 
     def _fail(self, service: str, why: str) -> None:
         self.failed.setdefault(service, why)
@@ -436,7 +436,8 @@ class Deployer:
             timeout = deadline
             if timeout is None:  # bounded anyway: the longest a health check may take
                 timing = self.version(name).timing
-                timeout = (ready_deadline(timing, st.update_config.monitor)
+                timeout = (ready_deadline(timing, st.update_config.monitor,
+                                          self.version(name).listen_ports)
                            + (timing.interval if timing else 0)) / 1e9 + 60.0
                 if st.is_job:
                     timeout = math.inf

@@ -3,7 +3,8 @@
 The pass re-reads desired state (the store's current version) and observed state (the node),
 so it is safe to run any number of times; events only say *when* to run it. It
 
-- puts ready replicas into their VIPs / published ports and takes the others out;
+- puts ready replicas into their VIPs / published ports and takes the others out (a replica
+  waiting for its ports to listen makes the pass ask to run again after a short tick);
 - creates a task for a slot that has no container (removed by hand, lost) — except while
   the stack is *held* (its last deploy was interrupted): then a slot with no container stays
   empty until the next ``up``, because the pass cannot tell a slot that vanished from one the
@@ -35,8 +36,9 @@ from stackctl.controller.taskops import start_task, stop_task, sync_serving
 from stackctl.controller.taskspec import object_files
 from stackctl.controller.watch import observe
 from stackctl.errors import StackctlError
-from stackctl.scheduler.observed import slot_sort_key
+from stackctl.scheduler.observed import ContainerInfo, slot_sort_key
 from stackctl.scheduler.restart import should_restart
+from stackctl.scheduler.rolling import LISTEN_TIMEOUT
 
 log = logging.getLogger("stackctl.controller")
 
@@ -64,6 +66,15 @@ class RestartHistory:
             self._memory.setdefault((stack, service, slot, config_hash), []).append(at)
 
 
+def waiting_for_ports(c: ContainerInfo, now: int) -> bool:
+    """A running replica without a health check whose published ports are not listening
+    yet, started less than ``LISTEN_TIMEOUT`` before ``now`` (wall ns)."""
+    if not c.running or c.health is not None or c.ports_ready:
+        return False
+    started = parse_iso_ns(c.started_at)
+    return started is not None and now < started + LISTEN_TIMEOUT
+
+
 async def reconcile_stack(ctx: Ctx, loaded: Loaded, history: RestartHistory, *,
                           stopped: Collection[str] = (), hold: bool = False,
                           versions: Callable[[str, str], Loaded | None] | None = None,
@@ -81,6 +92,12 @@ async def reconcile_stack(ctx: Ctx, loaded: Loaded, history: RestartHistory, *,
     await sync_serving(ctx, observed.containers())
     now = ctx.wall()
     next_wake: int | None = None
+    if any(waiting_for_ports(c, now) and c.id not in ctx.draining
+           for c in observed.containers()):
+        # a replica waiting for its ports to listen: no event says when they do, so look
+        # again after a short tick to put it into service (docs/controller.md); only for
+        # LISTEN_TIMEOUT after its start, then the usual tick
+        next_wake = now + int(ctx.poll_interval * 1e9)
     made: dict[tuple[int, str], Any] = {}  # (id of the version, service) -> Version | None
 
     def owner_of(service: str, config_hash: str | None) -> Loaded | None:

@@ -48,12 +48,15 @@ def now_ns() -> int:
 
 
 def report_state(c: ContainerInfo) -> tuple[str, str]:
-    """(rolling report state, reason) of a container."""
+    """(rolling report state, reason) of a container; ("", "") while nothing is decided — a
+    health check still starting, or (without one) its published ports not listening yet."""
     if c.running:
         if c.health == "healthy":
             return "healthy", ""
         if c.health == "unhealthy":
             return "unhealthy", "unhealthy"
+        if c.health is None and not c.ports_ready:
+            return "", ""
         return "running", ""
     if c.state in ("exited", "dead"):
         return "stopped", (f"exited ({c.exit_code})" if c.exit_code is not None
@@ -76,7 +79,9 @@ class Rollout:
         config = st.rollback_config if rollback_only else st.update_config
         self.update = RollingUpdate(self.service, wave_slots(waves), config,
                                     st.rollback_config, health=new.timing,
-                                    rollback_health=old.timing if old else None)
+                                    rollback_health=old.timing if old else None,
+                                    listen_ports=new.listen_ports,
+                                    rollback_listen_ports=old.listen_ports if old else ())
         self.containers: dict[tuple[str, str], ContainerInfo | str] = {
             (slot, OLD): c for slot, c in old_containers.items()}
         self.reported: dict[tuple[str, str], str] = {}

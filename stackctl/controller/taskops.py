@@ -19,7 +19,12 @@ from typing import Any
 import trio
 
 from stackctl.controller.context import Ctx, Progress
-from stackctl.controller.taskspec import TaskRequest, health_timing, task_request
+from stackctl.controller.taskspec import (
+    TaskRequest,
+    health_timing,
+    service_listen_ports,
+    task_request,
+)
 from stackctl.scheduler.observed import ContainerInfo
 from stackctl.errors import ConflictError
 from stackctl.scheduler.tasks import LABEL_TASK_ID, HealthTiming, ServiceTasks, Task
@@ -58,6 +63,11 @@ class Version:
         service = self.stack.services[self.service]
         from stackctl.controller.taskspec import health_config
         return health_timing(health_config(service.healthcheck, self.image_config))
+
+    @property
+    def listen_ports(self) -> list[int]:
+        """The TCP ports its tasks must listen on before they are ready (no health check)."""
+        return service_listen_ports(self.stack.services[self.service], self.image_config)
 
 
 def new_task_id() -> str:
@@ -111,7 +121,7 @@ async def stop_task(ctx: Ctx, progress: Progress, service: str, slot: str,
         except BaseException:
             # cancelled (or failed) before it stopped: it keeps serving
             with trio.CancelScope(shield=True):
-                if c.health in (None, "healthy"):
+                if c.ready:
                     try:
                         await ctx.net.set_serving(c.id, True)
                         ctx_serving(ctx)[c.id] = True
@@ -138,7 +148,9 @@ def ctx_serving(ctx: Ctx) -> dict[str, bool]:
 
 
 def ready(c: ContainerInfo) -> bool:
-    return c.running and c.health in (None, "healthy")
+    """Ready to serve: running, and healthy with a health check, else listening on the ports
+    it publishes (:attr:`ContainerInfo.ready`; docs/controller.md)."""
+    return c.ready
 
 
 async def sync_serving(ctx: Ctx, containers: list[ContainerInfo]) -> None:

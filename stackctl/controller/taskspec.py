@@ -26,6 +26,9 @@ How the keys map (Compose's meaning; the runtime's ``run`` flags underneath):
 ``ports``                  ``mode: host`` and ports without a host port: per container;
                            ``mode: ingress`` with a host port: a *service port*, balanced over
                            the service's healthy replicas (:mod:`stackctl.net.service_ports`)
+``ports`` (readiness)      without a health check, the TCP ``target`` ports of the ports it
+                           publishes: label ``com.stackctl.listen-ports`` (the replica is
+                           ready once they listen; UDP is not checked)
 ``healthcheck``            the agent API's form: Compose's keys (``test``, ``interval`` in
                            seconds, ...); a missing ``test`` takes the image's; ``disable``
                            gives ``{"test": ["NONE"]}``
@@ -42,7 +45,8 @@ from typing import Any
 from stackctl.errors import StackctlError
 from stackctl.net.sandbox import Attachment
 from stackctl.runtime.imageconfig import RunOptions
-from stackctl.scheduler.tasks import HealthTiming, Task
+from stackctl.scheduler.observed import format_listen_ports
+from stackctl.scheduler.tasks import LABEL_LISTEN_PORTS, HealthTiming, Task
 from stackctl.spec import units
 from stackctl.spec.models import Healthcheck, Mount, Port, Service, Stack
 from stackctl.spec.models.service_parts import FileRef
@@ -235,6 +239,24 @@ def split_ports(ports: list[Port]) -> tuple[list[str], list[ServicePortSpec]]:
     return per_container, service
 
 
+def listen_ports(ports: list[Port], health: Mapping[str, Any] | None) -> list[int]:
+    """The ports a replica must listen on before it is ready: the TCP targets of what it
+    publishes, when it has no health check (with one, health decides). UDP has no listening
+    state worth trusting (a bound socket is all there is): not checked."""
+    if health_timing(health) is not None:
+        return []
+    return sorted({p.target for p in ports if p.protocol == "tcp"})
+
+
+def service_listen_ports(service: Service,
+                         image_config: Mapping[str, Any] | None = None) -> list[int]:
+    """:func:`listen_ports` of a service's tasks: only with a network namespace of their own
+    (``network_mode`` unset), the only case where ports are published into it."""
+    if service.network_mode:
+        return []
+    return listen_ports(service.ports, health_config(service.healthcheck, image_config))
+
+
 def task_request(stack: Stack, service_name: str, task: Task, *, task_id: str,
                  objects_dir: str = "", image_config: Mapping[str, Any] | None = None,
                  network_container: str | None = None) -> TaskRequest:
@@ -308,8 +330,11 @@ def task_request(stack: Stack, service_name: str, task: Task, *, task_id: str,
             networks.append(Attachment(name, aliases, sn.ipv4_address))
         if networks:
             opts.network = networks[0].network
+    health = health_config(s.healthcheck, image_config)
+    wait = service_listen_ports(s, image_config)
+    if wait:
+        opts.labels[LABEL_LISTEN_PORTS] = format_listen_ports(wait)
     return TaskRequest(
         opts=opts, name=task.container_name(s.container_name), networks=networks, ports=ports,
         service=service_name, endpoint_mode=s.deploy.endpoint_mode,
-        health=health_config(s.healthcheck, image_config), files=files,
-        service_ports=service_ports)
+        health=health, files=files, service_ports=service_ports)

@@ -17,7 +17,8 @@ from stackctl.scheduler.observed import ContainerInfo, StackObserved, group_stac
 from stackctl.scheduler.tasks import ServiceTasks
 
 MET, PENDING, FAILED = "met", "pending", "failed"
-READY = "ready"  # every slot running (healthy with a health check), a job completed
+READY = "ready"  # every slot running (healthy with a health check, else listening on its
+#                   published TCP ports: ContainerInfo.ready), a job completed
 
 
 def _ended(c: ContainerInfo) -> str:
@@ -38,6 +39,9 @@ def slot_state(c: ContainerInfo | None, condition: str, is_job: bool) -> tuple[s
         return PENDING, c.state
     # service_healthy, ready
     if c.running:
+        if c.health is None and not c.ports_ready:  # docs/controller.md: readiness
+            ports = ", ".join(f"{p}/tcp" for p in c.missing_ports())
+            return PENDING, f"running, not listening on {ports} yet"
         if c.health in (None, "healthy"):
             return MET, c.describe_state()
         if c.health == "unhealthy":

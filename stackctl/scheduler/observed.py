@@ -21,6 +21,7 @@ from stackctl.scheduler.confighash import parse_parts_label
 from stackctl.scheduler.tasks import (
     LABEL_CONFIG_HASH,
     LABEL_CONFIG_PARTS,
+    LABEL_LISTEN_PORTS,
     LABEL_ONEOFF,
     LABEL_SERVICE,
     LABEL_SLOT,
@@ -45,6 +46,9 @@ class ContainerInfo:
     started_at: str = ""  # RFC 3339 (UTC, as the monitor writes it); "" if never started
     finished_at: str = ""
     node: str = "local"
+    #: TCP ports listening in its network namespace (not on loopback), read by the node for a
+    #: running container that has ports to wait for (:attr:`listen_ports`); None: not read
+    listening: frozenset[int] | None = None
 
     @property
     def stack(self) -> str | None:
@@ -79,6 +83,27 @@ class ContainerInfo:
         return self.state in ("running", "restarting", "paused")
 
     @property
+    def listen_ports(self) -> tuple[int, ...]:
+        """The TCP ports it must listen on before it is ready (its label; none: no wait)."""
+        return parse_listen_ports(self.labels.get(LABEL_LISTEN_PORTS, ""))
+
+    @property
+    def ports_ready(self) -> bool:
+        """Every port of :attr:`listen_ports` is listening (true when there are none)."""
+        return ports_ready(self.listen_ports, self.listening)
+
+    @property
+    def ready(self) -> bool:
+        """Ready to serve: running, and healthy with a health check, else listening on its
+        ports (docs/controller.md, "Readiness without a health check")."""
+        return self.running and self.health in (None, "healthy") and self.ports_ready
+
+    def missing_ports(self) -> list[int]:
+        """The ports of :attr:`listen_ports` not listening yet."""
+        have = self.listening or frozenset()
+        return [p for p in self.listen_ports if p not in have]
+
+    @property
     def completed(self) -> bool:
         """Exited with status 0 (a finished job)."""
         return self.state == "exited" and self.exit_code == 0
@@ -90,6 +115,29 @@ class ContainerInfo:
         if self.running and self.health:
             return f"{self.state} ({self.health})"
         return self.state
+
+
+def parse_listen_ports(text: str) -> tuple[int, ...]:
+    """``"80,443"`` -> ``(80, 443)``; what does not parse is ignored (a hand-made label)."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if part.isdigit() and 0 < int(part) < 65536:
+            out.append(int(part))
+    return tuple(dict.fromkeys(out))
+
+
+def format_listen_ports(ports: Iterable[int]) -> str:
+    return ",".join(str(p) for p in sorted(set(ports)))
+
+
+def ports_ready(required: Collection[int], listening: Collection[int] | None) -> bool:
+    """The readiness decision without a health check: every required port listens.
+    ``listening`` None (not read: the process is gone) is not ready unless nothing is
+    required."""
+    if not required:
+        return True
+    return listening is not None and all(p in listening for p in required)
 
 
 def _rank(c: ContainerInfo) -> tuple:

@@ -13,11 +13,14 @@ Semantics (swarmkit's updater, with one deliberate difference):
   ``order: stop-first`` the old task is stopped, then the new one started; with
   ``start-first`` the new one is started and the old one stopped once the new one is *ready*.
 - *Ready* means running, and healthy when the service has a health check (Docker's swarm
-  executor also reports a task running only once it is healthy).
+  executor also reports a task running only once it is healthy). Without one, a task that
+  publishes TCP ports (``listen_ports``) is reported running only once it listens on them —
+  the controller's part; here it only lengthens the deadline (below).
 - The next wave starts ``delay`` after the current one settled (every slot ready or failed).
 - A new task **fails** when it exits, is reported unhealthy or fails to start, before it is
   ready or within ``monitor`` after it became ready. It also fails when it is not ready in
-  time: without a health check, ``monitor`` after it was started; with one, after
+  time: without a health check, ``monitor`` after it was started (``LISTEN_TIMEOUT +
+  monitor`` when it has ports to listen on); with one, after
   ``start_period + retries * interval + monitor`` — the longest a health check may take to
   give its verdict, plus the monitor period. Swarm waits forever here; we do not, so that
   ``up --wait`` always ends.
@@ -117,10 +120,15 @@ UPDATING, PAUSED, COMPLETED = "updating", "paused", "completed"
 ROLLING_BACK, ROLLBACK_PAUSED, ROLLED_BACK = "rolling_back", "rollback_paused", "rolled_back"
 
 
-def ready_deadline(health: HealthTiming | None, monitor: int) -> int:
+#: how long a task without a health check may take to listen on its ports (ns)
+LISTEN_TIMEOUT = 30 * units.SECOND
+
+
+def ready_deadline(health: HealthTiming | None, monitor: int,
+                   listen_ports: Sequence[int] = ()) -> int:
     """How long a started task may take to become ready (ns; see the module docstring)."""
     if health is None:
-        return monitor
+        return (LISTEN_TIMEOUT if listen_ports else 0) + monitor
     return health.start_period + health.retries * health.interval + monitor
 
 
@@ -155,13 +163,15 @@ class _Phase:
     """A list of waves moving slots from ``src`` to ``dst`` with one update config."""
 
     def __init__(self, waves: Sequence[Sequence[tuple[str, str, bool]]], src: str, dst: str,
-                 config: UpdateConfig, health: HealthTiming | None) -> None:
+                 config: UpdateConfig, health: HealthTiming | None,
+                 listen_ports: Sequence[int] = ()) -> None:
         # waves of (slot, src_task, dst_alive)
         self.waves = [list(w) for w in waves if w]
         self.src, self.dst = src, dst
         self.config = config
         self.health = health
-        self.deadline = ready_deadline(health, config.monitor)
+        self.listen_ports = tuple(listen_ports) if health is None else ()
+        self.deadline = ready_deadline(health, config.monitor, self.listen_ports)
         self.runs: dict[str, _SlotRun] = {}
         self.launched = 0
         self.halted = False
@@ -238,6 +248,10 @@ class _Phase:
         return []
 
     def _late_reason(self, run: _SlotRun) -> str:
+        if self.health is None and self.listen_ports:
+            ports = ", ".join(f"{p}/tcp" for p in self.listen_ports)
+            return (f"{run.slot}: not listening on {ports} {_fmt(self.deadline)} after start "
+                    f"({_fmt(LISTEN_TIMEOUT)} + monitor {_fmt(self.config.monitor)})")
         if self.health is None:
             return (f"{run.slot}: not running {_fmt(self.deadline)} after start "
                     f"(monitor {_fmt(self.config.monitor)})")
@@ -299,6 +313,8 @@ class RollingUpdate:
 
     ``waves``: the slots of each update wave, in order. ``health``: the new spec's health check
     timing (None: no health check); ``rollback_health`` likewise for the old spec.
+    ``listen_ports`` / ``rollback_listen_ports``: the TCP ports a task without a health check
+    must listen on before it is reported running (they lengthen its deadline).
     """
 
     service: str
@@ -307,12 +323,14 @@ class RollingUpdate:
     rollback_config: RollbackConfig
     health: HealthTiming | None = None
     rollback_health: HealthTiming | None = None
+    listen_ports: Sequence[int] = ()
+    rollback_listen_ports: Sequence[int] = ()
     state: str = field(default=UPDATING, init=False)
     reason: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
         self._phase = _Phase([[(s, "alive", False) for s in w] for w in self.waves], OLD, NEW,
-                             self.update_config, self.health)
+                             self.update_config, self.health, self.listen_ports)
         self._announced = False
         self._update_failures: list[str] | None = None
 
@@ -394,7 +412,8 @@ class RollingUpdate:
         size = self.rollback_config.parallelism or len(items) or 1
         waves = [items[i:i + size] for i in range(0, len(items), size)]
         self.state, self.reason = ROLLING_BACK, reason
-        self._phase = _Phase(waves, NEW, OLD, self.rollback_config, self.rollback_health)
+        self._phase = _Phase(waves, NEW, OLD, self.rollback_config, self.rollback_health,
+                             self.rollback_listen_ports)
         self._update_failures = list(update.failures)
         return [RollbackStarted(reason)] + self._phase.advance(now)
 

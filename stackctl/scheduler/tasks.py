@@ -33,6 +33,9 @@ LABEL_CONFIG_HASH = LABEL_PREFIX + "config-hash"
 LABEL_CONFIG_PARTS = LABEL_PREFIX + "config-parts"
 LABEL_TASK_ID = LABEL_PREFIX + "task-id"
 LABEL_ONEOFF = LABEL_PREFIX + "oneoff"
+#: the TCP ports (``80,443``) a replica without a health check must listen on before it
+#: counts as ready (docs/controller.md, "Readiness without a health check")
+LABEL_LISTEN_PORTS = LABEL_PREFIX + "listen-ports"
 
 LOCAL_NODE = "local"
 

@@ -1,7 +1,9 @@
 """In-memory fakes of what the controller talks to: NodeOps, NetOps and the store.
 
 The fake node's containers follow a *behaviour* chosen by image (``Behavior``): how long
-until healthy, whether the health check fails, when the process exits and with what code.
+until healthy, whether the health check fails, when the process exits and with what code, and
+when its server listens on its ports (what the real node reads from ``/proc/<pid>/net/tcp``
+for a replica labelled ``com.stackctl.listen-ports``).
 States are computed from trio's clock, so tests run under ``MockClock(autojump_threshold=0)``
 and never sleep.
 """
@@ -17,7 +19,8 @@ from typing import Any
 import trio
 
 from stackctl.errors import ConflictError, NotFoundError
-from stackctl.scheduler.observed import ContainerInfo
+from stackctl.scheduler.observed import ContainerInfo, parse_listen_ports
+from stackctl.scheduler.tasks import LABEL_LISTEN_PORTS
 
 BASE_WALL = 1_700_000_000 * 10**9
 
@@ -37,6 +40,8 @@ class Behavior:
     unhealthy: bool = False  # the health check fails (after healthy_after)
     exit_after: float | None = None  # the process exits this long after start
     exit_code: int = 1
+    listen_after: float | None = 0.0  # its server listens this long after start (None: never)
+    listens_on: tuple[int, ...] | None = None  # the ports it listens on (None: its label's)
 
 
 @dataclass
@@ -59,6 +64,12 @@ class FakeContainer:
                 now >= self.started + b.exit_after:
             state, code = "exited", b.exit_code
             finished = BASE_WALL + int((self.started + b.exit_after) * 1e9)
+        listening = None
+        if state == "running" and LABEL_LISTEN_PORTS in self.labels:  # as NodeOps reads it
+            wanted = parse_listen_ports(self.labels[LABEL_LISTEN_PORTS])
+            ports = b.listens_on if b.listens_on is not None else wanted
+            up = b.listen_after is not None and now >= self.started + b.listen_after
+            listening = frozenset(ports) if up else frozenset()
         hc = self.kwargs.get("health")
         if state == "running" and hc and hc.get("test") != ["NONE"]:
             if now < self.started + b.healthy_after:
@@ -67,7 +78,7 @@ class FakeContainer:
                 health = "unhealthy" if b.unhealthy else "healthy"
         return ContainerInfo(
             id=self.id, name=self.name, labels=dict(self.labels), state=state, health=health,
-            exit_code=code,
+            exit_code=code, listening=listening,
             started_at=iso(BASE_WALL + int(self.started * 1e9)) if self.started is not None
             else "",
             finished_at=iso(finished) if finished else "")
