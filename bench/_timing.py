@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+
+def runs_from_argv(doc: str, default: int, help: str) -> int:
+    """The ``-n`` of a benchmark's command line (its description: ``doc``'s first line)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("-n", type=int, default=default, help=help)
+    return ap.parse_args().n
+
+
+def time_calls(call: Callable[[int], object], runs: int) -> list[float]:
+    """Wall-clock seconds of ``call(1)`` ... ``call(runs)``."""
+    samples = []
+    for i in range(1, runs + 1):
+        t0 = time.perf_counter()
+        call(i)
+        samples.append(time.perf_counter() - t0)
+    return samples
 
 
 def time_command(argv: Sequence[str], runs: int, *, env: dict[str, str] | None = None,
@@ -31,7 +49,8 @@ def p95(samples: Sequence[float]) -> float:
 
 
 def print_table(rows: list[tuple[str, list[float]]], *, baseline: str | None = None) -> None:
-    """Print median / p95 in ms per row, with the ratio of medians against ``baseline``."""
+    """Print median / p95 in ms per row, with the ratio of medians against ``baseline`` (no
+    ratio column when no row is named ``baseline``)."""
     base = None
     if baseline is not None:
         for name, samples in rows:

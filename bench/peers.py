@@ -14,9 +14,12 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,6 +34,27 @@ PEER_LINK_PREFIXES = ("docker0", "docker_gwbridge", "br-", "podman", "cni-podman
 
 def have(*tools: str) -> bool:
     return all(shutil.which(t) or os.path.exists(t) for t in tools)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def bench_dir(prefix: str) -> Iterator[tuple[str, Stackctl, Dockerd]]:
+    """A temporary directory holding a private stackctl node and a private dockerd (not
+    started yet): stopped and removed on exit, also on error or Ctrl-C."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    st = Stackctl(os.path.join(tmp, "stackctl"), f"stackctl-bench-{uuid.uuid4().hex[:8]}")
+    dockerd = Dockerd(os.path.join(tmp, "docker"))
+    try:
+        yield tmp, st, dockerd
+    finally:
+        st.stop()
+        dockerd.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- host state the peers change ------------------------------------------------------------

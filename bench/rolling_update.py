@@ -16,22 +16,17 @@ what it leaves on the host (docker0, docker_gwbridge, nft tables, ip_forward) is
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
-import socket
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from bench import peers  # noqa: E402
-from bench._timing import print_table  # noqa: E402
+from bench._timing import print_table, runs_from_argv, time_calls  # noqa: E402
 
 STACK = """\
 name: benchroll
@@ -48,12 +43,6 @@ services:
       replicas: 3
       update_config: {{parallelism: 1, monitor: 1s, delay: 0s, order: start-first}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Client:
@@ -87,18 +76,14 @@ class Client:
 
 
 def bench_stackctl(st: peers.Stackctl, tmp: str, n: int) -> tuple[list[float], Client]:
-    port = free_port()
+    port = peers.free_port()
     path = os.path.join(tmp, "stack.yml")
     with open(path, "w") as f:
         f.write(STACK.format(port=port))
     st.cli("up", "-d", "--wait", "-f", path, env={**st.env, "VERSION": "0"}, timeout=120)
-    samples = []
     with Client(port) as client:
-        for i in range(1, n + 1):
-            t0 = time.perf_counter()
-            st.cli("up", "-d", "--wait", "-f", path, env={**st.env, "VERSION": str(i)},
-                   timeout=300)
-            samples.append(time.perf_counter() - t0)
+        samples = time_calls(lambda i: st.cli("up", "-d", "--wait", "-f", path,
+                                               env={**st.env, "VERSION": str(i)}, timeout=300), n)
     return samples, client
 
 
@@ -114,61 +99,45 @@ def bench_swarm(dockerd: peers.Dockerd, tarball: str, n: int) -> list[float]:
                    "--env", "VERSION=0", "bench/bb:latest",
                    "sh", "-c", "echo v$VERSION > /var/www/index.html && "
                                "exec httpd -f -p 80 -h /var/www", timeout=120)
-    samples = []
-    for i in range(1, n + 1):
-        t0 = time.perf_counter()
-        dockerd.docker("service", "update", "--detach=false", "--no-resolve-image",
-                       "--env-add", f"VERSION={i}", "web", timeout=300)
-        samples.append(time.perf_counter() - t0)
-    return samples
+    return time_calls(lambda i: dockerd.docker("service", "update", "--detach=false",
+                                               "--no-resolve-image", "--env-add", f"VERSION={i}",
+                                               "web", timeout=300), n)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-n", type=int, default=3, help="rolling updates per tool")
-    args = ap.parse_args()
+    n = runs_from_argv(__doc__, 3, "rolling updates per tool")
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
         return 2
-    tmp = tempfile.mkdtemp(prefix="stackctl-bench-rolling-")
     rows: list[tuple[str, list[float]]] = []
     notes: list[str] = []
-    st = peers.Stackctl(os.path.join(tmp, "stackctl"), f"stackctl-bench-{uuid.uuid4().hex[:8]}")
-    dockerd = peers.Dockerd(os.path.join(tmp, "docker"))
-    try:
-        with peers.host_snapshot():
-            rootfs, tarball = peers.make_rootfs_tarball(tmp)
-            st.import_rootfs(rootfs, "bench/bb:latest")
+    with peers.bench_dir("stackctl-bench-rolling-") as (tmp, st, dockerd), peers.host_snapshot():
+        rootfs, tarball = peers.make_rootfs_tarball(tmp)
+        st.import_rootfs(rootfs, "bench/bb:latest")
+        try:
+            samples, client = bench_stackctl(st, tmp, n)
+            rows.append(("stackctl up (rolling update)", samples))
+            notes.append(f"stackctl: {client.ok} requests during the updates, "
+                         f"{client.failed} failed" +
+                         (f" (first: {client.errors[0]})" if client.errors else ""))
+        except RuntimeError as exc:
+            notes.append(f"stackctl: failed: {exc}")
+        finally:
+            st.cli("down", "-v", "-p", "benchroll", check=False, timeout=120)
+            st.stop()
+        if peers.have("dockerd", peers.DOCKER):
             try:
-                samples, client = bench_stackctl(st, tmp, args.n)
-                rows.append(("stackctl up (rolling update)", samples))
-                notes.append(f"stackctl: {client.ok} requests during the updates, "
-                             f"{client.failed} failed" +
-                             (f" (first: {client.errors[0]})" if client.errors else ""))
+                rows.append(("docker service update (swarm)", bench_swarm(dockerd, tarball, n)))
             except RuntimeError as exc:
-                notes.append(f"stackctl: failed: {exc}")
+                notes.append(f"swarm: failed: {exc}")
             finally:
-                st.cli("down", "-v", "-p", "benchroll", check=False, timeout=120)
-                st.stop()
-            if peers.have("dockerd", peers.DOCKER):
-                try:
-                    rows.append(("docker service update (swarm)", bench_swarm(dockerd, tarball,
-                                                                              args.n)))
-                except RuntimeError as exc:
-                    notes.append(f"swarm: failed: {exc}")
-                finally:
-                    dockerd.stop()
-            else:
-                notes.append(f"swarm: {peers.INSTALL_HINT}")
-    finally:
-        st.stop()
-        dockerd.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+                dockerd.stop()
+        else:
+            notes.append(f"swarm: {peers.INSTALL_HINT}")
     print(f"rolling update of 3 replicas (parallelism 1, monitor 1s, start-first), "
-          f"{args.n} updates each")
+          f"{n} updates each")
     if rows:
-        base = "docker service update (swarm)"
-        print_table(rows, baseline=base if any(n == base for n, _ in rows) else None)
+        print_table(rows, baseline="docker service update (swarm)")
     for note in notes:
         print(note)
     return 0 if rows else 1

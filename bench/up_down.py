@@ -13,20 +13,15 @@ podman's storage. The peers are started here and stopped by PID; what they leave
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
-import socket
 import sys
-import tempfile
 import time
-import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from bench import peers  # noqa: E402
-from bench._timing import print_table  # noqa: E402
+from bench._timing import print_table, runs_from_argv  # noqa: E402
 
 STACK = """\
 services:
@@ -55,12 +50,6 @@ volumes:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def write_stack(directory: str, image: str, port: int) -> str:
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "docker-compose.yml")
@@ -84,93 +73,81 @@ def measure_pair(run_up, run_down, n: int) -> tuple[list[float], list[float]]:
     return ups, downs
 
 
+def timed_rows(tool: str, up, down, n: int) -> list[tuple[str, list[float]]]:
+    """The "<tool> up -d" and "<tool> down -v" rows of n timed (up, down) pairs."""
+    ups, downs = measure_pair(up, down, n)
+    return [(f"{tool} up -d", ups), (f"{tool} down -v", downs)]
+
+
+def compose_rows(tool: str, file: str, env: dict[str, str], n: int) -> list[tuple[str, list[float]]]:
+    """timed_rows of a docker-compose-like ``tool`` (docker-compose, podman-compose)."""
+    argv = [tool, "-f", file, "-p", "bench"]
+    return timed_rows(tool, lambda: _run(argv + ["up", "-d"], env),
+                      lambda: _run(argv + ["down", "-v"], env), n)
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-n", type=int, default=10, help="timed up/down pairs per tool")
-    args = ap.parse_args()
+    n = runs_from_argv(__doc__, 10, "timed up/down pairs per tool")
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
         return 2
-    tmp = tempfile.mkdtemp(prefix="stackctl-bench-updown-")
-    cg = f"stackctl-bench-{uuid.uuid4().hex[:8]}"
     rows: list[tuple[str, list[float]]] = []
     notes: list[str] = []
-    st = peers.Stackctl(os.path.join(tmp, "stackctl"), cg)
-    dockerd = peers.Dockerd(os.path.join(tmp, "docker"))
-    podman = peers.Podman(os.path.join(tmp, "podman"))
-    try:
-        with peers.host_snapshot():
-            rootfs, tarball = peers.make_rootfs_tarball(tmp)
-            port = free_port()
+    with peers.bench_dir("stackctl-bench-updown-") as (tmp, st, dockerd), peers.host_snapshot():
+        podman = peers.Podman(os.path.join(tmp, "podman"))
+        rootfs, tarball = peers.make_rootfs_tarball(tmp)
+        port = peers.free_port()
 
-            # stackctl
-            st.import_rootfs(rootfs, "bench/bb:latest")
-            d = os.path.join(tmp, "s-stackctl")
-            f = write_stack(d, "bench/bb:latest", port)
+        # stackctl
+        st.import_rootfs(rootfs, "bench/bb:latest")
+        f = write_stack(os.path.join(tmp, "s-stackctl"), "bench/bb:latest", port)
+        try:
+            rows += timed_rows("stackctl", lambda: st.cli("up", "-d", "-f", f, "-p", "bench"),
+                               lambda: st.cli("down", "-v", "-p", "bench"), n)
+        except RuntimeError as exc:
+            notes.append(f"stackctl: failed: {exc}")
+        finally:
+            st.cli("down", "-v", "-p", "bench", check=False)
+            st.stop()
+
+        # docker-compose (v1) on a private dockerd
+        if peers.have("dockerd", peers.DOCKER, "docker-compose"):
             try:
-                ups, downs = measure_pair(
-                    lambda: st.cli("up", "-d", "-f", f, "-p", "bench"),
-                    lambda: st.cli("down", "-v", "-p", "bench"), args.n)
-                rows += [("stackctl up -d", ups), ("stackctl down -v", downs)]
+                dockerd.start()
+                dockerd.import_rootfs(tarball, "bench/bb:latest")
+                f = write_stack(os.path.join(tmp, "s-compose"), "bench/bb:latest", port)
+                rows += compose_rows("docker-compose", f, dockerd.env, n)
             except RuntimeError as exc:
-                notes.append(f"stackctl: failed: {exc}")
+                notes.append(f"docker-compose: failed: {exc}")
             finally:
-                st.cli("down", "-v", "-p", "bench", check=False)
-                st.stop()
+                dockerd.stop()
+        else:
+            notes.append(f"docker-compose: {peers.INSTALL_HINT}")
 
-            # docker-compose (v1) on a private dockerd
-            if peers.have("dockerd", peers.DOCKER, "docker-compose"):
-                try:
-                    dockerd.start()
-                    dockerd.import_rootfs(tarball, "bench/bb:latest")
-                    d = os.path.join(tmp, "s-compose")
-                    f = write_stack(d, "bench/bb:latest", port)
-                    dc = ["docker-compose", "-f", f, "-p", "bench"]
-                    ups, downs = measure_pair(
-                        lambda: _run(dc + ["up", "-d"], dockerd.env),
-                        lambda: _run(dc + ["down", "-v"], dockerd.env), args.n)
-                    rows += [("docker-compose up -d", ups), ("docker-compose down -v", downs)]
-                except RuntimeError as exc:
-                    notes.append(f"docker-compose: failed: {exc}")
-                finally:
-                    dockerd.stop()
-            else:
-                notes.append(f"docker-compose: {peers.INSTALL_HINT}")
-
-            # podman-compose
-            if peers.have("podman", "podman-compose"):
-                try:
-                    podman.import_rootfs(tarball, "bench/bb:latest")
-                    d = os.path.join(tmp, "s-podman")
-                    f = write_stack(d, "localhost/bench/bb:latest", port)
-                    pc = ["podman-compose", "-f", f, "-p", "bench"]
-                    ups, downs = measure_pair(
-                        lambda: _run(pc + ["up", "-d"], podman.env),
-                        lambda: _run(pc + ["down", "-v"], podman.env), args.n)
-                    rows += [("podman-compose up -d", ups), ("podman-compose down -v", downs)]
-                except RuntimeError as exc:
-                    notes.append(f"podman-compose: failed: {exc}")
-                finally:
-                    _run(["podman-compose", "-f", os.path.join(tmp, "s-podman", "docker-compose.yml"),
-                          "-p", "bench", "down", "-v"], podman.env, check=False)
-                    podman.stop()
-            else:
-                notes.append(f"podman-compose: {peers.INSTALL_HINT}")
-    finally:
-        st.stop()
-        dockerd.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        # podman-compose
+        if peers.have("podman", "podman-compose"):
+            f = os.path.join(tmp, "s-podman", "docker-compose.yml")
+            try:
+                podman.import_rootfs(tarball, "bench/bb:latest")
+                write_stack(os.path.dirname(f), "localhost/bench/bb:latest", port)
+                rows += compose_rows("podman-compose", f, podman.env, n)
+            except RuntimeError as exc:
+                notes.append(f"podman-compose: failed: {exc}")
+            finally:
+                _run(["podman-compose", "-f", f, "-p", "bench", "down", "-v"], podman.env,
+                     check=False)
+                podman.stop()
+        else:
+            notes.append(f"podman-compose: {peers.INSTALL_HINT}")
 
     print(f"up -d / down -v of a 3-service stack (network, volume, published port), "
-          f"{args.n} runs each")
+          f"{n} runs each")
     ups = [r for r in rows if " up " in r[0] + " "]
     downs = [r for r in rows if "down" in r[0]]
     if ups:
-        print_table(ups, baseline="docker-compose up -d" if any(
-            n == "docker-compose up -d" for n, _ in ups) else None)
+        print_table(ups, baseline="docker-compose up -d")
         print()
-        print_table(downs, baseline="docker-compose down -v" if any(
-            n == "docker-compose down -v" for n, _ in downs) else None)
+        print_table(downs, baseline="docker-compose down -v")
     for note in notes:
         print(note)
     return 0 if rows else 1

@@ -9,6 +9,9 @@ import signal
 
 import pytest
 
+# stackenv holds assertions too (check_update_loses_no_request): rewrite them like a test's
+pytest.register_assert_rewrite("stackenv")
+
 from stackenv import IMAGE, Node, processes_mentioning
 
 

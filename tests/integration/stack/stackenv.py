@@ -1,7 +1,8 @@
 """Helpers of the end-to-end stack tests: a private node (state, run dir, cgroup parent), the
 busybox image, the `stackctl` command run as a user runs it, and a teardown that brings every
 stack down, stops the agent by its PID and checks that nothing is left behind — containers,
-networks, volumes, mounts, cgroups, processes — also when the test failed."""
+networks, volumes, mounts, cgroups, processes — also when the test failed. Also the scenario
+two tests share: a start-first update under a looping client (`check_update_loses_no_request`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from typing import Self
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 IMAGE = "stackctl/busybox:latest"
@@ -28,6 +31,16 @@ def http_get(port: int, path: str = "/", timeout: float = 2.0) -> str:
     # from the host with urllib (no container needed)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
         return r.read().decode()
+
+
+def events_of(stdout: str) -> list[dict]:
+    """The JSON events of `--format json` output (its other lines are left out)."""
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def ids(containers: list[dict]) -> dict[str, str]:
+    """Name -> ID of `ps --format json` rows."""
+    return {c["Name"]: c["ID"] for c in containers}
 
 
 def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
@@ -70,6 +83,19 @@ class Node:
         self.projects.add(name)
         return self.cli("up", "-f", file, *args, **kw)
 
+    def write_stack(self, text: str, name: str = "stack.yml") -> str:
+        """Write a stack file into the test's directory; its path."""
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def deploy(self, text: str, **kw) -> str:
+        """Write `text` as stack.yml and `up -d --wait` it; the stack file's path."""
+        stack = self.write_stack(text)
+        self.up(stack, "-d", "--wait", **kw)
+        return stack
+
     def project_of(self, file: str) -> str:
         return json.loads(self.cli("config", "-f", file, "--format", "json").stdout)["name"]
 
@@ -77,6 +103,10 @@ class Node:
         args = ["ps", "-p", project, "--format", "json"] + (["-a"] if all_ else [])
         out = self.cli(*args).stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def running(self, project: str, service: str | None = None) -> list[dict]:
+        return [c for c in self.ps(project, all_=False)
+                if c["State"] == "running" and (service is None or c["Service"] == service)]
 
     def agent_pid(self) -> int | None:
         try:
@@ -141,6 +171,56 @@ class Node:
         out["processes"] = [str(p) for p in processes_mentioning(str(self.tmp))
                             if p != self.agent_pid()]
         return {k: v for k, v in out.items() if v}
+
+
+class RequestLoop:
+    """GETs in a loop against 127.0.0.1:<port> from a thread while the `with` block runs:
+    counts what answered and what failed (with the errors), and collects the bodies seen."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.ok = self.failed = 0
+        self.errors: list[str] = []
+        self.versions: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.versions.add(http_get(self.port, timeout=3).strip())
+                self.ok += 1
+            except Exception as exc:  # noqa: BLE001 - every failure counts
+                self.failed += 1
+                self.errors.append(repr(exc))
+            time.sleep(0.01)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def check_update_loses_no_request(node: Node, text: str) -> None:
+    """Deploy `text` (its PORT replaced by a free port; it serves v$VERSION, VERSION 1 by
+    default, from 3 start-first replicas), then update it to VERSION=2 while a RequestLoop
+    runs: no request fails, the new version answered, and every slot was recreated."""
+    port = free_port()
+    stack = node.deploy(text.replace("PORT", str(port)))
+    # --wait returned: every replica answers already (no sleep needed)
+    assert http_get(port).strip() == "v1"
+    with RequestLoop(port) as requests:
+        p = node.up(stack, "-d", "--wait", "--format", "json", env={"VERSION": "2"}, timeout=120)
+        time.sleep(0.5)
+    assert requests.failed == 0, (requests.failed, requests.errors[:5])
+    assert requests.ok > 50
+    assert "v2" in requests.versions
+    assert http_get(port).strip() == "v2"
+    recreates = [e for e in events_of(p.stdout) if e["action"] == "recreate"]
+    assert {e["slot"] for e in recreates} == {"1", "2", "3"}
 
 
 def processes_mentioning(text: str) -> list[int]:

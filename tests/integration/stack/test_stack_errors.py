@@ -12,11 +12,6 @@ from stackenv import free_port, wait_for
 pytestmark = pytest.mark.root
 
 
-def write(path, text: str) -> str:
-    path.write_text(text)
-    return str(path)
-
-
 def error_lines(p) -> list[str]:
     return [line for line in p.stderr.splitlines() if line.startswith(("error:", "Error:"))]
 
@@ -44,8 +39,8 @@ volumes:
 """
 
 
-def test_up_with_an_unknown_image_names_it_and_makes_nothing(node, tmp_path):
-    stack = write(tmp_path / "stack.yml", NO_IMAGE)
+def test_up_with_an_unknown_image_names_it_and_makes_nothing(node):
+    stack = node.write_stack(NO_IMAGE)
     p = node.up(stack, "-d", check=False)
     assert p.returncode == 1, (p.stdout, p.stderr)
     errors = error_lines(p)
@@ -73,13 +68,13 @@ volumes:
 """
 
 
-def test_up_with_a_published_port_in_use_refuses_before_starting_anything(node, tmp_path):
+def test_up_with_a_published_port_in_use_refuses_before_starting_anything(node):
     port = free_port()
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", port))
         taken.listen(1)
         # first up: nothing of the stack is made
-        stack = write(tmp_path / "stack.yml", PORTS.format(port=port, extra=""))
+        stack = node.write_stack(PORTS.format(port=port, extra=""))
         p = node.up(stack, "-d", check=False)
         assert p.returncode == 1, (p.stdout, p.stderr)
         errors = error_lines(p)
@@ -88,8 +83,8 @@ def test_up_with_a_published_port_in_use_refuses_before_starting_anything(node, 
         assert node.ps("portx") == []
         nothing_left(node)
         # a stack that runs: db keeps running, web is not started
-        node.up(write(tmp_path / "db.yml", PORTS.format(port=port, extra="").split("  web:")[0]
-                      + "volumes:\n  data:\n"), "-d")
+        node.up(node.write_stack(PORTS.format(port=port, extra="").split("  web:")[0]
+                                 + "volumes:\n  data:\n", "db.yml"), "-d")
         db = [c["ID"] for c in node.ps("portx", all_=False)]
         assert len(db) == 1
         p = node.up(stack, "-d", check=False)
@@ -100,8 +95,8 @@ def test_up_with_a_published_port_in_use_refuses_before_starting_anything(node, 
         assert [(c["Service"], c["ID"], c["State"]) for c in cs] == [("db", db[0], "running")], cs
 
 
-def test_container_verbs_on_a_stack_never_deployed(node, tmp_path):
-    stack = write(tmp_path / "stack.yml", PORTS.format(port=free_port(), extra=""))
+def test_container_verbs_on_a_stack_never_deployed(node):
+    stack = node.write_stack(PORTS.format(port=free_port(), extra=""))
     for args in (["logs", "-f", stack], ["logs", "-f", stack, "web"], ["exec", "-f", stack, "web", "true"],
                  ["ps", "-f", stack], ["logs", "-p", "portx"], ["exec", "-p", "portx", "web", "true"],
                  ["ps", "-p", "portx"]):
