@@ -326,8 +326,7 @@ def restart(timeout: int | None, sig: str | None, containers: tuple[str, ...]) -
     mgr = manager()
 
     def one(c: str) -> None:
-        rec = mgr.stop(c, timeout, sig)
-        mgr.start(rec.id)
+        mgr.restart(c, timeout, sig)
         click.echo(c)
 
     for_each(containers, one)

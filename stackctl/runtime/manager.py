@@ -26,10 +26,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from stackctl.errors import ConflictError, NotFoundError, StackctlError, writing
+from stackctl.errors import ConflictError, NotFoundError, StackctlError
 from stackctl.paths import NodePaths
 from stackctl.runtime import names
 from stackctl.runtime.imageconfig import RunOptions, build_plan, normalize_signal
+from stackctl.runtime.jsonfile import write_json
 from stackctl.runtime.records import Record, inspect_record, parse_ps_table, record_matches
 from stackctl.runtime.spec import ContainerSpec, ContainerState
 from stackctl.runtime.volumes import VolumeStore
@@ -88,19 +89,6 @@ class ContainerManager:
 
     def log_path(self, cid: str) -> str:
         return os.path.join(self._dir(cid), f"{cid}-json.log")
-
-    @staticmethod
-    def _write_json(path: str, obj: Any) -> None:
-        tmp = f"{path}.tmp{os.getpid()}"
-        with writing(path):
-            try:
-                with open(tmp, "w") as f:
-                    json.dump(obj, f)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
 
     def ids(self) -> list[str]:
         try:
@@ -301,7 +289,7 @@ class ContainerManager:
                         if req.nocopy:
                             nocopy.append(m.target)
                     spec.mounts.append(m)
-                self._write_json(os.path.join(d, self.RESERVATION), {
+                write_json(os.path.join(d, self.RESERVATION), {
                     "pid": os.getpid(), "name": name,
                     "volumes": [m.volume_name for m in spec.mounts if m.type == "volume"]})
             meta = {
@@ -314,8 +302,8 @@ class ContainerManager:
                 attached = True
                 meta["NetworkSettings"] = self._attach_network(spec, opts, list(plan.config.get("ExposedPorts") or {}))
             with self.locked():
-                self._write_json(os.path.join(d, "meta.json"), meta)
-                self._write_json(os.path.join(d, "config.json"), spec.to_json())
+                write_json(os.path.join(d, "meta.json"), meta)
+                write_json(os.path.join(d, "config.json"), spec.to_json())
                 os.unlink(os.path.join(d, self.RESERVATION))
         except BaseException:
             if attached:
@@ -453,8 +441,8 @@ class ContainerManager:
                 return False
             time.sleep(0.02)
 
-    def restart(self, query: str, timeout: float | None = None) -> Record:
-        rec = self.stop(query, timeout)
+    def restart(self, query: str, timeout: float | None = None, sig: str | None = None) -> Record:
+        rec = self.stop(query, timeout, sig)
         return self.start(rec.id)
 
     def wait(self, query: str) -> int:

@@ -22,8 +22,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from stackctl.errors import ConflictError, NotFoundError, StackctlError, UsageError, writing
+from stackctl.errors import ConflictError, NotFoundError, StackctlError, UsageError
 from stackctl.paths import NodePaths
+from stackctl.runtime.jsonfile import write_json
 from stackctl.runtime.names import NAME_RE, new_id
 
 META = "volume.json"
@@ -90,11 +91,7 @@ class VolumeStore:
         return os.path.join(self.root, name, META)
 
     def _write(self, vol: Volume) -> None:
-        path = self._meta_path(vol.name)
-        tmp = path + ".tmp"
-        with writing(path), open(tmp, "w") as f:
-            json.dump(asdict(vol), f)
-        os.replace(tmp, path)
+        write_json(self._meta_path(vol.name), asdict(vol))
 
     def exists(self, name: str) -> bool:
         return os.path.exists(self._meta_path(name))

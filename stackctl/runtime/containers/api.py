@@ -17,8 +17,9 @@ import signal as _signal
 import sys
 import time
 
-from stackctl.errors import ConflictError, DiskFullError, NotFoundError, StackctlError, writing
+from stackctl.errors import ConflictError, DiskFullError, NotFoundError, StackctlError
 from stackctl.paths import NodePaths
+from stackctl.runtime.jsonfile import write_json
 from stackctl.runtime.spec import ContainerSpec, ContainerState
 
 MONITOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
@@ -53,13 +54,6 @@ def _short(spec_or_id) -> str:
     if isinstance(spec_or_id, ContainerSpec):
         return spec_or_id.name or spec_or_id.id[:12]
     return spec_or_id[:12]
-
-
-def _write_json(path: str, data: dict) -> None:
-    tmp = path + ".tmp"
-    with writing(path), open(tmp, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
 
 
 def host_hard_limits() -> dict[str, int]:
@@ -268,7 +262,7 @@ def _start(paths: NodePaths, spec: ContainerSpec, attach: bool, prepared: Prepar
     _write_etc_files(cdir, spec)
     sj = spec.to_json()
     # the container's one spec file: the manager's record (written at create), now as started
-    _write_json(os.path.join(cdir, "config.json"), sj)
+    write_json(os.path.join(cdir, "config.json"), sj)
     try:
         os.unlink(os.path.join(cdir, "state.json"))
     except FileNotFoundError:
@@ -280,7 +274,7 @@ def _start(paths: NodePaths, spec: ContainerSpec, attach: bool, prepared: Prepar
     except (process.ExecFailure, OSError) as e:
         # recorded as every failed start is (the launcher did this while it built the config)
         code, msg = (e.code, e.message) if isinstance(e, process.ExecFailure) else (125, str(e))
-        _write_json(os.path.join(cdir, "state.json"), ContainerState(status="exited", exit_code=code, error=msg).to_json())
+        write_json(os.path.join(cdir, "state.json"), ContainerState(status="exited", exit_code=code, error=msg).to_json())
         raise ContainerStartError(f"container {_short(spec)}: {msg}", exit_code=code) from e
     if prepared is None or not prepared.matches(spec, attach):
         if prepared is not None:
@@ -291,7 +285,7 @@ def _start(paths: NodePaths, spec: ContainerSpec, attach: bool, prepared: Prepar
     mark("core: monitor reported")
     if result.get("status") != "running" and "error" in result:
         if os.path.isdir(cdir) and _read_state_file(cdir) is None:  # the launcher failed before the record existed
-            _write_json(os.path.join(cdir, "state.json"),
+            write_json(os.path.join(cdir, "state.json"),
                         ContainerState(status="exited", exit_code=int(result.get("code", 125)), error=result["error"]).to_json())
         raise ContainerStartError(f"container {_short(spec)}: {result['error']}", exit_code=int(result.get("code", 125)))
     if "pid" not in result:
@@ -379,7 +373,7 @@ def _launch(paths: NodePaths, cid: str, res: dict, tty: bool, stdin_open: bool, 
                 pass
         try:
             if os.path.isdir(cdir):  # a prepared start may fail before the record exists
-                _write_json(os.path.join(cdir, "state.json"),
+                write_json(os.path.join(cdir, "state.json"),
                             ContainerState(status="exited", exit_code=code, error=msg).to_json())
         except OSError:
             pass
@@ -397,6 +391,15 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _ppid(pid: int) -> int | None:
+    """The parent of ``pid`` (None when it is gone or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _read_state_file(cdir: str) -> ContainerState | None:
@@ -453,12 +456,7 @@ def parse_signal(sig: int | str) -> int:
 def signal_container(paths: NodePaths, cid: str, sig: int | str) -> None:
     st = _running_state(paths, cid, "send a signal")
     # the pid must still be the monitor's child (guards against pid reuse)
-    try:
-        with open(f"/proc/{st.pid}/stat") as f:
-            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return
-    if ppid != st.monitor_pid:
+    if _ppid(st.pid) != st.monitor_pid:
         return
     try:
         os.kill(st.pid, parse_signal(sig))
@@ -554,14 +552,9 @@ def cleanup_container(paths: NodePaths, cid: str) -> None:
     cdir = container_dir(paths, cid)
     st = _read_state_file(cdir)
     cg = _cgroup(paths, cid)
-    if st is not None and st.status == "running" and _alive(st.pid):
-        try:
-            with open(f"/proc/{st.pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid == st.monitor_pid:
-                os.kill(st.pid, _signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
+    if st is not None and st.status == "running" and _alive(st.pid) and _ppid(st.pid) == st.monitor_pid:
+        with contextlib.suppress(OSError):
+            os.kill(st.pid, _signal.SIGKILL)
     if cg.exists():
         cg.kill_all()
     if st is not None and _alive(st.monitor_pid) and _is_our_monitor(st.monitor_pid, cdir):
@@ -588,7 +581,7 @@ def cleanup_container(paths: NodePaths, cid: str) -> None:
             # Best effort: on a full disk the record keeps "running" with its monitor gone,
             # which reads as dead; a removal deletes the directory right after anyway.
             with contextlib.suppress(DiskFullError):
-                _write_json(os.path.join(cdir, "state.json"), st.to_json())
+                write_json(os.path.join(cdir, "state.json"), st.to_json())
 
 
 def _is_our_monitor(pid: int, cdir: str) -> bool:

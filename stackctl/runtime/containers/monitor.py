@@ -25,6 +25,10 @@ import struct
 import sys
 import time
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import socket
+
 if __name__ == "__main__" and not __package__:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
@@ -223,7 +227,6 @@ class Monitor:
             if r:
                 self.accept()
             _mark("monitor: client attached")
-        if self.wait_attach:
             os.write(sync_w, b"G")
         os.close(sync_w)
         rest = b""
@@ -417,24 +420,22 @@ class Monitor:
             self.drop(c)
         if self.listener is not None:
             self.listener.close()
-        for name in (os.path.join(self.rundir, "attach.sock"),):
-            try:
-                os.unlink(name)
-            except FileNotFoundError:
-                pass
+        try:
+            os.unlink(os.path.join(self.rundir, "attach.sock"))
+        except FileNotFoundError:
+            pass
         os.chdir("/")
         try:
             os.rmdir(self.rundir)
         except OSError:
             pass
-        if True:
-            try:
-                cg = self.cgroup()
-                cg.kill_all()
-                cg.remove()
-            except Exception as e:  # noqa: BLE001
-                self.state["error"] = (self.state.get("error") or "") + f" (cleanup: {e})"
-                write_state(self.cdir, self.state)
+        try:
+            cg = self.cgroup()
+            cg.kill_all()
+            cg.remove()
+        except Exception as e:  # noqa: BLE001
+            self.state["error"] = (self.state.get("error") or "") + f" (cleanup: {e})"
+            write_state(self.cdir, self.state)
         if self.auto_remove:
             _rmtree(self.cdir)
 

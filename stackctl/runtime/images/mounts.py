@@ -112,8 +112,10 @@ def remove_unless_mounted(path: str) -> bool:
     """``rm -rf path``, but never through a mount point left below it; says if it removed."""
     import shutil
 
+    from stackctl.runtime.containers.cgroups.detect import parse_mountinfo
+
     with open("/proc/self/mountinfo") as f:
-        mounted = [line.split()[4] for line in f]
+        mounted = [mnt for mnt, _root, _fstype, _opts in parse_mountinfo(f.read())]
     if any(m == path or m.startswith(path.rstrip("/") + "/") for m in mounted):
         return False
     if os.path.isdir(path) and not os.path.islink(path):
