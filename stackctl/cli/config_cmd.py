@@ -25,11 +25,8 @@ def config(stack: StackArgs, fmt: str, list_services: bool, list_volumes: bool,
     """Validate a stack file and print it normalized: short syntax expanded, defaults
     filled, variables resolved. Exits 2 with located errors if the stack is invalid."""
     from stackctl.spec.dump import render
-    from stackctl.spec.load import load_project
 
-    project = load_project(stack.load_options())
-    for warning in project.warnings:
-        click.echo(f"warning: {warning}", err=True)
+    project = stack.load_project()
     if quiet:
         return
     if list_services:

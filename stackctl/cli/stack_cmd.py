@@ -24,16 +24,6 @@ PULL_POLICIES = ("always", "missing", "never", "build")
 
 # --- shared helpers -----------------------------------------------------------------------
 
-def load(stack: StackArgs):
-    """The validated project (exit 2 with located errors if invalid); warnings to stderr."""
-    from stackctl.spec.load import load_project
-
-    project = load_project(stack.load_options())
-    for warning in project.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    return project
-
-
 def stack_name(stack: StackArgs) -> str:
     """The project name without validating the whole file: ``-p`` alone is enough; else the
     files are read (discovered in the working directory without ``-f``) up to the merged raw
@@ -176,7 +166,7 @@ def up(stack: StackArgs, detach: bool, wait: bool, wait_timeout: float | None, b
         wait = True  # compose: --wait-timeout only makes sense with --wait
     if wait or no_start:
         detach = True
-    project = load(stack)
+    project = stack.load_project()
     check_services(project, services)
     params = deploy_params(project, services=services, force_recreate=force_recreate,
                            no_recreate=no_recreate, no_start=no_start,
@@ -243,7 +233,7 @@ def plan(stack: StackArgs, force_recreate: bool, no_recreate: bool, no_start: bo
     the reason for each. Changes nothing."""
     if force_recreate and no_recreate:
         raise UsageError("--force-recreate and --no-recreate are incompatible")
-    project = load(stack)
+    project = stack.load_project()
     check_services(project, services)
     params = deploy_params(project, services=services, force_recreate=force_recreate,
                            no_recreate=no_recreate, no_start=no_start,

@@ -8,7 +8,8 @@ Usage::
     def up(stack: StackArgs, ...): ...
 
 The decorated function receives one ``stack`` argument (:class:`StackArgs`);
-:meth:`StackArgs.load_options` turns it into the loader's ``LoadOptions``. Only click is
+:meth:`StackArgs.load_options` turns it into the loader's ``LoadOptions``,
+:meth:`StackArgs.load_project` loads and validates the project. Only click is
 imported here, so the top-level CLI stays fast.
 """
 
@@ -44,6 +45,16 @@ class StackArgs:
             environ=dict(os.environ),
             cwd=os.getcwd(),
         )
+
+    def load_project(self) -> Any:
+        """The validated project (exit 2 with located errors if invalid); its warnings are
+        printed to stderr."""
+        from stackctl.spec.load import load_project
+
+        project = load_project(self.load_options())
+        for warning in project.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        return project
 
     @property
     def explicit(self) -> bool:

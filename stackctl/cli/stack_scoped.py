@@ -196,14 +196,10 @@ run = scoped(C.run, _run, short_p=False)
 
 def _lifecycle(verb: str) -> Callable[[StackArgs, dict[str, Any]], None]:
     def fn(stack: StackArgs, kw: dict[str, Any]) -> None:
-        from stackctl.cli import stack_verbs as V
+        from stackctl.cli.stack_verbs import stack_lifecycle
 
-        if verb == "start":
-            V.stack_start(stack, kw["targets"])
-        elif verb == "stop":
-            V.stack_stop(stack, kw["targets"], timeout=kw.get("timeout"))
-        else:
-            V.stack_restart(stack, kw["targets"], timeout=kw.get("timeout"))
+        # `start` has no --timeout: kw.get gives None
+        stack_lifecycle(stack, verb, kw["targets"], timeout=kw.get("timeout"))
     return fn
 
 

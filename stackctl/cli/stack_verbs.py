@@ -358,9 +358,9 @@ def stack_run(stack: StackArgs, service: str, command: Sequence[str], *, rm: boo
     the stack's networks; method ``stack.run``); this process starts it attached, as ``run``
     does, and removes it afterwards with ``--rm``."""
     from stackctl.cli import container_cmd as C
-    from stackctl.cli.stack_cmd import check_services, deploy_params, load
+    from stackctl.cli.stack_cmd import check_services, deploy_params
 
-    project = load(stack)
+    project = stack.load_project()
     check_services(project, (service,))
     params = deploy_params(project, services=(service,))
     from stackctl.runtime.imageconfig import resolve_env
@@ -395,19 +395,6 @@ def stack_lifecycle(stack: StackArgs, verb: str, services: Sequence[str] = (), *
                                              "timeout": timeout},
                    "text", title=f"{verb.capitalize()} {name}", stack=name,
                    services=tuple(services))
-
-
-def stack_stop(stack: StackArgs, services: Sequence[str] = (), *, timeout: int | None = None) -> None:
-    stack_lifecycle(stack, "stop", services, timeout=timeout)
-
-
-def stack_start(stack: StackArgs, services: Sequence[str] = ()) -> None:
-    stack_lifecycle(stack, "start", services)
-
-
-def stack_restart(stack: StackArgs, services: Sequence[str] = (), *,
-                  timeout: int | None = None) -> None:
-    stack_lifecycle(stack, "restart", services, timeout=timeout)
 
 
 def stack_top(stack: StackArgs, services: Sequence[str] = ()) -> None:

@@ -104,15 +104,17 @@ def load_raw(opts: LoadOptions) -> RawProject:
     process_env = dict(os.environ if opts.environ is None else opts.environ)
     project_dir_opt = proj.absolute(opts.project_directory, cwd) \
         if opts.project_directory else None
+    env_dir, environ = None, None
     if opts.files:
         files = [proj.absolute(f, cwd) for f in opts.files]
     else:
-        first_env = proj.read_project_env(process_env, project_dir_opt or cwd,
-                                          opts.env_files, cwd)
-        files = proj.discover_files(cwd, first_env)
+        env_dir = project_dir_opt or cwd
+        environ = proj.read_project_env(process_env, env_dir, opts.env_files, cwd)
+        files = proj.discover_files(cwd, environ)
     project_dir = project_dir_opt or (
         posixpath.dirname(files[0]) if files[0] != proj.STDIN else cwd)
-    environ = proj.read_project_env(process_env, project_dir, opts.env_files, cwd)
+    if env_dir != project_dir:  # not read yet, or files listed elsewhere: read it (again)
+        environ = proj.read_project_env(process_env, project_dir, opts.env_files, cwd)
 
     loader = _Loader(cwd, opts.stdin)
     trees = loader.parse_all(files)
