@@ -217,7 +217,9 @@ class NodeOps:
         try:
             if hc is not None:
                 self.store.put_health_config(rec.id, hc.to_dict())
-                if networks:  # no VIP traffic until the first probe passes
+                # no VIP traffic until the first probe passes (a service's endpoints are
+                # made not serving at create already: runtime_hooks.attach)
+                if networks and not service:
                     from stackctl.net import sandbox
 
                     await self._run(sandbox.set_health, self.paths, rec.id, False)

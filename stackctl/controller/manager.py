@@ -313,25 +313,20 @@ class Manager:
         await stop_task(self.ctx, prog, service, slot, c, drain=False)
 
     async def _remove_resources(self, loaded: Loaded, volumes: bool, prog: Progress) -> None:
-        for key, net in sorted(loaded.stack.networks.items()):
-            if net.external:
-                continue
-            netname = net.name or f"{loaded.name}_{key}"
-            try:
-                await self.ctx.node.remove_network(netname)
-            except NotFoundError:
-                continue
-            await prog("", "network", "done", f"removed network {netname}")
+        kinds: list[tuple[str, Mapping[str, Any], Callable[[str], Any]]] = [
+            ("network", loaded.stack.networks, self.ctx.node.remove_network)]
         if volumes:
-            for key, vol in sorted(loaded.stack.volumes.items()):
-                if vol.external:
+            kinds.append(("volume", loaded.stack.volumes, self.ctx.node.remove_volume))
+        for kind, section, remove in kinds:
+            for key, obj in sorted(section.items()):
+                if obj.external:
                     continue
-                volname = vol.name or f"{loaded.name}_{key}"
+                objname = obj.name or f"{loaded.name}_{key}"
                 try:
-                    await self.ctx.node.remove_volume(volname)
+                    await remove(objname)
                 except NotFoundError:
                     continue
-                await prog("", "volume", "done", f"removed volume {volname}")
+                await prog("", kind, "done", f"removed {kind} {objname}")
 
     async def scale(self, name: str, scales: Mapping[str, int],
                     progress: ProgressFn | None = None) -> None:

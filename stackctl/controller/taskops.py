@@ -48,8 +48,7 @@ class Version:
         # a slot outside the replica count of this version (e.g. rolling back after a scale)
         base = self.st.tasks[0] if self.st.tasks else None
         if base is None:
-            from stackctl.scheduler.tasks import Task as _Task
-            return _Task(self.stack.name or "", self.service, slot, self.st.config_hash)
+            return Task(self.stack.name or "", self.service, slot, self.st.config_hash)
         return Task(base.stack, base.service, slot, base.config_hash, base.node)
 
     def request(self, slot: str, *, task_id: str,
@@ -90,14 +89,14 @@ async def start_task(ctx: Ctx, progress: Progress, version: Version, slot: str, 
     try:
         # no call needed to keep it out: a task's endpoints are made not serving at create
         # (`setup_container(serving=False)` for a service), so this only records it
-        ctx_serving(ctx)[cid] = False
+        ctx.serving[cid] = False
         await ctx.node.start_container(cid)
     except BaseException:
         with trio.CancelScope(shield=True):
             try:
                 await ctx.node.remove_container(cid)
             finally:
-                ctx_serving(ctx).pop(cid, None)
+                ctx.serving.pop(cid, None)
         raise
     await progress(service, "start", "done", f"started {req.name}", slot=slot, container=cid)
     return cid
@@ -111,7 +110,7 @@ async def stop_task(ctx: Ctx, progress: Progress, service: str, slot: str,
     if c.running:
         ctx.draining.add(c.id)
         await ctx.net.set_serving(c.id, False)
-        ctx_serving(ctx)[c.id] = False
+        ctx.serving[c.id] = False
         try:
             if drain and ctx.drain_grace:
                 await trio.sleep(ctx.drain_grace)
@@ -124,7 +123,7 @@ async def stop_task(ctx: Ctx, progress: Progress, service: str, slot: str,
                 if c.ready:
                     try:
                         await ctx.net.set_serving(c.id, True)
-                        ctx_serving(ctx)[c.id] = True
+                        ctx.serving[c.id] = True
                     except Exception:
                         pass
                 ctx.draining.discard(c.id)
@@ -132,7 +131,7 @@ async def stop_task(ctx: Ctx, progress: Progress, service: str, slot: str,
     if remove:
         with trio.CancelScope(shield=True):
             await ctx.node.remove_container(c.id)
-            ctx_serving(ctx).pop(c.id, None)
+            ctx.serving.pop(c.id, None)
             ctx.draining.discard(c.id)
         await progress(service, "remove", "done", f"removed {c.name}", slot=slot,
                        container=c.id)
@@ -142,24 +141,17 @@ async def stop_task(ctx: Ctx, progress: Progress, service: str, slot: str,
                        container=c.id)
 
 
-def ctx_serving(ctx: Ctx) -> dict[str, bool]:
-    """The last serving state the controller set per container (avoids needless calls)."""
-    return ctx.serving
-
-
-def ready(c: ContainerInfo) -> bool:
-    """Ready to serve: running, and healthy with a health check, else listening on the ports
-    it publishes (:attr:`ContainerInfo.ready`; docs/controller.md)."""
-    return c.ready
-
-
 async def sync_serving(ctx: Ctx, containers: list[ContainerInfo]) -> None:
-    """Put ready replicas into their VIPs/published ports, and others out (idempotent)."""
-    cache = ctx_serving(ctx)
+    """Put ready replicas into their VIPs/published ports, and others out (idempotent).
+
+    Ready (:attr:`ContainerInfo.ready`, docs/controller.md): running, and healthy with a
+    health check, else listening on the ports it publishes. ``ctx.serving`` keeps the last
+    serving state set per container, so that nothing is called needlessly."""
+    cache = ctx.serving
     for c in containers:
         if c.id in ctx.draining:
             continue
-        want = ready(c)
+        want = c.ready
         if cache.get(c.id) != want:
             await ctx.net.set_serving(c.id, want)
             cache[c.id] = want

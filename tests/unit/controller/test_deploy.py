@@ -133,13 +133,8 @@ def test_update_rollback_on_unhealthy(paths):
     assert w.store.stacks["app"].status.startswith("failed")
 
 
-def test_update_pause_keeps_rest_old(paths):
-    w = World(paths, images=("bb", "bad"))
-    w.node.behaviors["bad"] = Behavior(healthy_after=5.0, exit_after=0.5, exit_code=3)
-    text = TWO.replace("order: start-first", "order: stop-first").replace(
-        "  web:\n    image: bb",
-        "  web:\n    image: bb\n    healthcheck: {test: ok, interval: 1s, retries: 1}")
-
+def _update_web_to_bad(w, text: str) -> DeployError:
+    """Deploy ``text``, then update web to image ``bad``: the update's DeployError."""
     async def main():
         await w.up(text, wait=True)
         with pytest.raises(DeployError) as info:
@@ -147,7 +142,17 @@ def test_update_pause_keeps_rest_old(paths):
                        wait=True)
         return info.value
 
-    err = run(main)
+    return run(main)
+
+
+def test_update_pause_keeps_rest_old(paths):
+    w = World(paths, images=("bb", "bad"))
+    w.node.behaviors["bad"] = Behavior(healthy_after=5.0, exit_after=0.5, exit_code=3)
+    text = TWO.replace("order: start-first", "order: stop-first").replace(
+        "  web:\n    image: bb",
+        "  web:\n    image: bb\n    healthcheck: {test: ok, interval: 1s, retries: 1}")
+
+    err = _update_web_to_bad(w, text)
     assert "update paused" in err.message and "exited (3)" in err.message
     images = sorted(w.node.containers[c.id].opts.image for c in w.node.running("web"))
     assert images == ["bb", "bb"]  # slot 1 failed; 2 and 3 were never touched
@@ -160,14 +165,7 @@ def test_continue_and_max_failure_ratio(paths):
     text = TWO.replace("order: start-first", "order: start-first, failure_action: pause, "
                        "max_failure_ratio: 0.5")
 
-    async def main():
-        await w.up(text, wait=True)
-        with pytest.raises(DeployError) as info:
-            await w.up(text.replace("  web:\n    image: bb", "  web:\n    image: bad"),
-                       wait=True)
-        return info.value
-
-    err = run(main)
+    err = _update_web_to_bad(w, text)
     # 1 of 3 failed (0.33 <= 0.5): tolerated; the second failure (0.67) pauses
     assert "2 of 3 tasks failed" in err.message
     text_continue = TWO.replace("order: start-first", "failure_action: continue")

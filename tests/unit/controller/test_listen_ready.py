@@ -8,7 +8,7 @@ import trio
 from fakes import Behavior
 from helpers import World, run
 from stackctl.controller.context import DeployError
-from stackctl.controller.reconcile import RestartHistory, reconcile_stack
+from stackctl.controller.reconcile import RestartHistory
 from stackctl.scheduler.rolling import LISTEN_TIMEOUT
 from stackctl.spec import units
 
