@@ -23,6 +23,24 @@ _marks: list[tuple[str, int]] = []
 _fd = -1
 
 
+def configure(environ) -> None:
+    """Take STACKCTL_TRACE from ``environ`` afresh (a warm server's worker serves a client
+    whose environment is not the one this module was imported under)."""
+    global _DEST, ENABLED, _fd
+    _DEST = environ.get("STACKCTL_TRACE", "")
+    ENABLED = bool(_DEST) and _DEST != "0"
+    _marks.clear()
+    _fd = -1
+
+
+def report_now() -> None:
+    """Print the marks of ``STACKCTL_TRACE=1`` now (for a process that leaves by
+    ``os._exit``, which skips the atexit report)."""
+    if _marks:
+        _report()
+        _marks.clear()
+
+
 def mark(name: str) -> None:
     """Record that ``name`` happened now (a no-op unless tracing)."""
     if not ENABLED:

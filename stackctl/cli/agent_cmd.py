@@ -74,6 +74,10 @@ def status(fmt: str) -> None:
         click.echo(f"stacks:     {info['stacks']}")
         click.echo(f"containers: {info['containers']} ({info['running']} running)")
         click.echo(f"state:      {info['paths']['state']}")
+        from stackctl.warm.server import running_pid
+
+        warm = running_pid(_paths())
+        click.echo(f"warm run:   {f'ready (pid {warm})' if warm else 'off (stackctl run starts cold)'}")
     if info is None:
         raise click.exceptions.Exit(1)
 

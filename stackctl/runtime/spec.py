@@ -96,6 +96,7 @@ class ContainerState:
     status: Status = "created"
     pid: int = 0  # the container's PID 1, as seen from the host
     monitor_pid: int = 0
+    monitor_start: int = 0  # its start time (/proc/PID/stat, clock ticks): tells it from a reused pid
     exit_code: int | None = None
     oom_killed: bool = False
     error: str = ""  # why it failed to start, if it did

@@ -198,6 +198,11 @@ def prepare_start(paths: NodePaths, spec: ContainerSpec, *, attach: bool = False
     launcher does not inherit it."""
     from stackctl.trace import mark
 
+    from stackctl.runtime.containers import pool
+
+    claimed = pool.claim(paths, spec, attach)  # a slot of the warm server's pool, if this process has one
+    if claimed is not None:
+        return claimed
     # loaded before fork, so that the launcher and the setup child do not pay for imports
     import fcntl  # noqa: F401
     import resource  # noqa: F401
@@ -298,11 +303,17 @@ def _start(paths: NodePaths, spec: ContainerSpec, attach: bool, prepared: Prepar
 
 
 def _launch(paths: NodePaths, cid: str, res: dict, tty: bool, stdin_open: bool, flags: str, ready_w: int,
-            cfg_r: int) -> None:
+            cfg_r: int, claim_r: int = -1) -> None:
     """In the detached grandchild: create the cgroup, unshare a pid namespace, fork the
     container's setup child (it joins the cgroup, then waits for its configuration on
     ``cfg_r``), then exec the monitor, which thereby stays the container's parent. The
-    child's setup overlaps with the monitor's interpreter start. Never returns."""
+    child's setup overlaps with the monitor's interpreter start. Never returns.
+
+    With ``claim_r`` (flag ``p``, :mod:`~stackctl.runtime.containers.pool`) this is a pool
+    slot: ``cid`` names the cgroup only, and the monitor learns the container's directories and
+    flags when the slot is claimed; the setup child always waits for the monitor's release; and
+    this process becomes the monitor without exec (the warm server that forked it has the
+    monitor's modules loaded, and shares their memory with it)."""
     from stackctl.runtime.containers import linux, process
     from stackctl.runtime.containers.cgroups import detect
     from stackctl.trace import mark
@@ -310,7 +321,8 @@ def _launch(paths: NodePaths, cid: str, res: dict, tty: bool, stdin_open: bool, 
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    cdir, rdir = container_dir(paths, cid), run_dir(paths, cid)
+    pooled = claim_r >= 0
+    cdir, rdir = ("", "") if pooled else (container_dir(paths, cid), run_dir(paths, cid))
     cg = child = None
     try:
         cg = detect.open_cgroup(detect.layout(), paths.cgroup_parent, cid)
@@ -341,7 +353,9 @@ def _launch(paths: NodePaths, cid: str, res: dict, tty: bool, stdin_open: bool, 
                 os.dup2(fd, i)
             # without an attach to wait for, the child execs at once: the monitor's interpreter
             # start then overlaps with the container's run (output waits in the pipes)
-            process.setup_and_exec(cfg_r, err_w, sync_r if "a" in flags else None,
+            if pooled:
+                os.close(claim_r)
+            process.setup_and_exec(cfg_r, err_w, sync_r if "a" in flags or pooled else None,
                                    console_child.fileno() if console_child else None, cgroup_procs=cg.procs_files())
         os.close(cfg_r)
         for fd in {err_w, sync_r, *stdio}:
@@ -349,13 +363,19 @@ def _launch(paths: NodePaths, cid: str, res: dict, tty: bool, stdin_open: bool, 
                 os.close(fd)
         if console_child:
             console_child.close()
-        fds = [child, ready_w, err_r, sync_w, keep["out"], keep["errout"], keep["stdin"], keep["console"]]
+        fds = [child, ready_w, err_r, sync_w, keep["out"], keep["errout"], keep["stdin"], keep["console"], claim_r]
         for fd in fds[1:]:
             if fd >= 0:
                 os.set_inheritable(fd, True)
+        margv = [cdir or cid, rdir, paths.cgroup_parent, flags, ",".join(map(str, fds))]
+        if pooled:
+            # forked from the warm server, which has the monitor loaded: no interpreter to start
+            from stackctl.runtime.containers import monitor
+
+            mark("launch: monitor (pooled)")
+            os._exit(monitor.main(["monitor", *margv]))
         mark("launch: exec monitor")
-        os.execv(sys.executable, [sys.executable, "-S", "-I", "-c", MONITOR_BOOT, cdir, rdir, paths.cgroup_parent,
-                                  flags, ",".join(map(str, fds))])
+        os.execv(sys.executable, [sys.executable, "-S", "-I", "-c", MONITOR_BOOT, *margv])
     except BaseException as e:  # noqa: BLE001 - report to the starter; leave nothing behind
         code = e.code if isinstance(e, process.ExecFailure) else 125
         msg = e.message if isinstance(e, process.ExecFailure) else str(e)
@@ -484,7 +504,7 @@ def wait_container(paths: NodePaths, cid: str, timeout: float | None = None) -> 
     st = read_state(paths, cid)
     # an exited container's monitor may still be tearing down (it writes the final state and
     # sends the exit frame first): wait for it too
-    if st.status == "running" or (st.monitor_pid > 0 and _is_our_monitor(st.monitor_pid, cdir)):
+    if st.status == "running" or (st.monitor_pid > 0 and _is_our_monitor(st.monitor_pid, cdir, st)):
         if not _wait_pid_exit(st.monitor_pid, timeout):
             raise StackctlError(f"container {cid[:12]} did not exit within {timeout} s")
     final = _read_state_file(cdir)
@@ -557,7 +577,7 @@ def cleanup_container(paths: NodePaths, cid: str) -> None:
             os.kill(st.pid, _signal.SIGKILL)
     if cg.exists():
         cg.kill_all()
-    if st is not None and _alive(st.monitor_pid) and _is_our_monitor(st.monitor_pid, cdir):
+    if st is not None and _alive(st.monitor_pid) and _is_our_monitor(st.monitor_pid, cdir, st):
         if not _wait_pid_exit(st.monitor_pid, 5):
             os.kill(st.monitor_pid, _signal.SIGKILL)
             _wait_pid_exit(st.monitor_pid, 5)
@@ -584,7 +604,14 @@ def cleanup_container(paths: NodePaths, cid: str) -> None:
                 write_json(os.path.join(cdir, "state.json"), st.to_json())
 
 
-def _is_our_monitor(pid: int, cdir: str) -> bool:
+def _is_our_monitor(pid: int, cdir: str, st: ContainerState | None = None) -> bool:
+    """Whether ``pid`` is still the monitor of the container in ``cdir`` (not a reused pid):
+    its start time as the monitor recorded it, or (records from before that, and monitors
+    exec'd with their directory in argv) its command line."""
+    if st is not None and st.monitor_start:
+        from stackctl.runtime.containers.monitor import start_time
+
+        return start_time(pid) == st.monitor_start
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return cdir.encode() in f.read()

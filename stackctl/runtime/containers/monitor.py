@@ -50,6 +50,15 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
 
 
+def start_time(pid: int) -> int:
+    """When ``pid`` started (clock ticks since boot, /proc/PID/stat field 22); 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def frame(kind: int, payload: bytes) -> bytes:
     return struct.pack(">BxxxI", kind, len(payload)) + payload
 
@@ -162,7 +171,8 @@ class Monitor:
         self.id = os.path.basename(cdir)
         self.pid = 0
         self.state = {
-            "status": "created", "pid": 0, "monitor_pid": os.getpid(), "exit_code": None,
+            "status": "created", "pid": 0, "monitor_pid": os.getpid(), "monitor_start": start_time(os.getpid()),
+            "exit_code": None,
             "oom_killed": False, "error": "", "started_at": "", "finished_at": "",
         }
         self.clients: list[socket.socket] = []
@@ -440,17 +450,54 @@ class Monitor:
             _rmtree(self.cdir)
 
 
+def _read_all(fd: int) -> bytes:
+    data = b""
+    try:
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    finally:
+        os.close(fd)
+    return data
+
+
+def unclaimed(parent: str, cgroup_name: str, fds: dict) -> int:
+    """A pool slot whose holder went away without claiming it (the warm server stopped or
+    died, or a worker did not need it): kill the waiting setup child, remove its cgroup."""
+    try:
+        os.kill(fds["pid"], signal.SIGKILL)
+        os.waitpid(fds["pid"], 0)
+    except OSError:
+        pass
+    from stackctl.runtime.containers.cgroups import detect
+
+    cg = detect.open_cgroup(detect.layout(), parent, cgroup_name)
+    cg.kill_all()
+    cg.remove()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     """argv: CONTAINER_DIR RUN_DIR CGROUP_PARENT FLAGS FDS — FLAGS is a string of letters
-    (``a``: wait for an attach before exec, ``r``: auto-remove), FDS is comma-separated
-    ``pid,ready,err,sync,out,errout,stdin,console`` (-1 when absent)."""
+    (``a``: wait for an attach before exec, ``r``: auto-remove, ``p``: a pool slot), FDS is
+    comma-separated ``pid,ready,err,sync,out,errout,stdin,console,claim`` (-1 when absent).
+
+    A pool slot (:mod:`stackctl.runtime.containers.pool`) is started with its cgroup's name
+    as CONTAINER_DIR and no RUN_DIR; it waits on ``claim`` for ``CONTAINER_DIR\nRUN_DIR\nFLAGS``
+    (the cgroup has been renamed to the container's id by then), or EOF: nobody wants it."""
     from stackctl.trace import mark
 
     mark("monitor: main")
     cdir, rundir, parent, flags, fdlist = argv[1:6]
     for s in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(s, signal.SIG_IGN)
-    fds = dict(zip(("pid", "ready", "err", "sync", "out", "errout", "stdin", "console"), map(int, fdlist.split(","))))
+    fds = dict(zip(("pid", "ready", "err", "sync", "out", "errout", "stdin", "console", "claim"),
+                   map(int, fdlist.split(","))))
+    if "p" in flags:
+        claim = _read_all(fds["claim"]).decode()
+        if not claim:
+            return unclaimed(parent, cdir, fds)
+        mark("monitor: claimed")
+        cdir, rundir, flags = claim.split("\n")
     m = Monitor(cdir, rundir, parent, fds["ready"], "a" in flags, "r" in flags)
     try:
         if m.start(fds) is None:

@@ -60,7 +60,35 @@ class V1Cgroup:
                 raise
             raise CgroupError(f"create cgroup {e.filename}: {e.strerror}") from e
 
-    def _write_limits(self, r: dict) -> None:
+    def set_limits(self, resources: dict) -> None:
+        """Write the limits of an existing cgroup (a pooled start's, once claimed); the
+        devices allow-list was written by :meth:`create`."""
+        try:
+            self._write_limits(resources, devices=False)
+        except OSError as e:
+            raise CgroupError(f"set cgroup limits {e.filename}: {e.strerror}") from e
+
+    def rename(self, new_id: str) -> None:
+        """Rename the cgroup to ``new_id`` in every hierarchy (v1 allows a rename within one
+        parent); its processes stay in it. All or nothing: on a failure the renamed
+        directories are renamed back and CgroupError is raised."""
+        moved: list[tuple[str, str]] = []
+        try:
+            for d in self._unique_dirs():
+                new = os.path.join(os.path.dirname(d), new_id)
+                os.rename(d, new)
+                moved.append((d, new))
+        except OSError as e:
+            for old, new in reversed(moved):
+                try:
+                    os.rename(new, old)
+                except OSError:
+                    pass
+            raise CgroupError(f"rename cgroup {e.filename}: {e.strerror}") from e
+        self.id = new_id
+        self.dirs = {c: os.path.join(os.path.dirname(d), new_id) for c, d in self.dirs.items()}
+
+    def _write_limits(self, r: dict, devices: bool = True) -> None:
         mem = self.dirs.get("memory")
         if r.get("memory"):
             if not mem:
@@ -80,7 +108,7 @@ class V1Cgroup:
                 raise CgroupError("a pids limit needs the pids cgroup controller, which is not mounted")
             common.write(os.path.join(pids, "pids.max"), str(int(r["pids"])) if r["pids"] > 0 else "max")
         dev = self.dirs.get("devices")
-        if dev and not r.get("privileged"):
+        if devices and dev and not r.get("privileged"):
             common.write(os.path.join(dev, "devices.deny"), "a")
             for rule in DEVICE_ALLOW:
                 common.write(os.path.join(dev, "devices.allow"), rule)

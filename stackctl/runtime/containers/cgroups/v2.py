@@ -57,15 +57,7 @@ class V2Cgroup:
                 made = True
             except FileExistsError:
                 pass
-            if resources.get("memory"):
-                common.write(os.path.join(self.dir, "memory.max"), str(int(resources["memory"])))
-            if resources.get("memory_reservation"):
-                common.write(os.path.join(self.dir, "memory.low"), str(int(resources["memory_reservation"])))
-            if resources.get("cpus"):
-                quota = max(1000, int(resources["cpus"] * CFS_PERIOD))
-                common.write(os.path.join(self.dir, "cpu.max"), f"{quota} {CFS_PERIOD}")
-            if resources.get("pids"):
-                common.write(os.path.join(self.dir, "pids.max"), str(int(resources["pids"])) if resources["pids"] > 0 else "max")
+            self._write_limits(resources)
         except (OSError, CgroupError) as e:
             if made:
                 try:
@@ -75,6 +67,37 @@ class V2Cgroup:
             if isinstance(e, CgroupError):
                 raise
             raise CgroupError(f"create cgroup {e.filename}: {e.strerror}") from e
+
+    def _write_limits(self, resources: dict) -> None:
+        if resources.get("memory"):
+            common.write(os.path.join(self.dir, "memory.max"), str(int(resources["memory"])))
+        if resources.get("memory_reservation"):
+            common.write(os.path.join(self.dir, "memory.low"), str(int(resources["memory_reservation"])))
+        if resources.get("cpus"):
+            quota = max(1000, int(resources["cpus"] * CFS_PERIOD))
+            common.write(os.path.join(self.dir, "cpu.max"), f"{quota} {CFS_PERIOD}")
+        if resources.get("pids"):
+            common.write(os.path.join(self.dir, "pids.max"), str(int(resources["pids"])) if resources["pids"] > 0 else "max")
+
+    def set_limits(self, resources: dict) -> None:
+        """Write the limits of an existing cgroup (a pooled start's, once claimed)."""
+        try:
+            self._enable_controllers(resources)
+            self._write_limits(resources)
+        except OSError as e:
+            raise CgroupError(f"set cgroup limits {e.filename}: {e.strerror}") from e
+
+    def rename(self, new_id: str) -> None:
+        """Rename the cgroup to ``new_id``. The unified hierarchy does not support a rename
+        (cgroup2 has no rename operation): CgroupError, and the caller starts the
+        container the ordinary way."""
+        new = os.path.join(os.path.dirname(self.dir), new_id)
+        try:
+            os.rename(self.dir, new)
+        except OSError as e:
+            raise CgroupError(f"rename cgroup {self.dir}: {e.strerror}") from e
+        self.id, self.dir = new_id, new
+        self.dirs = {"unified": new}
 
     def procs_files(self) -> list[str]:
         return [os.path.join(self.dir, "cgroup.procs")]

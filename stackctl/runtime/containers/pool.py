@@ -1,0 +1,153 @@
+"""Pooled starts: a container's cgroup, setup child and monitor made before anyone asks.
+
+A start spends most of its time on three things that do not depend on the container: the
+launcher's cgroup, the setup child's first cgroup-v1 attach (the kernel waits for an RCU grace
+period, 12–20 ms here) and the monitor's interpreter start (~13 ms). A long-lived process (the
+warm server, :mod:`stackctl.warm.server`) keeps a few *slots* with all three done: a cgroup
+named ``pool-<hex>`` under the node's cgroup parent, the setup child already in it waiting for
+its configuration, and the monitor waiting to learn whose it is.
+
+Claiming a slot (:func:`claim`, called by :func:`stackctl.runtime.containers.api.prepare_start`
+in a process that holds one) renames the cgroup to the container's id in every hierarchy, writes
+the container's limits, tells the monitor the container's directories and flags, and returns an
+ordinary :class:`~stackctl.runtime.containers.api.PreparedStart`: the rest of the start is the
+one every container takes. A slot fits a container without a tty, stdin or ``privileged`` on
+cgroup v1 (cgroup2 has no rename); anything else starts the ordinary way.
+
+A slot belongs to whoever holds its three pipe ends. When they are closed without a claim (the
+holder exited, was killed, or did not need it) the monitor kills the setup child and removes
+the cgroup: a slot cannot outlive its holder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from stackctl.paths import NodePaths
+
+POOL_PREFIX = "pool-"
+
+# the slots this process holds (the warm server's worker gets the one it was handed)
+_held: list[Slot] = []
+
+
+class Slot:
+    def __init__(self, paths: NodePaths, name: str, claim_w: int, cfg_w: int, ready_r: int, pid: int = 0) -> None:
+        self.paths, self.name, self.pid = paths, name, pid  # pid: the monitor's (0: unknown)
+        self.claim_w, self.cfg_w, self.ready_r = claim_w, cfg_w, ready_r
+
+    def fds(self) -> tuple[int, int, int]:
+        return self.claim_w, self.cfg_w, self.ready_r
+
+    def fits(self, paths: NodePaths, spec, attach: bool) -> bool:  # noqa: ARG002 - attach is a monitor flag, any fits
+        return (self.claim_w >= 0 and paths == self.paths
+                and not spec.tty and not spec.stdin_open and not spec.privileged)
+
+    def close(self) -> None:
+        """Give the slot up (idempotent): it removes itself."""
+        for fd in self.fds():
+            if fd >= 0:
+                os.close(fd)
+        self.claim_w = self.cfg_w = self.ready_r = -1
+
+
+def hold(slots: list[Slot]) -> None:
+    """Make ``slots`` the ones this process claims from."""
+    _held[:] = slots
+
+
+def held() -> list[Slot]:
+    return list(_held)
+
+
+def fill(paths: NodePaths) -> Slot:
+    """Start one slot (returns at once; the slot gets ready in the background)."""
+    from stackctl.runtime.containers import api
+
+    name = POOL_PREFIX + secrets.token_hex(6)
+    os.makedirs(os.path.join(paths.run, "containers"), exist_ok=True)
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    cfg_r, cfg_w = os.pipe2(os.O_CLOEXEC)
+    claim_r, claim_w = os.pipe2(os.O_CLOEXEC)
+    keep = {ready_w, cfg_r, claim_r}
+    # One fork, not the detaching double fork of an ordinary start: the slot's monitor stays a
+    # child of the caller (a long-lived server, which reaps it whenever it ends) and forking a
+    # large process twice would cost the start that runs meanwhile.
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            _reset_signals()
+            _close_all_but(keep)
+            api._launch(paths, name, {"privileged": False}, False, False, "p", ready_w, cfg_r, claim_r)
+        finally:
+            os._exit(0)
+    for fd in keep:
+        os.close(fd)
+    return Slot(paths, name, claim_w, cfg_w, ready_r, pid)
+
+
+def _reset_signals() -> None:
+    """The forker's signal handling is not the monitor's: defaults, no wakeup descriptor."""
+    import signal
+
+    signal.set_wakeup_fd(-1)
+    for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(s, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """Close every descriptor above 2 but ``keep``: the slot's processes must not hold another
+    slot's pipes (each would keep the other alive) or the warm server's socket."""
+    try:
+        fds = [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    from stackctl import trace
+
+    trace._fd = -1  # its file was closed too: reopened at the next mark
+
+
+def claim(paths: NodePaths, spec, attach: bool):
+    """A :class:`PreparedStart` for ``spec`` from a held slot that fits, or None (no slot, or
+    it could not be claimed: then it is given up and the caller starts the ordinary way)."""
+    slot = next((s for s in _held if s.fits(paths, spec, attach)), None)
+    if slot is None:
+        return None
+    _held.remove(slot)
+    from stackctl.runtime.containers import api
+    from stackctl.runtime.containers.cgroups import detect
+    from stackctl.trace import mark
+
+    res = dict(spec.to_json()["resources"], privileged=False)
+    try:
+        cg = detect.open_cgroup(detect.layout(), paths.cgroup_parent, slot.name)
+        cg.rename(spec.id)
+    except Exception:  # noqa: BLE001 - cgroup2 (no rename), or the slot is gone: start the ordinary way
+        slot.close()
+        return None
+    flags = ("a" if attach else "") + ("r" if spec.auto_remove else "") + "-"
+    claim_w, slot.claim_w = slot.claim_w, -1
+    try:
+        os.write(claim_w, f"{api.container_dir(paths, spec.id)}\n{api.run_dir(paths, spec.id)}\n{flags}".encode())
+    except OSError:  # the slot died: its cgroup (now the container's) goes with a cancel
+        pass
+    finally:
+        os.close(claim_w)
+    prepared = api.PreparedStart(spec.id, api._start_key(spec, attach), slot.cfg_w, slot.ready_r)
+    slot.cfg_w = slot.ready_r = -1
+    try:
+        cg.set_limits(res)
+    except Exception:  # noqa: BLE001 - e.g. no memory controller: the ordinary start reports it
+        prepared.cancel()  # the monitor removes the cgroup (now named by the id) before EOF
+        return None
+    mark("core: pool slot claimed")
+    return prepared

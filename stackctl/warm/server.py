@@ -1,0 +1,483 @@
+"""The warm server: runs ``stackctl`` commands in workers forked from a warm interpreter.
+
+A ``stackctl run`` started cold spends most of its time before the container does anything:
+starting Python and importing the runtime (~40 ms), the kernel's first cgroup-v1 attach of the
+setup child (an RCU grace period) and the monitor's interpreter start (~13 ms each). This
+process pays all of that once. It imports the run path, keeps a small pool of prepared starts
+(:mod:`stackctl.runtime.containers.pool`), and for every connection on ``<run>/warm.sock``
+forks a worker that takes the client's stdin, stdout, stderr, working directory, umask,
+environment and arguments (:mod:`stackctl.warm.client`) and runs the very same
+:func:`stackctl.cli.main.main` the client would have run — same code, same output, same exit
+status — handing it one pool slot.
+
+The agent starts it (``stackctl agent serve``, see :func:`spawn`) and stops it; started by
+hand it is ``python3 -m stackctl.warm.server STATE RUN CGROUP_PARENT``. One per node:
+``<run>/warm.lock``; a newer server replaces a running one (an upgraded stackctl takes over).
+Only clients with the server's own uid are served (SO_PEERCRED; the socket is 0600 in the
+0700 run directory). SIGTERM/SIGINT: stop accepting, give the pool up (each slot removes
+itself), leave running workers to finish, exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+from stackctl.paths import NodePaths
+from stackctl.runtime.containers import pool
+from stackctl.warm import client
+from stackctl.warm.client import SOCKET_NAME, decode_request, frame
+
+POOL_SIZE = 2
+REFILL_QUIET = 0.1
+REQUEST_TIMEOUT = 10.0
+MAX_REQUEST = 8 << 20
+
+
+def lock_path(paths: NodePaths) -> str:
+    return os.path.join(paths.run, "warm.lock")
+
+
+def pid_path(paths: NodePaths) -> str:
+    return os.path.join(paths.run, "warm.pid")
+
+
+def running_pid(paths: NodePaths) -> int | None:
+    """The pid of this node's warm server if one holds its lock, else None."""
+    try:
+        fd = os.open(lock_path(paths), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: a server runs
+        else:
+            return None
+    finally:
+        os.close(fd)  # (releases the lock if we took it)
+    try:
+        with open(pid_path(paths)) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def preload() -> None:
+    """Import what the warm commands run, so that a worker starts with it loaded."""
+    import json  # noqa: F401
+    import resource  # noqa: F401
+    import termios  # noqa: F401
+    import threading  # noqa: F401
+    import tty  # noqa: F401
+
+    from stackctl.cli import attach_client, common, main, run_cmd  # noqa: F401
+    from stackctl.runtime import imageconfig, manager, names, records  # noqa: F401
+    from stackctl.runtime.containers import api, caps, linux, process, rootfs, seccomp, users  # noqa: F401
+    from stackctl.runtime.containers.cgroups import detect, v1, v2  # noqa: F401
+    from stackctl.runtime.images import refs, store  # noqa: F401
+
+    main._cli()  # click and the command group, for the runs fast_run hands to click
+    from stackctl import trace  # noqa: F401
+    from stackctl.cli import stack_scoped  # noqa: F401
+    from stackctl.runtime.containers import monitor  # noqa: F401 - pool slots become monitors by fork
+
+    # Objects made so far are never collected: a forked worker or monitor then does not write
+    # to (and so copy) the server's pages when its collector runs.
+    import gc
+
+    gc.freeze()
+
+
+class Server:
+    """The zygote. It never talks to a client itself: one pre-forked *spare* worker waits in
+    ``accept`` holding a pool slot, so a connection meets a process that is already forked and
+    set up. Having accepted, the spare passes the connection back over its control socket
+    (the server reports a worker killed by a signal to its client) and serves it; the server
+    forks the next spare and, while no worker is busy, tops the pool up."""
+
+    def __init__(self, paths: NodePaths, pool_size: int = POOL_SIZE) -> None:
+        self.paths, self.pool_size = paths, pool_size
+        self.slots: list[pool.Slot] = []  # ready, not handed out
+        # busy worker pid -> (its client's connection, when it took it)
+        self.workers: dict[int, tuple[socket.socket, float]] = {}
+        self.spare: tuple[int, socket.socket] | None = None  # (pid, our end of its control socket)
+        self.spare_has_slot = False
+        self.listener: socket.socket | None = None
+        self.socket_ino = 0
+        self.stopping = False
+
+    # -- lifetime --
+    def serve(self) -> None:
+        lock_fd = _take_over(self.paths)
+        wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._wake = (wake_r, wake_w)
+        signal.set_wakeup_fd(wake_w)
+        for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, self._on_signal)
+        try:
+            self.listener = _listen(os.path.join(self.paths.run, SOCKET_NAME))
+            self.socket_ino = os.stat(os.path.join(self.paths.run, SOCKET_NAME)).st_ino
+            _write_pid(self.paths)
+            _log(f"warm server {os.getpid()} ready on {self.paths.run}/{SOCKET_NAME}, pool of {self.pool_size}")
+            while not self.stopping:
+                self._reap()
+                if self.spare is None:
+                    self._fork_spare()
+                self._refill()
+                watch = [wake_r] + ([self.spare[1]] if self.spare else [])
+                short = len(self.slots) + self.spare_has_slot < self.pool_size
+                wait = self._refill_wait() if short else None  # wake to refill when quiet
+                if self.spare is None:  # could not fork one: try again soon
+                    wait = min(wait or 1.0, 1.0)
+                ready, _, _ = select.select(watch, [], [], wait)
+                if wake_r in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 512)
+                if self.spare is not None and self.spare[1] in ready:
+                    self._spare_took()
+        finally:
+            self._shut_down(lock_fd)
+
+    def _shut_down(self, lock_fd: int) -> None:
+        if self.listener is not None:
+            path = os.path.join(self.paths.run, SOCKET_NAME)
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_ino == self.socket_ino:  # not a newer server's
+                    os.unlink(path)
+            self.listener.close()
+        if self.spare is not None:
+            pid, ctl = self.spare
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)  # it only waits in accept; its slot removes itself
+                os.waitpid(pid, 0)
+            ctl.close()
+        for slot in self.slots:
+            slot.close()
+        self.slots.clear()
+        with contextlib.suppress(OSError):
+            os.unlink(pid_path(self.paths))
+        os.close(lock_fd)
+        _log(f"warm server {os.getpid()} stopped")
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        if signum != signal.SIGCHLD:
+            self.stopping = True
+
+    def _refill(self) -> None:
+        """Top the pool up while no worker is busy (a refill's work would compete with it); a
+        spare without a slot gets one."""
+        while (not self.stopping and len(self.slots) + self.spare_has_slot < self.pool_size
+               and self._refill_wait() == 0):
+            try:
+                self.slots.append(pool.fill(self.paths))
+            except OSError as e:
+                _log(f"cannot fill the start pool: {e}")
+                break
+        if self.spare is not None and not self.spare_has_slot and self.slots:
+            slot = self.slots.pop(0)
+            try:
+                socket.send_fds(self.spare[1], [slot.name.encode()], list(slot.fds()))
+                self.spare_has_slot = True
+            except OSError:
+                pass
+            slot.close()  # our copies
+
+    def _refill_wait(self) -> float:
+        """Seconds until the pool may be refilled: not while a worker is in its first
+        REFILL_QUIET seconds (the refill's forks would slow its start), else now."""
+        now = time.monotonic()
+        return max([0.0] + [started + REFILL_QUIET - now for _c, started in self.workers.values()])
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.spare is not None and pid == self.spare[0]:  # died before taking a client
+                self.spare[1].close()
+                self.spare, self.spare_has_slot = None, False
+                continue
+            conn, _started = self.workers.pop(pid, (None, 0.0))
+            if conn is None:
+                continue
+            if os.WIFSIGNALED(status):  # it could not say how it ended: say it for it
+                with contextlib.suppress(OSError):
+                    conn.sendall(frame(b"X", 128 + os.WTERMSIG(status)))
+            conn.close()
+
+    # -- workers --
+    def _fork_spare(self) -> None:
+        slot = self.slots.pop(0) if self.slots else None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = os.fork()
+        except OSError as e:
+            _log(f"cannot fork a worker: {e}")
+            ours.close()
+            theirs.close()
+            if slot is not None:
+                self.slots.insert(0, slot)
+            return
+        if pid == 0:
+            code = 70
+            try:
+                ours.close()
+                code = self._in_spare(theirs, slot)
+            except BaseException:  # noqa: BLE001 - a worker never returns into the server's loop
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.spare, self.spare_has_slot = (pid, ours), slot is not None
+        if slot is not None:
+            slot.close()  # our copies only: the spare holds the slot now
+
+    def _spare_took(self) -> None:
+        pid, ctl = self.spare
+        try:
+            _msg, fds, _flags, _addr = socket.recv_fds(ctl, 16, 1)
+        except OSError:
+            fds = []
+        ctl.close()
+        self.spare, self.spare_has_slot = None, False
+        if fds:
+            self.workers[pid] = (socket.socket(fileno=fds[0]), time.monotonic())
+        # else: it died; _reap collects it
+
+    def _in_spare(self, ctl: socket.socket, slot: pool.Slot | None) -> int:
+        """The spare, then the worker: wait for a client (and take a slot if the server sends
+        one meanwhile), hand the connection to the server, serve the request. The exit status
+        of this process (0 once the client has its status frame)."""
+        signal.set_wakeup_fd(-1)
+        for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for fd in self._wake:
+            os.close(fd)
+        for other in self.slots:
+            other.close()
+        for c, _started in self.workers.values():
+            c.close()
+        pool.hold([slot] if slot is not None else [])
+        client.in_worker = True
+        os.setsid()
+        while True:
+            ready, _, _ = select.select([self.listener, ctl], [], [])
+            if ctl in ready:
+                msg, fds, _flags, _addr = socket.recv_fds(ctl, 64, 3)
+                if not msg:
+                    return 0  # the server is gone
+                if len(fds) == 3:
+                    pool.hold([pool.Slot(self.paths, msg.decode(), *fds)])
+            if self.listener in ready:
+                try:
+                    conn, _ = self.listener.accept()
+                except OSError:
+                    continue
+                break
+        self.listener.close()
+        socket.send_fds(ctl, [b"T"], [conn.fileno()])
+        ctl.close()
+        from stackctl.trace import mark
+
+        try:
+            argv, environ, umask, fds = _receive(conn)
+        except (OSError, ValueError) as e:
+            _log(f"warm worker {os.getpid()}: bad request: {e}")
+            return 0  # the client sees EOF before a pid: it runs the command itself
+        _adopt(fds, environ, umask)
+        mark("warm: worker has the request")
+        conn.sendall(frame(b"P", os.getpid()))
+        code = run_cli([os.fsdecode(a) for a in argv[1:]])
+        with contextlib.suppress(OSError):
+            conn.sendall(frame(b"X", code))
+        return 0
+
+
+def run_cli(args: list[str]) -> int:
+    """:func:`stackctl.cli.main.main` as the client would have run it; its exit status."""
+    from stackctl import trace
+    from stackctl.cli.main import main
+
+    code: int = 0
+    try:
+        main(args)
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            sys.stderr.write(f"{e.code}\n")
+            code = 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        code = 130
+    finally:
+        trace.report_now()
+        for f in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                f.flush()
+    return code
+
+
+def _receive(conn: socket.socket) -> tuple[list[bytes], list[bytes], int, list[int]]:
+    uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+    if uid != os.geteuid():
+        raise ValueError(f"client uid {uid} is not the server's {os.geteuid()}")
+    conn.settimeout(REQUEST_TIMEOUT)
+    fds: list[int] = []
+    msg, anc, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += [int.from_bytes(data[i:i + 4], sys.byteorder) for i in range(0, len(data) - len(data) % 4, 4)]
+    try:
+        if len(fds) != 4:
+            raise ValueError(f"expected 4 descriptors, got {len(fds)}")
+        if msg[:2] != b"W1" or len(msg) < 6:
+            raise ValueError("not a warm request")
+        size = int.from_bytes(msg[2:6], "big")
+        if size > MAX_REQUEST:
+            raise ValueError("request too large")
+        body = msg[6:]
+        while len(body) < size:
+            chunk = conn.recv(min(1 << 20, size - len(body)))
+            if not chunk:
+                raise ValueError("truncated request")
+            body += chunk
+        argv, environ, umask = decode_request(body[:size])
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    conn.settimeout(None)
+    return argv, environ, umask, fds
+
+
+def _adopt(fds: list[int], environ: list[bytes], umask: int) -> None:
+    """Become the client: its stdio, directory, umask and environment."""
+    from stackctl import trace
+
+    for i in (0, 1, 2):
+        os.dup2(fds[i], i)
+    os.fchdir(fds[3])
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    os.umask(umask)
+    os.environ.clear()
+    for entry in environ:
+        k, sep, v = entry.partition(b"=")
+        if sep and k:
+            os.environb[k] = v
+    trace.configure(os.environ)
+    # streams as a fresh interpreter would make them for these descriptors (a terminal gets
+    # line buffering)
+    enc, errs = sys.stdout.encoding, sys.stdout.errors
+    sys.stdin = open(0, "r", encoding=enc, errors=errs, closefd=False)  # noqa: SIM115 - the process's own
+    sys.stdout = open(1, "w", encoding=enc, errors=errs, closefd=False, buffering=1 if os.isatty(1) else -1)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding=enc, errors="backslashreplace", closefd=False, buffering=1)  # noqa: SIM115
+
+
+def _listen(path: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    tmp = path + f".{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    old = os.umask(0o177)
+    try:
+        s.bind(tmp)
+    finally:
+        os.umask(old)
+    s.listen(64)
+    os.replace(tmp, path)  # atomically: a client never finds no socket while one is replaced
+    return s
+
+
+def _take_over(paths: NodePaths, timeout: float = 5.0) -> int:
+    """This node's warm lock, asking a running server to stop first."""
+    os.makedirs(paths.run, mode=0o700, exist_ok=True)
+    fd = os.open(lock_path(paths), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + timeout
+    asked = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        if not asked:
+            asked = True
+            with contextlib.suppress(OSError, ValueError):
+                with open(pid_path(paths)) as f:
+                    os.kill(int(f.read().strip()), signal.SIGTERM)
+        if time.monotonic() > deadline:
+            os.close(fd)
+            raise SystemExit(f"warm server: another one holds {lock_path(paths)} and did not stop")
+        time.sleep(0.02)
+
+
+def _write_pid(paths: NodePaths) -> None:
+    tmp = pid_path(paths) + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(tmp, pid_path(paths))
+
+
+def _log(text: str) -> None:
+    sys.stderr.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + text + "\n")
+    sys.stderr.flush()
+
+
+def spawn(paths: NodePaths, log_fd: int) -> int:
+    """Start a warm server for ``paths`` in the background (stdout/stderr on ``log_fd``); its pid."""
+    import subprocess
+
+    p = subprocess.Popen([sys.executable, "-m", "stackctl.warm.server", paths.state, paths.run, paths.cgroup_parent],
+                         stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, cwd="/", start_new_session=True)
+    return p.pid
+
+
+def stop(paths: NodePaths, pid: int, timeout: float = 5.0) -> None:
+    """Stop the server ``spawn`` started (its workers finish on their own)."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        time.sleep(0.01)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def main(argv: list[str]) -> int:
+    state, run, cgroup_parent = argv[1:4]
+    paths = NodePaths(state=state, run=run, cgroup_parent=cgroup_parent)
+    os.chdir("/")
+    preload()
+    size = int(os.environ.get("STACKCTL_WARM_POOL", POOL_SIZE))
+    Server(paths, pool_size=max(0, size)).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
