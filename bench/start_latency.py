@@ -70,6 +70,16 @@ def measure(argv_for, n: int, env=None) -> list[float]:
     return out
 
 
+def _wait_warm(run: str, timeout: float = 10.0) -> None:
+    """Until the agent's warm server listens and has its pool of prepared starts."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(os.path.join(run, "warm.sock")):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the agent's warm server did not start (see <state>/agent.log)")
+        time.sleep(0.05)
+    time.sleep(0.5)  # the pool fills in the background
+
+
 def p95(xs: list[float]) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]
@@ -119,6 +129,15 @@ def main() -> int:
             is_launcher = False
         if is_launcher:
             results["stackctl run --rm (launcher)"] = measure(lambda i: [fast, "run", "--rm", "bench-bb:latest", "true"], n, env)
+            # With the node's agent running, as on any node stackctl manages (Docker's daemon
+            # runs too when `docker run` is measured): the agent's warm server takes the run.
+            subprocess.run([fast, "agent", "serve"], env=env, check=True, capture_output=True)
+            try:
+                _wait_warm(run)
+                results["stackctl run --rm (agent up: warm)"] = measure(
+                    lambda i: [fast, "run", "--rm", "bench-bb:latest", "true"], n, env)
+            finally:
+                subprocess.run([fast, "agent", "stop"], env=env, capture_output=True)
         else:
             print(f"no fast launcher at {fast} (python3 -m stackctl.launcher installs it)", file=sys.stderr)
 
@@ -157,17 +176,23 @@ def main() -> int:
 
     base = statistics.median(results["crun run"]) if "crun run" in results else None
     print(f"start latency, /bin/true, {n} runs each (ms)")
-    print(f"{'tool':<36}{'median':>9}{'p95':>9}{'vs crun':>10}")
+    print(f"{'tool':<38}{'median':>9}{'p95':>9}{'vs crun':>10}")
     for name, xs in results.items():
         med = statistics.median(xs)
         ratio = f"{med / base:.2f}x" if base else "-"
-        print(f"{name:<36}{med:>9.1f}{p95(xs):>9.1f}{ratio:>10}")
+        print(f"{name:<38}{med:>9.1f}{p95(xs):>9.1f}{ratio:>10}")
     return 0
 
 
 def _cleanup(tmp: str, cgparent: str) -> None:
-    """Stop whatever the stackctl runs left (by the PIDs in their state), unmount below tmp,
-    remove our cgroups and the directory."""
+    """Stop whatever the stackctl runs left (by the PIDs in their state, and an agent or warm
+    server by its pid file), unmount below tmp, remove our cgroups and the directory."""
+    for pidfile in ("agent.pid", "warm.pid"):
+        try:
+            with open(os.path.join(tmp, "run", pidfile)) as f:
+                os.kill(int(f.read().strip()), 15)
+        except (OSError, ValueError):
+            pass
     cdir = os.path.join(tmp, "state", "containers")
     if os.path.isdir(cdir):
         for cid in os.listdir(cdir):

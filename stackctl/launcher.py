@@ -44,8 +44,8 @@ def render(python: str, paths: list[str]) -> str:
         "# Python without `site` (no .pth files run), with the paths a normal start would use.\n"
         "import sys\n"
         f"sys.path += {paths!r}\n"
-        "from stackctl.cli.main import main\n"
-        "sys.exit(main())\n"
+        "from stackctl.warm.client import launch\n"
+        "launch()\n"
     )
 
 

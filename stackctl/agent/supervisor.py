@@ -48,6 +48,7 @@ log = logging.getLogger("stackctl.agent")
 
 Prober = Callable[[str, list[str], float], Awaitable[ProbeResult]]
 DNS_CHECK_EVERY = 5.0
+COALESCE = 0.02
 
 
 def probe_command(paths: NodePaths, cid: str, argv: list[str]) -> list[str]:
@@ -205,6 +206,9 @@ class Supervisor:
 
                     async def on_change() -> None:
                         await self._watcher.wait_changed(self.rescan_every)
+                        # one scan for a burst of changes (a `run --rm` writes its record,
+                        # starts, exits and is removed within ~20 ms), not one per file
+                        await trio.sleep(COALESCE)
                         race.cancel_scope.cancel()
 
                     race.start_soon(on_poke)

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     from stackctl.warm.client import try_warm
 
-    code = try_warm(args)  # None: no warm server for this command; run it here
+    code = try_warm(args, os.environb)  # None: no warm server for this command; run it here
     if code is not None:
         sys.stderr.flush()
         os._exit(code)  # nothing of ours to tear down: skip the interpreter's finalization

@@ -1,8 +1,9 @@
 """The CLI's side of the warm path: hand the command to the node's warm server, if one runs.
 
-Imported first by every ``stackctl`` command, so it imports only what the interpreter has
-already loaded or that is built in (``os``, ``sys``, ``_socket``, ``_signal``): the cold path
-pays a dictionary lookup, or one ``connect`` to a missing socket when the command is warmable.
+The launcher (:mod:`stackctl.launcher`) calls :func:`launch` before anything else is
+imported, so this module uses only what is built into the interpreter (``posix`` rather than
+``os``, whose import costs ~1 ms; ``sys``, ``_socket``, ``_signal``): the cold path pays a
+dictionary lookup, or one ``connect`` to a missing socket when the command is warmable.
 
 The request (one message on ``<run>/warm.sock``): ``b"W1"``, a 4-byte big-endian length, then
 ``umask \\0 argc \\0 argv... \\0 environ...`` (NUL-separated bytes), with the client's stdin,
@@ -12,7 +13,7 @@ signals the client receives are forwarded to it, as a command run here would get
 (the command's exit status: the client exits with it), ``F`` (the server declines: run here).
 """
 
-import os
+import posix
 import sys
 
 # commands the warm server runs: `run` is the one whose latency matters (see docs/warm.md)
@@ -24,12 +25,14 @@ FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SI
 
 # set in the warm server's worker: a command it runs must not hand itself back
 in_worker = False
+# set once a process has tried: a fallback to the cold path does not try again
+tried = False
 
 
 def socket_path(environ) -> str:
     """The warm server's socket for the node that ``environ``'s STACKCTL_RUN_DIR names (the
     default as :func:`stackctl.paths.default_paths`)."""
-    return os.path.join(environ.get("STACKCTL_RUN_DIR", "/run/stackctl"), SOCKET_NAME)
+    return environ.get("STACKCTL_RUN_DIR", "/run/stackctl").rstrip("/") + "/" + SOCKET_NAME
 
 
 def encode_request(argv: list[bytes], environ: list[bytes], umask: int) -> bytes:
@@ -54,43 +57,46 @@ def frame(kind: bytes, value: int) -> bytes:
     return kind + value.to_bytes(4, "big", signed=True)
 
 
-def try_warm(args: list[str]) -> int | None:
+def try_warm(args: list[str], environ=None) -> int | None:
     """Run ``stackctl ARGS`` on the warm server and return its exit status, or None when it
-    should run here: not a warm command, STACKCTL_WARM=0, no server answering, a standard
+    should run here (``environ``: the environment as bytes, by default the process's): not a warm command, STACKCTL_WARM=0, no server answering, a standard
     descriptor closed, or the server declined. Once the server has accepted the command it is
     never run twice: a server that dies midway is an error (exit 125)."""
-    if in_worker or not args or args[0] not in WARM_COMMANDS or os.environ.get("STACKCTL_WARM") == "0":
+    global tried
+    env = posix.environ if environ is None else environ  # bytes keys and values
+    if in_worker or tried or not args or args[0] not in WARM_COMMANDS or env.get(b"STACKCTL_WARM") == b"0":
         return None
+    tried = True
     import _socket
 
-    if "STACKCTL_TRACE" in os.environ:
+    if b"STACKCTL_TRACE" in env:
         from stackctl.trace import mark
 
         mark("warm: client connects")
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         try:
-            s.connect(socket_path(os.environ))
+            s.connect(env.get(b"STACKCTL_RUN_DIR", b"/run/stackctl").rstrip(b"/") + b"/" + SOCKET_NAME.encode())
         except OSError:
             return None
-        return _converse(s, args)
+        return _converse(s, args, env)
     finally:
         s.close()
 
 
-def _converse(s, args: list[str]) -> int | None:
+def _converse(s, args: list[str], environ) -> int | None:
     import _socket
 
     try:
         for fd in (0, 1, 2):
-            os.fstat(fd)
-        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            posix.fstat(fd)
+        cwd = posix.open(".", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     except OSError:
         return None
-    umask = os.umask(0o022)
-    os.umask(umask)
-    argv = [os.fsencode(a) for a in ["stackctl", *args]]
-    env = [k + b"=" + v for k, v in os.environb.items()]
+    umask = posix.umask(0o022)
+    posix.umask(umask)
+    argv = [a.encode("utf-8", "surrogateescape") for a in ["stackctl", *args]]  # as os.fsencode on Linux
+    env = [k + b"=" + v for k, v in environ.items()]
     data = encode_request(argv, env, umask)
     fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, cwd))
     try:
@@ -100,7 +106,7 @@ def _converse(s, args: list[str]) -> int | None:
     except OSError:
         return None  # nothing was accepted yet
     finally:
-        os.close(cwd)
+        posix.close(cwd)
     buf = b""
     worker = 0
     forwarding = False
@@ -138,9 +144,21 @@ def _forward_signals(pid: int) -> None:
 
     def forward(signum, _frame) -> None:
         try:
-            os.kill(pid, signum)
+            posix.kill(pid, signum)
         except OSError:
             pass
 
     for name in FORWARDED:
         _signal.signal(getattr(_signal, name), forward)
+
+
+def launch() -> None:
+    """The ``stackctl`` command: the warm server if it takes the command, else
+    :func:`stackctl.cli.main.main`."""
+    code = try_warm(sys.argv[1:])
+    if code is not None:
+        sys.stderr.flush()
+        posix._exit(code)  # nothing of ours to tear down: skip the interpreter's finalization
+    from stackctl.cli.main import main
+
+    main()

@@ -81,8 +81,8 @@ def preload() -> None:
     import tty  # noqa: F401
 
     from stackctl.cli import attach_client, common, main, run_cmd  # noqa: F401
-    from stackctl.runtime import imageconfig, manager, names, records  # noqa: F401
-    from stackctl.runtime.containers import api, caps, linux, process, rootfs, seccomp, users  # noqa: F401
+    from stackctl.runtime import imageconfig, logs, manager, names, records  # noqa: F401
+    from stackctl.runtime.containers import api, caps, etcfiles, linux, process, rootfs, seccomp, users  # noqa: F401
     from stackctl.runtime.containers.cgroups import detect, v1, v2  # noqa: F401
     from stackctl.runtime.images import refs, store  # noqa: F401
 

@@ -68,15 +68,15 @@ def test_render_runs_stackctl_version_with_the_real_interpreter(tmp_path):
 def test_render_imports_stackctl_from_the_given_path_only(tmp_path):
     # a stand-in package: proves which directory the script imports from
     fake = tmp_path / "fake"
-    (fake / "stackctl" / "cli").mkdir(parents=True)
+    (fake / "stackctl" / "warm").mkdir(parents=True)
     (fake / "stackctl" / "__init__.py").write_text("")
-    (fake / "stackctl" / "cli" / "__init__.py").write_text("")
-    (fake / "stackctl" / "cli" / "main.py").write_text(
+    (fake / "stackctl" / "warm" / "__init__.py").write_text("")
+    (fake / "stackctl" / "warm" / "client.py").write_text(
         "import sys\n"
-        "def main():\n"
+        "def launch():\n"
         "    import stackctl\n"
         "    print('FAKE', stackctl.__file__, sys.argv[1:], sys.flags.no_site, sys.flags.isolated)\n"
-        "    return 7\n")
+        "    sys.exit(7)\n")
     script = _write_script(tmp_path / "stackctl", launcher.render(PYTHON, [str(fake)]))
     p = _run(script, "--version")
     assert p.returncode == 7, p.stderr

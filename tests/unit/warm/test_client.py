@@ -36,25 +36,43 @@ def test_frames():
     assert int.from_bytes(client.frame(b"X", -1)[1:], "big", signed=True) == -1
 
 
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch):
+    monkeypatch.setattr(client, "tried", False)
+
+
+def _env(tmp_path, **extra):
+    return {b"STACKCTL_RUN_DIR": str(tmp_path).encode(), **{k.encode(): v.encode() for k, v in extra.items()}}
+
+
 def test_socket_path_follows_the_run_dir():
     assert client.socket_path({"STACKCTL_RUN_DIR": "/tmp/n1"}) == "/tmp/n1/warm.sock"
     assert client.socket_path({}) == "/run/stackctl/warm.sock"
 
 
-def test_only_warm_commands_go_to_the_server(tmp_path, monkeypatch):
-    monkeypatch.setenv("STACKCTL_RUN_DIR", str(tmp_path))
-    assert client.try_warm(["ps"]) is None
-    assert client.try_warm([]) is None
+def test_only_warm_commands_go_to_the_server(tmp_path):
+    assert client.try_warm(["ps"], _env(tmp_path)) is None
+    assert client.try_warm([], _env(tmp_path)) is None
     # no server: the command runs here
-    assert client.try_warm(["run", "bb", "true"]) is None
+    assert client.try_warm(["run", "bb", "true"], _env(tmp_path)) is None
 
 
-def test_a_stale_socket_means_run_here(tmp_path, monkeypatch):
-    monkeypatch.setenv("STACKCTL_RUN_DIR", str(tmp_path))
+def test_a_process_tries_once_and_can_opt_out(tmp_path, monkeypatch):
+    pid = _serve_once(tmp_path, client.frame(b"X", 4))
+    try:
+        assert client.try_warm(["run", "bb", "true"], _env(tmp_path, STACKCTL_WARM="0")) is None
+        monkeypatch.setattr(client, "_forward_signals", lambda pid: None)
+        assert client.try_warm(["run", "bb", "true"], _env(tmp_path)) == 4
+        assert client.try_warm(["run", "bb", "true"], _env(tmp_path)) is None  # tried already
+    finally:
+        os.waitpid(pid, 0)
+
+
+def test_a_stale_socket_means_run_here(tmp_path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(str(tmp_path / "warm.sock"))
     s.close()  # the file stays, nobody listens: ECONNREFUSED
-    assert client.try_warm(["run", "bb", "true"]) is None
+    assert client.try_warm(["run", "bb", "true"], _env(tmp_path)) is None
 
 
 def _serve_once(tmp_path, reply: bytes):
@@ -84,21 +102,19 @@ def _serve_once(tmp_path, reply: bytes):
     (client.frame(b"P", 1), 125),  # taken, then lost: never run twice
 ])
 def test_client_follows_the_server(tmp_path, monkeypatch, reply, expected):
-    monkeypatch.setenv("STACKCTL_RUN_DIR", str(tmp_path))
     monkeypatch.setattr(client, "_forward_signals", lambda pid: None)
     pid = _serve_once(tmp_path, reply)
     try:
-        assert client.try_warm(["run", "bb", "true"]) == expected
+        assert client.try_warm(["run", "bb", "true"], _env(tmp_path)) == expected
     finally:
         os.waitpid(pid, 0)
 
 
 def test_worker_does_not_hand_commands_back(tmp_path, monkeypatch):
-    monkeypatch.setenv("STACKCTL_RUN_DIR", str(tmp_path))
     monkeypatch.setattr(client, "in_worker", True)
     pid = _serve_once(tmp_path, client.frame(b"X", 9))
     try:
-        assert client.try_warm(["run", "bb", "true"]) is None
+        assert client.try_warm(["run", "bb", "true"], _env(tmp_path)) is None
     finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
