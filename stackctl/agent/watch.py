@@ -1,5 +1,6 @@
 """Wake up when a container's ``state.json`` changes: inotify through ctypes, waited on with
-trio (``wait_readable``), so that an exit is seen within milliseconds with no polling cost.
+trio (``wait_readable``), so that an exit is seen within tens of milliseconds (the supervisor
+coalesces a burst for 20 ms) with no polling cost.
 
 Why inotify rather than polling mtimes: a restart policy and a rolling update react to exits,
 and a 0.5 s poll would add up to 0.5 s to every reaction (and N stats per tick for nothing).

@@ -422,7 +422,7 @@ class Monitor:
         if self._cgroup is None:
             from stackctl.runtime.containers.cgroups import detect
 
-            self._cgroup = detect.open_cgroup(detect.layout(), self.parent, self.id)
+            self._cgroup = detect.open_cgroup(_LAYOUT or detect.layout(), self.parent, self.id)
         return self._cgroup
 
     def teardown(self) -> None:
@@ -450,6 +450,9 @@ class Monitor:
             _rmtree(self.cdir)
 
 
+_LAYOUT: dict | None = None  # the cgroup layout, read ahead by a pool slot's monitor
+
+
 def _read_all(fd: int) -> bytes:
     data = b""
     try:
@@ -470,7 +473,7 @@ def unclaimed(parent: str, cgroup_name: str, fds: dict) -> int:
         pass
     from stackctl.runtime.containers.cgroups import detect
 
-    cg = detect.open_cgroup(detect.layout(), parent, cgroup_name)
+    cg = detect.open_cgroup(_LAYOUT or detect.layout(), parent, cgroup_name)
     cg.kill_all()
     cg.remove()
     return 0
@@ -493,6 +496,11 @@ def main(argv: list[str]) -> int:
     fds = dict(zip(("pid", "ready", "err", "sync", "out", "errout", "stdin", "console", "claim"),
                    map(int, fdlist.split(","))))
     if "p" in flags:
+        # while it waits: what the exit path needs (the OOM check reads the cgroup)
+        from stackctl.runtime.containers.cgroups import detect
+
+        global _LAYOUT
+        _LAYOUT = detect.layout()
         claim = _read_all(fds["claim"]).decode()
         if not claim:
             return unclaimed(parent, cdir, fds)

@@ -191,3 +191,16 @@ def test_a_new_server_takes_over(warm):
     finally:
         warm.server = new  # the fixture stops it
         log.close()
+
+
+def test_a_killed_server_leaves_nothing(warm):
+    """SIGKILL: no shutdown code runs; the spare sees its control socket close and the slots
+    their pipes, and each goes by itself."""
+    assert warm("run", "--rm", IMG, "true").returncode == 0  # a worker came and went
+    warm.server.kill()
+    warm.server.wait(timeout=10)
+    _wait_for(lambda: not _pool_cgroups(warm.paths), what="the pool's cgroups to go")
+    _wait_for(lambda: not [p for p in _processes_of(warm.paths) if "warm.server" in p],
+              what="the spare and the slots to go")
+    p = warm("run", "--rm", IMG, "echo", "cold")  # the socket file is left: the client runs cold
+    assert (p.returncode, p.stdout) == (0, "cold\n")
