@@ -37,6 +37,7 @@ from stackctl.warm.client import SOCKET_NAME, decode_request, frame
 
 POOL_SIZE = 2
 REFILL_QUIET = 0.1
+SLOT_CLEANUP_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 10.0
 MAX_REQUEST = 8 << 20
 
@@ -111,7 +112,7 @@ class Server:
         # busy worker pid -> (its client's connection, when it took it)
         self.workers: dict[int, tuple[socket.socket, float]] = {}
         self.spare: tuple[int, socket.socket] | None = None  # (pid, our end of its control socket)
-        self.spare_has_slot = False
+        self.spare_slot = 0  # the monitor pid of the slot the spare holds (0: none)
         self.listener: socket.socket | None = None
         self.socket_ino = 0
         self.stopping = False
@@ -135,7 +136,7 @@ class Server:
                     self._fork_spare()
                 self._refill()
                 watch = [wake_r] + ([self.spare[1]] if self.spare else [])
-                short = len(self.slots) + self.spare_has_slot < self.pool_size
+                short = len(self.slots) + bool(self.spare_slot) < self.pool_size
                 wait = self._refill_wait() if short else None  # wake to refill when quiet
                 if self.spare is None:  # could not fork one: try again soon
                     wait = min(wait or 1.0, 1.0)
@@ -155,6 +156,7 @@ class Server:
                 if os.stat(path).st_ino == self.socket_ino:  # not a newer server's
                     os.unlink(path)
             self.listener.close()
+        unclaimed = [s.pid for s in self.slots] + [self.spare_slot]
         if self.spare is not None:
             pid, ctl = self.spare
             with contextlib.suppress(OSError):
@@ -164,6 +166,7 @@ class Server:
         for slot in self.slots:
             slot.close()
         self.slots.clear()
+        _wait_children([p for p in unclaimed if p], SLOT_CLEANUP_TIMEOUT)
         with contextlib.suppress(OSError):
             os.unlink(pid_path(self.paths))
         os.close(lock_fd)
@@ -176,18 +179,18 @@ class Server:
     def _refill(self) -> None:
         """Top the pool up while no worker is busy (a refill's work would compete with it); a
         spare without a slot gets one."""
-        while (not self.stopping and len(self.slots) + self.spare_has_slot < self.pool_size
+        while (not self.stopping and len(self.slots) + bool(self.spare_slot) < self.pool_size
                and self._refill_wait() == 0):
             try:
                 self.slots.append(pool.fill(self.paths))
             except OSError as e:
                 _log(f"cannot fill the start pool: {e}")
                 break
-        if self.spare is not None and not self.spare_has_slot and self.slots:
+        if self.spare is not None and not self.spare_slot and self.slots:
             slot = self.slots.pop(0)
             try:
                 socket.send_fds(self.spare[1], [slot.name.encode()], list(slot.fds()))
-                self.spare_has_slot = True
+                self.spare_slot = slot.pid
             except OSError:
                 pass
             slot.close()  # our copies
@@ -208,7 +211,7 @@ class Server:
                 return
             if self.spare is not None and pid == self.spare[0]:  # died before taking a client
                 self.spare[1].close()
-                self.spare, self.spare_has_slot = None, False
+                self.spare, self.spare_slot = None, 0
                 continue
             conn, _started = self.workers.pop(pid, (None, 0.0))
             if conn is None:
@@ -243,7 +246,7 @@ class Server:
             finally:
                 os._exit(code)
         theirs.close()
-        self.spare, self.spare_has_slot = (pid, ours), slot is not None
+        self.spare, self.spare_slot = (pid, ours), slot.pid if slot is not None else 0
         if slot is not None:
             slot.close()  # our copies only: the spare holds the slot now
 
@@ -254,7 +257,7 @@ class Server:
         except OSError:
             fds = []
         ctl.close()
-        self.spare, self.spare_has_slot = None, False
+        self.spare, self.spare_slot = None, 0
         if fds:
             self.workers[pid] = (socket.socket(fileno=fds[0]), time.monotonic())
         # else: it died; _reap collects it
@@ -435,6 +438,23 @@ def _write_pid(paths: NodePaths) -> None:
     with open(tmp, "w") as f:
         f.write(f"{os.getpid()}\n")
     os.replace(tmp, pid_path(paths))
+
+
+def _wait_children(pids: list[int], timeout: float) -> None:
+    """Reap ``pids`` (children: unclaimed slots, removing their cgroups), bounded: when the
+    server has exited, its pool is gone."""
+    deadline = time.monotonic() + timeout
+    left = set(pids)
+    while left and time.monotonic() < deadline:
+        for pid in list(left):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                left.discard(pid)
+        if left:
+            time.sleep(0.005)
 
 
 def _log(text: str) -> None:

@@ -163,14 +163,37 @@ class Node:
                              if line.split()[4].startswith(root + "/")
                              and line.split()[4] != netns_dir]
         out["cgroups"] = []
+        pool_pids: set[int] = set()
         for ctrl in os.listdir("/sys/fs/cgroup"):
             top = os.path.join("/sys/fs/cgroup", ctrl, self.paths.cgroup_parent)
             if os.path.isdir(top):
-                out["cgroups"] += [os.path.join(top, d) for d in os.listdir(top)
-                                   if os.path.isdir(os.path.join(top, d))]
-        out["processes"] = [str(p) for p in processes_mentioning(str(self.tmp))
-                            if p != self.agent_pid()]
+                for d in os.listdir(top):
+                    if not os.path.isdir(os.path.join(top, d)):
+                        continue
+                    if d.startswith("pool-"):  # the agent's warm server's pool (docs/warm.md)
+                        pool_pids |= _pids_in(os.path.join(top, d))
+                    else:
+                        out["cgroups"].append(os.path.join(top, d))
+        infra = {self.agent_pid()} | self._warm_server_family(pool_pids)
+        out["processes"] = [str(p) for p in processes_mentioning(str(self.tmp)) if p not in infra]
         return {k: v for k, v in out.items() if v}
+
+    def _warm_server_family(self, pool_pids: set[int]) -> set[int]:
+        """The agent's warm server and what is node infrastructure of it while it runs: its
+        spare worker (a child with no children) and its unclaimed pool slots (a monitor whose
+        children are all in a pool cgroup, and those children). A monitor of a container,
+        also its child, is not: a container left behind still counts."""
+        try:
+            with open(os.path.join(self.paths.run, "warm.pid")) as f:
+                server = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return set()
+        family = {server} | pool_pids
+        for child in _children(server):
+            grandchildren = _children(child)
+            if not grandchildren or set(grandchildren) <= pool_pids:
+                family.add(child)
+        return family
 
 
 class RequestLoop:
@@ -221,6 +244,22 @@ def check_update_loses_no_request(node: Node, text: str) -> None:
     assert http_get(port).strip() == "v2"
     recreates = [e for e in events_of(p.stdout) if e["action"] == "recreate"]
     assert {e["slot"] for e in recreates} == {"1", "2", "3"}
+
+
+def _pids_in(cgroup_dir: str) -> set[int]:
+    try:
+        with open(os.path.join(cgroup_dir, "cgroup.procs")) as f:
+            return {int(x) for x in f.read().split()}
+    except OSError:
+        return set()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
 
 
 def processes_mentioning(text: str) -> list[int]:
