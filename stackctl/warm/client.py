@@ -16,8 +16,11 @@ signals the client receives are forwarded to it, as a command run here would get
 import posix
 import sys
 
-# commands the warm server runs: `run` is the one whose latency matters (see docs/warm.md)
-WARM_COMMANDS = frozenset({"run"})
+# commands the warm server runs (see docs/warm.md): `run`, whose start latency matters most,
+# and the container verbs that go with it (stack verbs and `agent` run here: they talk to the
+# agent, and `agent stop` would stop the server serving it)
+WARM_COMMANDS = frozenset({"run", "exec", "ps", "logs", "inspect", "rm", "stop", "start", "restart", "kill",
+                           "wait", "top", "stats"})
 SOCKET_NAME = "warm.sock"
 # what a command run here would do on these signals, the worker does instead
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")

@@ -36,6 +36,8 @@ from stackctl.warm import client
 from stackctl.warm.client import SOCKET_NAME, decode_request, frame
 
 POOL_SIZE = 2
+# commands that may start a container (and so claim a pool slot); other workers give it back
+SLOT_COMMANDS = frozenset({"run", "start", "restart"})
 REFILL_QUIET = 0.1
 SLOT_CLEANUP_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 10.0
@@ -102,9 +104,10 @@ def preload() -> None:
 class Server:
     """The zygote. It never talks to a client itself: one pre-forked *spare* worker waits in
     ``accept`` holding a pool slot, so a connection meets a process that is already forked and
-    set up. Having accepted, the spare passes the connection back over its control socket
-    (the server reports a worker killed by a signal to its client) and serves it; the server
-    forks the next spare and, while no worker is busy, tops the pool up."""
+    set up. Having read the request, the spare passes the connection back over its control
+    socket (the server reports a worker killed by a signal to its client), with the slot too
+    when the command starts no container (``SLOT_COMMANDS``), and serves it; the server forks
+    the next spare and tops the pool up once the newest worker is REFILL_QUIET old."""
 
     def __init__(self, paths: NodePaths, pool_size: int = POOL_SIZE) -> None:
         self.paths, self.pool_size = paths, pool_size
@@ -189,7 +192,7 @@ class Server:
         if self.spare is not None and not self.spare_slot and self.slots:
             slot = self.slots.pop(0)
             try:
-                socket.send_fds(self.spare[1], [slot.name.encode()], list(slot.fds()))
+                socket.send_fds(self.spare[1], [f"{slot.name} {slot.pid}".encode()], list(slot.fds()))
                 self.spare_slot = slot.pid
             except OSError:
                 pass
@@ -253,19 +256,23 @@ class Server:
     def _spare_took(self) -> None:
         pid, ctl = self.spare
         try:
-            _msg, fds, _flags, _addr = socket.recv_fds(ctl, 16, 1)
+            msg, fds, _flags, _addr = socket.recv_fds(ctl, 128, 4)
         except OSError:
-            fds = []
+            msg, fds = b"", []
         ctl.close()
         self.spare, self.spare_slot = None, 0
         if fds:
             self.workers[pid] = (socket.socket(fileno=fds[0]), time.monotonic())
+        if len(fds) == 4:  # the slot it did not need
+            _t, name, slot_pid = msg.decode().split()
+            self.slots.insert(0, pool.Slot(self.paths, name, *fds[1:], int(slot_pid)))
         # else: it died; _reap collects it
 
     def _in_spare(self, ctl: socket.socket, slot: pool.Slot | None) -> int:
         """The spare, then the worker: wait for a client (and take a slot if the server sends
-        one meanwhile), hand the connection to the server, serve the request. The exit status
-        of this process (0 once the client has its status frame)."""
+        one meanwhile), read its request, hand the connection (and an unneeded slot) to the
+        server, serve the request. The exit status of this process (0 once the client has its
+        status frame)."""
         signal.set_wakeup_fd(-1)
         for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, signal.SIG_DFL)
@@ -286,7 +293,8 @@ class Server:
                 if not msg:
                     return 0  # the server is gone
                 if len(fds) == 3:
-                    pool.hold([pool.Slot(self.paths, msg.decode(), *fds)])
+                    name, pid = msg.decode().split()
+                    pool.hold([pool.Slot(self.paths, name, *fds, int(pid))])
             if self.listener in ready:
                 try:
                     conn, _ = self.listener.accept()
@@ -294,15 +302,25 @@ class Server:
                     continue
                 break
         self.listener.close()
-        socket.send_fds(ctl, [b"T"], [conn.fileno()])
-        ctl.close()
         from stackctl.trace import mark
 
         try:
             argv, environ, umask, fds = _receive(conn)
         except (OSError, ValueError) as e:
+            socket.send_fds(ctl, [b"T"], [conn.fileno()])
             _log(f"warm worker {os.getpid()}: bad request: {e}")
             return 0  # the client sees EOF before a pid: it runs the command itself
+        # the connection to the server (it reports a worker killed by a signal), and the slot
+        # back to its pool if this command starts no container
+        mine = pool.held()
+        if mine and os.fsdecode(argv[1] if len(argv) > 1 else b"") not in SLOT_COMMANDS:
+            slot = mine[0]
+            pool.hold([])
+            socket.send_fds(ctl, [f"T {slot.name} {slot.pid}".encode()], [conn.fileno(), *slot.fds()])
+            slot.close()
+        else:
+            socket.send_fds(ctl, [b"T"], [conn.fileno()])
+        ctl.close()
         _adopt(fds, environ, umask)
         mark("warm: worker has the request")
         conn.sendall(frame(b"P", os.getpid()))

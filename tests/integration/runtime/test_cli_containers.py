@@ -17,7 +17,7 @@ IMG = "bb:latest"
 
 
 @pytest.fixture
-def cli(node_cli, node_paths, busybox_rootfs):
+def cli(node_cli_both, node_paths, busybox_rootfs):
     from stackctl.runtime.images.archive import import_rootfs
     from stackctl.runtime.images.store import ImageStore
 
@@ -25,7 +25,7 @@ def cli(node_cli, node_paths, busybox_rootfs):
     with open(os.path.join(busybox_rootfs, "data", "seed"), "w") as f:
         f.write("seeded\n")
     import_rootfs(ImageStore(node_paths.images), busybox_rootfs, IMG, changes=['CMD ["sh"]'])
-    return node_cli
+    return node_cli_both
 
 
 def _leftovers(paths, cid):

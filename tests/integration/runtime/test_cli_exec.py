@@ -20,7 +20,7 @@ IMG = "bb:latest"
 
 
 @pytest.fixture
-def cli(node_cli, node_paths, busybox_rootfs):
+def cli(node_cli_both, node_paths, busybox_rootfs):
     from stackctl.runtime.images.archive import import_rootfs
     from stackctl.runtime.images.store import ImageStore
 
@@ -29,7 +29,7 @@ def cli(node_cli, node_paths, busybox_rootfs):
     with open(os.path.join(busybox_rootfs, "etc", "group"), "a") as f:
         f.write("app:x:1000:\n")
     import_rootfs(ImageStore(node_paths.images), busybox_rootfs, IMG, changes=['CMD ["sh"]'])
-    return node_cli
+    return node_cli_both
 
 
 @pytest.fixture

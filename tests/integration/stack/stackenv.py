@@ -175,25 +175,42 @@ class Node:
                     else:
                         out["cgroups"].append(os.path.join(top, d))
         infra = {self.agent_pid()} | self._warm_server_family(pool_pids)
-        out["processes"] = [str(p) for p in processes_mentioning(str(self.tmp)) if p not in infra]
+        out["processes"] = [_describe(p) for p in processes_mentioning(str(self.tmp)) if p not in infra]
         return {k: v for k, v in out.items() if v}
 
     def _warm_server_family(self, pool_pids: set[int]) -> set[int]:
-        """The agent's warm server and what is node infrastructure of it while it runs: its
-        spare worker (a child with no children) and its unclaimed pool slots (a monitor whose
-        children are all in a pool cgroup, and those children). A monitor of a container,
-        also its child, is not: a container left behind still counts."""
+        """The agent's warm server and its descendants that are node infrastructure while it
+        runs (docs/warm.md): its spare worker, its pool slots (also while one is being made)
+        — every descendant that is neither in a container's cgroup nor the parent of a process
+        in one. A container's monitor is the server's child too, and a container left behind
+        still counts."""
         try:
             with open(os.path.join(self.paths.run, "warm.pid")) as f:
                 server = int(f.read().split()[0])
         except (OSError, ValueError, IndexError):
             return set()
         family = {server} | pool_pids
-        for child in _children(server):
-            grandchildren = _children(child)
-            if not grandchildren or set(grandchildren) <= pool_pids:
-                family.add(child)
+        todo = _children(server)
+        while todo:
+            pid = todo.pop()
+            kids = _children(pid)
+            todo += kids
+            if not self._in_container_cgroup(pid) and not any(self._in_container_cgroup(k) for k in kids):
+                family.add(pid)
         return family
+
+    def _in_container_cgroup(self, pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return False
+        for line in lines:
+            path = line.split(":", 2)[2]
+            head, _, name = path.rpartition("/")
+            if head.endswith("/" + self.paths.cgroup_parent) and name and not name.startswith("pool-"):
+                return True
+        return False
 
 
 class RequestLoop:
@@ -244,6 +261,18 @@ def check_update_loses_no_request(node: Node, text: str) -> None:
     assert http_get(port).strip() == "v2"
     recreates = [e for e in events_of(p.stdout) if e["action"] == "recreate"]
     assert {e["slot"] for e in recreates} == {"1", "2", "3"}
+
+
+def _describe(pid: int) -> str:
+    """``pid (ppid) command line`` for a leftover report."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = f.read().rsplit(")", 1)[1].split()[1]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return str(pid)
+    return f"{pid} (parent {ppid}) {cmd[:200]}"
 
 
 def _pids_in(cgroup_dir: str) -> set[int]:
