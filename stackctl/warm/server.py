@@ -104,16 +104,18 @@ def preload() -> None:
 class Server:
     """The zygote. It never talks to a client itself: one pre-forked *spare* worker waits in
     ``accept`` holding a pool slot, so a connection meets a process that is already forked and
-    set up. Having read the request, the spare passes the connection back over its control
-    socket (the server reports a worker killed by a signal to its client), with the slot too
-    when the command starts no container (``SLOT_COMMANDS``), and serves it; the server forks
-    the next spare and tops the pool up once the newest worker is REFILL_QUIET old."""
+    set up. Having accepted, the spare passes the connection to the server over its control
+    socket (the server reports a worker killed by a signal to its client); once it has read
+    the request it passes its slot back too if the command starts no container
+    (``SLOT_COMMANDS``), and serves it. The server forks the next spare at once and tops the
+    pool up once the newest worker is REFILL_QUIET old."""
 
     def __init__(self, paths: NodePaths, pool_size: int = POOL_SIZE) -> None:
         self.paths, self.pool_size = paths, pool_size
         self.slots: list[pool.Slot] = []  # ready, not handed out
-        # busy worker pid -> (its client's connection, when it took it)
-        self.workers: dict[int, tuple[socket.socket, float]] = {}
+        # busy worker pid -> [its client's connection, when it took it, its control socket
+        # until it has said whether it gives its slot back (else None)]
+        self.workers: dict[int, list] = {}
         self.spare: tuple[int, socket.socket] | None = None  # (pid, our end of its control socket)
         self.spare_slot = 0  # the monitor pid of the slot the spare holds (0: none)
         self.listener: socket.socket | None = None
@@ -138,7 +140,8 @@ class Server:
                 if self.spare is None:
                     self._fork_spare()
                 self._refill()
-                watch = [wake_r] + ([self.spare[1]] if self.spare else [])
+                ctls = {w[2]: pid for pid, w in self.workers.items() if w[2] is not None}
+                watch = [wake_r, *ctls] + ([self.spare[1]] if self.spare else [])
                 short = len(self.slots) + bool(self.spare_slot) < self.pool_size
                 wait = self._refill_wait() if short else None  # wake to refill when quiet
                 if self.spare is None:  # could not fork one: try again soon
@@ -149,6 +152,9 @@ class Server:
                         os.read(wake_r, 512)
                 if self.spare is not None and self.spare[1] in ready:
                     self._spare_took()
+                for c in ready:
+                    if c in ctls:
+                        self._slot_back(ctls[c], c)
         finally:
             self._shut_down(lock_fd)
 
@@ -202,7 +208,7 @@ class Server:
         """Seconds until the pool may be refilled: not while a worker is in its first
         REFILL_QUIET seconds (the refill's forks would slow its start), else now."""
         now = time.monotonic()
-        return max([0.0] + [started + REFILL_QUIET - now for _c, started in self.workers.values()])
+        return max([0.0] + [w[1] + REFILL_QUIET - now for w in self.workers.values()])
 
     def _reap(self) -> None:
         while True:
@@ -216,7 +222,9 @@ class Server:
                 self.spare[1].close()
                 self.spare, self.spare_slot = None, 0
                 continue
-            conn, _started = self.workers.pop(pid, (None, 0.0))
+            conn, _started, ctl = self.workers.pop(pid, (None, 0.0, None))
+            if ctl is not None:
+                self._slot_back(pid, ctl)
             if conn is None:
                 continue
             if os.WIFSIGNALED(status):  # it could not say how it ended: say it for it
@@ -256,22 +264,37 @@ class Server:
     def _spare_took(self) -> None:
         pid, ctl = self.spare
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(ctl, 128, 4)
+            _msg, fds, _flags, _addr = socket.recv_fds(ctl, 16, 1)
+        except OSError:
+            fds = []
+        self.spare, self.spare_slot = None, 0
+        if fds:
+            self.workers[pid] = [socket.socket(fileno=fds[0]), time.monotonic(), ctl]
+        else:
+            ctl.close()  # it died; _reap collects it
+
+    def _slot_back(self, pid: int, ctl: socket.socket) -> None:
+        """A worker's word on its slot: the slot back (its command starts no container), or
+        EOF (it keeps it)."""
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(ctl, 128, 3)
         except OSError:
             msg, fds = b"", []
         ctl.close()
-        self.spare, self.spare_slot = None, 0
-        if fds:
-            self.workers[pid] = (socket.socket(fileno=fds[0]), time.monotonic())
-        if len(fds) == 4:  # the slot it did not need
-            _t, name, slot_pid = msg.decode().split()
-            self.slots.insert(0, pool.Slot(self.paths, name, *fds[1:], int(slot_pid)))
+        if pid in self.workers:
+            self.workers[pid][2] = None
+        if len(fds) == 3:
+            name, slot_pid = msg.decode().split()
+            self.slots.insert(0, pool.Slot(self.paths, name, *fds, int(slot_pid)))
+        else:
+            for fd in fds:
+                os.close(fd)
         # else: it died; _reap collects it
 
     def _in_spare(self, ctl: socket.socket, slot: pool.Slot | None) -> int:
         """The spare, then the worker: wait for a client (and take a slot if the server sends
-        one meanwhile), read its request, hand the connection (and an unneeded slot) to the
-        server, serve the request. The exit status of this process (0 once the client has its
+        one meanwhile), hand the connection to the server, read the request, give an unneeded
+        slot back, serve the request. The exit status of this process (0 once the client has its
         status frame)."""
         signal.set_wakeup_fd(-1)
         for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
@@ -281,8 +304,10 @@ class Server:
             os.close(fd)
         for other in self.slots:
             other.close()
-        for c, _started in self.workers.values():
+        for c, _started, wctl in self.workers.values():
             c.close()
+            if wctl is not None:
+                wctl.close()
         pool.hold([slot] if slot is not None else [])
         client.in_worker = True
         os.setsid()
@@ -302,24 +327,24 @@ class Server:
                     continue
                 break
         self.listener.close()
+        # the connection to the server at once (it reports a worker killed by a signal, and
+        # forks the next spare: a client slow to send its request holds up nobody else)
+        socket.send_fds(ctl, [b"T"], [conn.fileno()])
         from stackctl.trace import mark
 
         try:
             argv, environ, umask, fds = _receive(conn)
         except (OSError, ValueError) as e:
-            socket.send_fds(ctl, [b"T"], [conn.fileno()])
             _log(f"warm worker {os.getpid()}: bad request: {e}")
             return 0  # the client sees EOF before a pid: it runs the command itself
-        # the connection to the server (it reports a worker killed by a signal), and the slot
-        # back to its pool if this command starts no container
+        # the slot back to the pool if this command starts no container
         mine = pool.held()
         if mine and os.fsdecode(argv[1] if len(argv) > 1 else b"") not in SLOT_COMMANDS:
             slot = mine[0]
             pool.hold([])
-            socket.send_fds(ctl, [f"T {slot.name} {slot.pid}".encode()], [conn.fileno(), *slot.fds()])
+            with contextlib.suppress(OSError):
+                socket.send_fds(ctl, [f"{slot.name} {slot.pid}".encode()], list(slot.fds()))
             slot.close()
-        else:
-            socket.send_fds(ctl, [b"T"], [conn.fileno()])
         ctl.close()
         _adopt(fds, environ, umask)
         mark("warm: worker has the request")

@@ -204,3 +204,30 @@ def test_a_killed_server_leaves_nothing(warm):
               what="the spare and the slots to go")
     p = warm("run", "--rm", IMG, "echo", "cold")  # the socket file is left: the client runs cold
     assert (p.returncode, p.stdout) == (0, "cold\n")
+
+
+def _pool_names(paths) -> set[str]:
+    return {os.path.basename(d) for d in _pool_cgroups(paths)}
+
+
+def test_commands_that_start_nothing_give_their_slot_back(warm):
+    before = _pool_names(warm.paths)
+    for _ in range(3):
+        p, marks = _traced(warm, "ps", "-a")
+        assert p.returncode == 0 and "warm: worker has the request" in marks
+    time.sleep(0.3)  # past the refill's quiet time: a lost slot would have been replaced by now
+    assert _pool_names(warm.paths) == before
+    p, marks = _traced(warm, "run", "--rm", IMG, "true")
+    assert "core: pool slot claimed" in marks
+
+
+def test_a_silent_client_holds_up_nobody(warm):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(os.path.join(warm.paths.run, "warm.sock"))  # and never says anything
+    try:
+        t0 = time.monotonic()
+        p, marks = _traced(warm, "run", "--rm", IMG, "echo", "next")
+        assert (p.returncode, p.stdout) == (0, "next\n") and "warm: worker has the request" in marks
+        assert time.monotonic() - t0 < 5  # well under the silent one's 10 s request timeout
+    finally:
+        s.close()
