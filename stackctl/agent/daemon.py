@@ -33,6 +33,7 @@ import trio
 from stackctl.agent.client import lock_path, log_path, pid_path, socket_path
 from stackctl.errors import StackctlError
 from stackctl.paths import NodePaths
+from stackctl.pidlock import write_pid
 
 log = logging.getLogger("stackctl.agent")
 
@@ -59,26 +60,9 @@ def _take_lock(paths: NodePaths) -> int:
 
 def running_pid(paths: NodePaths) -> int | None:
     """The agent's pid if one holds this node's lock, else None."""
-    try:
-        fd = os.open(lock_path(paths), os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pass  # held: an agent runs
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
-    finally:
-        os.close(fd)
-    try:
-        with open(pid_path(paths)) as f:
-            text = f.read().strip()
-    except FileNotFoundError:
-        return None
-    return int(text) if text.isdigit() else None
+    from stackctl.pidlock import holder_pid
+
+    return holder_pid(lock_path(paths), pid_path(paths))
 
 
 def stop_agent(paths: NodePaths, timeout: float = 15.0) -> int | None:
@@ -127,9 +111,7 @@ def serve(paths: NodePaths, *, manager_class: Any = "auto", log_to_file: bool = 
     lock_fd = _take_lock(paths)
     try:
         setup_logging(paths, to_file=log_to_file)
-        with open(pid_path(paths) + ".tmp", "w") as f:
-            f.write(f"{os.getpid()}\n")
-        os.replace(pid_path(paths) + ".tmp", pid_path(paths))
+        write_pid(pid_path(paths))
         if manager_class == "auto":
             manager_class = load_manager()
         warm_pid = _start_warm_server(paths)

@@ -31,6 +31,7 @@ import sys
 import time
 
 from stackctl.paths import NodePaths
+from stackctl.pidlock import holder_pid, write_pid
 from stackctl.runtime.containers import pool
 from stackctl.warm import client
 from stackctl.warm.client import SOCKET_NAME, decode_request, frame
@@ -54,25 +55,7 @@ def pid_path(paths: NodePaths) -> str:
 
 def running_pid(paths: NodePaths) -> int | None:
     """The pid of this node's warm server if one holds its lock, else None."""
-    try:
-        fd = os.open(lock_path(paths), os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pass  # held: a server runs
-        else:
-            return None
-    finally:
-        os.close(fd)  # (releases the lock if we took it)
-    try:
-        with open(pid_path(paths)) as f:
-            text = f.read().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
+    return holder_pid(lock_path(paths), pid_path(paths))
 
 
 def preload() -> None:
@@ -133,7 +116,7 @@ class Server:
         try:
             self.listener = _listen(os.path.join(self.paths.run, SOCKET_NAME))
             self.socket_ino = os.stat(os.path.join(self.paths.run, SOCKET_NAME)).st_ino
-            _write_pid(self.paths)
+            write_pid(pid_path(self.paths))
             _log(f"warm server {os.getpid()} ready on {self.paths.run}/{SOCKET_NAME}, pool of {self.pool_size}")
             while not self.stopping:
                 self._reap()
@@ -474,13 +457,6 @@ def _take_over(paths: NodePaths, timeout: float = 5.0) -> int:
             os.close(fd)
             raise SystemExit(f"warm server: another one holds {lock_path(paths)} and did not stop")
         time.sleep(0.02)
-
-
-def _write_pid(paths: NodePaths) -> None:
-    tmp = pid_path(paths) + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{os.getpid()}\n")
-    os.replace(tmp, pid_path(paths))
 
 
 def _wait_children(pids: list[int], timeout: float) -> None:

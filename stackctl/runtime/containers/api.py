@@ -160,12 +160,9 @@ class PreparedStart:
         r, self.ready_r = self.ready_r, -1
         if r < 0:
             return {}
-        data = b""
-        try:
-            while chunk := os.read(r, 65536):
-                data += chunk
-        finally:
-            os.close(r)
+        from stackctl.runtime.containers.fdio import read_to_eof
+
+        data = read_to_eof(r)
         try:
             return json.loads(data or b"{}")
         except ValueError:

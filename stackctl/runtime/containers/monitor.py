@@ -453,16 +453,6 @@ class Monitor:
 _LAYOUT: dict | None = None  # the cgroup layout, read ahead by a pool slot's monitor
 
 
-def _read_all(fd: int) -> bytes:
-    data = b""
-    try:
-        while chunk := os.read(fd, 65536):
-            data += chunk
-    finally:
-        os.close(fd)
-    return data
-
-
 def unclaimed(parent: str, cgroup_name: str, fds: dict) -> int:
     """A pool slot whose holder went away without claiming it (the warm server stopped or
     died, or a worker did not need it): kill the waiting setup child, remove its cgroup."""
@@ -499,9 +489,11 @@ def main(argv: list[str]) -> int:
         # while it waits: what the exit path needs (the OOM check reads the cgroup)
         from stackctl.runtime.containers.cgroups import detect
 
+        from stackctl.runtime.containers.fdio import read_to_eof
+
         global _LAYOUT
         _LAYOUT = detect.layout()
-        claim = _read_all(fds["claim"]).decode()
+        claim = read_to_eof(fds["claim"]).decode()
         if not claim:
             return unclaimed(parent, cdir, fds)
         mark("monitor: claimed")

@@ -202,12 +202,9 @@ def _report(errfd: int, code: int, message: str) -> None:
 def _read_config(fd: int) -> dict | None:
     import json
 
-    data = b""
-    try:
-        while chunk := os.read(fd, 65536):
-            data += chunk
-    finally:
-        os.close(fd)
+    from stackctl.runtime.containers.fdio import read_to_eof
+
+    data = read_to_eof(fd)
     return json.loads(data) if data else None
 
 
