@@ -484,6 +484,8 @@ class ContainerManager:
             runtime_hooks.release(self.paths, rec.id)
 
     def _remove_anonymous_locked(self, rec: Record) -> None:
+        if not rec.meta.get("AnonymousVolumes"):
+            return  # (the users' scan reads every record)
         used = self._volume_users()
         for v in rec.meta.get("AnonymousVolumes", []):
             if v not in used and self.volumes.exists(v):

@@ -332,7 +332,8 @@ class Server:
         _adopt(fds, environ, umask)
         mark("warm: worker has the request")
         conn.sendall(frame(b"P", os.getpid()))
-        code = run_cli([os.fsdecode(a) for a in argv[1:]])
+        sys.argv = [os.fsdecode(a) for a in argv]
+        code = run_cli(sys.argv[1:])
         with contextlib.suppress(OSError):
             conn.sendall(frame(b"X", code))
         return 0
@@ -407,10 +408,16 @@ def _adopt(fds: list[int], environ: list[bytes], umask: int) -> None:
         if fd > 2:
             os.close(fd)
     os.umask(umask)
-    os.environ.clear()
+    new = {}
     for entry in environ:
         k, sep, v = entry.partition(b"=")
         if sep and k:
+            new[k] = v
+    # only what differs (each change is a putenv: the C environment is what exec'd children get)
+    for k in [k for k in os.environb if k not in new]:
+        del os.environb[k]
+    for k, v in new.items():
+        if os.environb.get(k) != v:
             os.environb[k] = v
     trace.configure(os.environ)
     # streams as a fresh interpreter would make them for these descriptors (a terminal gets

@@ -168,6 +168,7 @@ class Monitor:
         self.wait_attach = wait_attach
         self.auto_remove = auto_remove
         self._cgroup = None
+        self._released = False
         self.id = os.path.basename(cdir)
         self.pid = 0
         self.state = {
@@ -412,6 +413,10 @@ class Monitor:
             pass
         self.state.update(status="exited", exit_code=code, oom_killed=oom, finished_at=now())
         write_state(self.cdir, self.state)
+        # the cgroup (and an --rm container's directory) go before the exit is told: an
+        # attached `run --rm` then finds nothing left to wait for
+        self.release()
+        _mark("monitor: released")
         self.broadcast(EXIT, struct.pack(">i", code))
         _mark("monitor: exit sent")
         self.teardown()
@@ -439,6 +444,14 @@ class Monitor:
             os.rmdir(self.rundir)
         except OSError:
             pass
+        self.release()
+
+    def release(self) -> None:
+        """Remove the cgroup (killing what is left in it) and, for ``auto_remove``, the
+        container's directory. Once."""
+        if self._released:
+            return
+        self._released = True
         try:
             cg = self.cgroup()
             cg.kill_all()

@@ -143,7 +143,10 @@ class V1Cgroup:
         }
 
     def kill_all(self) -> None:
-        if not any(common.pids_in(d) for d in self._unique_dirs() if os.path.isdir(d)):
+        # a container's processes join the hierarchies in procs_files() order, so any process
+        # of it is in the first one: if that is empty, so are the others
+        first = self._unique_dirs()[0]
+        if os.path.isdir(first) and not common.pids_in(first):
             return
         freezer = self.dirs.get("freezer")
         # freezing first stops a fork bomb from outrunning the kill loop
