@@ -191,12 +191,9 @@ def _name(stack: StackArgs) -> str:
 def containers(client, name: str, services: Sequence[str] = (), *, all_: bool = False
                ) -> list[dict[str, Any]]:
     rows = client.call("stack.ps", {"name": name, "all": all_, "services": list(services)}) or []
-    return sorted(rows, key=lambda c: (c.get("service") or "", _slot_key(c.get("slot"))))
+    from stackctl.scheduler.observed import slot_sort_key
 
-
-def _slot_key(slot: Any) -> tuple:
-    s = str(slot or "")
-    return (0, int(s), "") if s.isdigit() else (1, 0, s)
+    return sorted(rows, key=lambda c: (c.get("service") or "", slot_sort_key(str(c.get("slot") or ""))))
 
 
 def deployed(client, name: str) -> bool:

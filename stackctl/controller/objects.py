@@ -96,11 +96,9 @@ def resolve_contents(stack: Stack, *, provided: Mapping[str, bytes],
 
 
 def _is_mountpoint(path: str) -> bool:
-    try:
-        with open("/proc/self/mountinfo") as f:
-            return any(line.split()[4] == path for line in f)
-    except OSError:
-        return False
+    from stackctl.runtime.containers.cgroups.detect import read_mounts
+
+    return any(mnt == path for mnt, _root, _fstype, _opts in read_mounts())
 
 
 def ensure_stack_tmpfs(run: str, stack: str, *, mount: bool | None = None) -> str:

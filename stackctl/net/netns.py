@@ -28,15 +28,9 @@ def _lib():
 
 def is_netns_file(path: str) -> bool:
     """True when ``path`` is a mounted nsfs file (a live network namespace handle)."""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                if fields[4].replace("\\040", " ") == path and "nsfs" in line.split(" - ", 1)[1]:
-                    return True
-    except OSError:
-        pass
-    return False
+    from stackctl.runtime.containers.cgroups.detect import read_mounts
+
+    return any(mnt == path and fstype == "nsfs" for mnt, _root, fstype, _opts in read_mounts())
 
 
 def create(path: str) -> str:

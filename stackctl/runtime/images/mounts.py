@@ -112,10 +112,9 @@ def remove_unless_mounted(path: str) -> bool:
     """``rm -rf path``, but never through a mount point left below it; says if it removed."""
     import shutil
 
-    from stackctl.runtime.containers.cgroups.detect import parse_mountinfo
+    from stackctl.runtime.containers.cgroups.detect import read_mounts
 
-    with open("/proc/self/mountinfo") as f:
-        mounted = [mnt for mnt, _root, _fstype, _opts in parse_mountinfo(f.read())]
+    mounted = [mnt for mnt, _root, _fstype, _opts in read_mounts()]
     if any(m == path or m.startswith(path.rstrip("/") + "/") for m in mounted):
         return False
     if os.path.isdir(path) and not os.path.islink(path):

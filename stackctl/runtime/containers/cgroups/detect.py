@@ -34,6 +34,16 @@ def parse_mountinfo(text: str) -> list[tuple[str, str, str, list[str]]]:
     return out
 
 
+def read_mounts() -> list[tuple[str, str, str, list[str]]]:
+    """This process's mounts (:func:`parse_mountinfo` of ``/proc/self/mountinfo``); empty if
+    it cannot be read."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return parse_mountinfo(f.read())
+    except OSError:
+        return []
+
+
 def layout_from_mountinfo(text: str) -> dict:
     """``{"version": 1, "v1": {controller: mount_point}, "v2": path_or_None}`` or
     ``{"version": 2, "v1": {}, "v2": path}``. v1 wins when any v1 controller we use is mounted
