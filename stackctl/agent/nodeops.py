@@ -14,8 +14,8 @@ endpoint), and a failure after it (persisting the health check) removes the cont
 Network attachment: ``ContainerManager.create`` attaches one bridge network (``opts.network``)
 through :mod:`stackctl.net.runtime_hooks`; a stack's container needs several, plus its service
 name for the VIP and its endpoint mode. :class:`_StackContainers` overrides the manager's one
-seam for that (``_attach_network``) with the full :func:`runtime_hooks.attach` call. When the
-runtime grows ``RunOptions.networks`` / ``service`` / ``endpoint_mode``, this goes away.
+seam for that (``_network_membership``: which networks, as which service). When the runtime
+grows ``RunOptions.networks`` / ``service`` / ``endpoint_mode``, this goes away.
 """
 
 from __future__ import annotations
@@ -57,15 +57,8 @@ class _StackContainers(ContainerManager):
         self._service = service
         self._endpoint_mode = endpoint_mode
 
-    def _attach_network(self, spec: Any, opts: RunOptions, exposed: list[str]) -> dict[str, Any]:
-        from stackctl.net import dnsd, runtime_hooks, store
-
-        self._release_orphans()
-        runtime_hooks.attach(self.paths, spec, networks=self._networks, ports=opts.publish,
-                             publish_all=opts.publish_all, exposed=exposed,
-                             service=self._service, endpoint_mode=self._endpoint_mode)
-        dnsd.ensure_running(self.paths)
-        return runtime_hooks.network_settings(store.load(self.paths), spec.id, exposed)
+    def _network_membership(self, opts: RunOptions) -> dict[str, Any]:
+        return {"networks": self._networks, "service": self._service, "endpoint_mode": self._endpoint_mode}
 
 
 def container_info(rec: Record, health: str | None = None, node: str = LOCAL_NODE,

@@ -326,17 +326,22 @@ class ContainerManager:
         """Put a new container on its bridge network (netns, veth, address, published ports;
         refusals such as a host port in use come before anything is made), make sure the
         node's DNS server runs, and return Docker's NetworkSettings for ``meta.json``."""
-        from stackctl.net import dnsd, runtime_hooks, sandbox, store
+        from stackctl.net import dnsd, runtime_hooks, store
 
         self._release_orphans()  # not under the lock: see RESERVATION
-        runtime_hooks.attach(
-            self.paths, spec,
-            networks=[sandbox.Attachment(opts.network, aliases=list(opts.network_aliases),
-                                         ipv4_address=opts.ipv4_address or None)],
-            ports=opts.publish, publish_all=opts.publish_all, exposed=exposed,
-        )
+        runtime_hooks.attach(self.paths, spec, **self._network_membership(opts),
+                             ports=opts.publish, publish_all=opts.publish_all, exposed=exposed)
         dnsd.ensure_running(self.paths)
         return runtime_hooks.network_settings(store.load(self.paths), spec.id, exposed)
+
+    def _network_membership(self, opts: RunOptions) -> dict[str, Any]:
+        """Which networks a new container joins, as keyword arguments of
+        :func:`stackctl.net.runtime_hooks.attach`: here the one of ``--network``. The agent's
+        stack containers join several, as a service (:mod:`stackctl.agent.nodeops`)."""
+        from stackctl.net import sandbox
+
+        return {"networks": [sandbox.Attachment(opts.network, aliases=list(opts.network_aliases),
+                                                ipv4_address=opts.ipv4_address or None)]}
 
     def _has_record(self, cid: str) -> bool:
         """A record, or a reservation of a live create (its sandbox is being made)."""
