@@ -44,6 +44,7 @@ class NetworkSetup:
     dns_search: list[str]
     dns_options: list[str]
     extra_hosts: list[str]  # "name:ip" for /etc/hosts, own name first
+    state: NetState | None = field(default=None, repr=False, compare=False)  # as committed with it
 
     @property
     def spec_network(self) -> str:
@@ -155,6 +156,7 @@ def setup_container(
         dns_search=list(dns_search),
         dns_options=list(dns_options),
         extra_hosts=hosts + list(extra_hosts),
+        state=state,
     )
 
 

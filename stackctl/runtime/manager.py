@@ -329,10 +329,11 @@ class ContainerManager:
         from stackctl.net import dnsd, runtime_hooks, store
 
         self._release_orphans()  # not under the lock: see RESERVATION
-        runtime_hooks.attach(self.paths, spec, **self._network_membership(opts),
-                             ports=opts.publish, publish_all=opts.publish_all, exposed=exposed)
+        setup = runtime_hooks.attach(self.paths, spec, **self._network_membership(opts),
+                                     ports=opts.publish, publish_all=opts.publish_all, exposed=exposed)
         dnsd.ensure_running(self.paths)
-        return runtime_hooks.network_settings(store.load(self.paths), spec.id, exposed)
+        state = setup.state if setup.state is not None else store.load(self.paths)
+        return runtime_hooks.network_settings(state, spec.id, exposed)
 
     def _network_membership(self, opts: RunOptions) -> dict[str, Any]:
         """Which networks a new container joins, as keyword arguments of
