@@ -399,9 +399,17 @@ class Deployer:
         if updates:
             old_containers = {a.slot: a.container for w in updates for a in w.actions
                               if a.container is not None}
+            # slots up to date already while others are updated: moved by an earlier run of
+            # this update that was stopped (Ctrl-C, a cancelled CI job); a rollback takes them
+            # back too, as Swarm's rollback reverts the whole service
+            updated_before = {a.slot: a.container for a in sp.keeps
+                              if a.container is not None and a.task is not None
+                              and a.container.running
+                              and a.container.config_hash == a.task.config_hash.value}
             rollout = Rollout(self.ctx, self.progress, version, self.old_version(sp.name),
                               updates, old_containers, network_container=netc,
-                              rollback_only=self.rollback)
+                              rollback_only=self.rollback,
+                              updated_before=None if self.rollback else updated_before)
             ru = await rollout.run()
             if not ru.succeeded:
                 self._fail(sp.name, ru.reason or ru.state)

@@ -70,7 +70,8 @@ class Rollout:
     def __init__(self, ctx: Ctx, progress: Progress, new: Version, old: Version | None,
                  waves: Sequence[Wave], old_containers: Mapping[str, ContainerInfo], *,
                  network_container: str | None = None,
-                 rollback_only: bool = False) -> None:
+                 rollback_only: bool = False,
+                 updated_before: Mapping[str, ContainerInfo] | None = None) -> None:
         self.ctx, self.progress = ctx, progress
         self.new, self.old = new, old
         self.service = new.service
@@ -81,9 +82,12 @@ class Rollout:
                                     st.rollback_config, health=new.timing,
                                     rollback_health=old.timing if old else None,
                                     listen_ports=new.listen_ports,
-                                    rollback_listen_ports=old.listen_ports if old else ())
+                                    rollback_listen_ports=old.listen_ports if old else (),
+                                    updated_before=list(updated_before or {}))
         self.containers: dict[tuple[str, str], ContainerInfo | str] = {
             (slot, OLD): c for slot, c in old_containers.items()}
+        # slots an earlier, stopped run of this update already moved: a rollback takes them too
+        self.containers.update({(slot, NEW): c for slot, c in (updated_before or {}).items()})
         self.reported: dict[tuple[str, str], str] = {}
         self.original = {slot: c.id for slot, c in old_containers.items()}
         self.started: dict[tuple[str, str], str] = {}  # every task started, never forgotten

@@ -30,7 +30,10 @@ Semantics (swarmkit's updater, with one deliberate difference):
 - ``failure_action``: ``pause`` stops launching waves (slots already started finish, the rest
   keep the old version) and reports :class:`UpdatePaused`; ``continue`` carries on;
   ``rollback`` reverts every slot the update touched, in reverse order, with
-  ``rollback_config`` (parallelism, delay, order, monitor, failure_action pause/continue). A
+  ``rollback_config`` (parallelism, delay, order, monitor, failure_action pause/continue) —
+  and then the slots an earlier run of the same update had already moved to the new version
+  before it was stopped (``updated_before``: a CI job cancelled mid-deploy and run again), so a
+  rollback always leaves the whole service on the previous version, as Swarm's does. A
   failing rollback is never rolled back (Swarm's rule): it pauses.
 - The update completes when every wave was launched and every new task is ready and past its
   monitor period (or failed without triggering the failure action).
@@ -315,6 +318,8 @@ class RollingUpdate:
     timing (None: no health check); ``rollback_health`` likewise for the old spec.
     ``listen_ports`` / ``rollback_listen_ports``: the TCP ports a task without a health check
     must listen on before it is reported running (they lengthen its deadline).
+    ``updated_before``: slots already on the new version when this run began (in the order they
+    were updated); not updated again, but rolled back with the rest.
     """
 
     service: str
@@ -325,6 +330,7 @@ class RollingUpdate:
     rollback_health: HealthTiming | None = None
     listen_ports: Sequence[int] = ()
     rollback_listen_ports: Sequence[int] = ()
+    updated_before: Sequence[str] = ()
     state: str = field(default=UPDATING, init=False)
     reason: str = field(default="", init=False)
 
@@ -409,6 +415,8 @@ class RollingUpdate:
                 items.append((run.slot, "dead" if run.state == "failed" else "alive", True))
             else:
                 items.append((run.slot, "dead" if run.state == "failed" else "alive", False))
+        # moved by an earlier run: their new task runs, their old one is gone
+        items += [(slot, "alive", False) for slot in reversed(self.updated_before)]
         size = self.rollback_config.parallelism or len(items) or 1
         waves = [items[i:i + size] for i in range(0, len(items), size)]
         self.state, self.reason = ROLLING_BACK, reason

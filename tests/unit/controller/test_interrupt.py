@@ -159,7 +159,8 @@ def test_cancel_mid_rolling_update_holds_both_versions(paths):
 
 def test_resumed_update_rolls_back_to_the_version_before(paths):
     """`up` of the same file after an interruption: a failure rolls back to the version
-    the slots ran before, not to the (unchanged) current one."""
+    the slots ran before, not to the (unchanged) current one — every slot, also those the
+    interrupted `up` had already updated."""
     w = World(paths, images=("bb", "bad"))
     w.node.behaviors["bad"] = Behavior(unhealthy=True)
     text = ROLLING.replace("order: start-first", "order: stop-first, failure_action: rollback")
@@ -181,5 +182,6 @@ def test_resumed_update_rolls_back_to_the_version_before(paths):
     by_slot = {c.labels["com.stackctl.slot"]: w.node.containers[c.id].opts.image
                for c in w.node.running("web")}
     # the slots this `up` updated went back to bb (not to "bad", the unchanged current
-    # version); slot 1, finished by the interrupted `up`, was up to date for this plan
-    assert by_slot == {"1": "bad", "2": "bb", "3": "bb"}, by_slot
+    # version), and so did slot 1, which the interrupted `up` had moved to "bad": the whole
+    # service is back on the version before, as after Swarm's rollback
+    assert by_slot == {"1": "bb", "2": "bb", "3": "bb"}, by_slot

@@ -276,3 +276,35 @@ def test_reports_for_unknown_slots_are_ignored():
     u = RollingUpdate("web", [["1"]], cfg(order="start-first"), rcfg())
     u.poll(0)
     assert rep(u, "9", "failed", 1 * S) == [WaitUntil(5 * S)]
+
+
+def test_rollback_takes_back_slots_an_earlier_stopped_run_updated():
+    # slot 1 was moved to the new version by a run that was stopped (Ctrl-C); this run
+    # updates 2 and 3, and 2 fails: the rollback reverts 2, then 1 (3 was never touched)
+    u = RollingUpdate("web", [["2"], ["3"]], cfg(failure_action="rollback"),
+                      rcfg(order="stop-first", parallelism=0), updated_before=["1"])
+    cmds = u.poll(0)
+    assert stops(cmds) == ["2"] and starts(cmds) == []  # slot 1 is not updated again
+    cmds = rep(u, "2", "stopped", 1 * S, version="old")
+    assert starts(cmds) == ["2"]
+    cmds = rep(u, "2", "failed", 2 * S, reason="exited (1)")
+    assert isinstance(cmds[0], RollbackStarted) and "1 of 2 tasks failed" in cmds[0].reason
+    # stop-first rollback, all at once (parallelism 0): slot 2's new task is already gone
+    # (failed), slot 1's runs and is stopped before its old version is started
+    assert starts(cmds, "old") == ["2"] and stops(cmds, "new") == ["2", "1"]
+    cmds = rep(u, "1", "stopped", 3 * S, version="new")
+    assert starts(cmds, "old") == ["1"]
+    rep(u, "2", "running", 4 * S, version="old")
+    rep(u, "1", "running", 4 * S, version="old")
+    u.poll(10 * S)
+    assert u.state == ROLLED_BACK and u.update_failures == ["2"]
+    assert u.slot_state("3") == "pending"
+
+
+def test_without_a_rollback_earlier_slots_are_left_alone():
+    u = RollingUpdate("web", [["2"]], cfg(), rcfg(), updated_before=["1"])
+    cmds = u.poll(0)
+    rep(u, "2", "stopped", 1 * S, version="old")
+    cmds = rep(u, "2", "running", 2 * S)
+    cmds = u.poll(8 * S)
+    assert u.state == COMPLETED and not starts(cmds, "old") and not stops(cmds, "new")
