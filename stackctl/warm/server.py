@@ -30,6 +30,7 @@ import struct
 import sys
 import time
 
+from stackctl.errors import StackctlError
 from stackctl.paths import NodePaths
 from stackctl.pidlock import holder_pid, write_pid
 from stackctl.runtime.containers import pool
@@ -462,7 +463,8 @@ def _take_over(paths: NodePaths, timeout: float = 5.0) -> int:
                     os.kill(int(f.read().strip()), signal.SIGTERM)
         if time.monotonic() > deadline:
             os.close(fd)
-            raise SystemExit(f"warm server: another one holds {lock_path(paths)} and did not stop")
+            raise StackctlError(f"warm server: another one holds {lock_path(paths)} and did not stop",
+                                hint="stackctl agent stop, then start the agent again")
         time.sleep(0.02)
 
 
@@ -521,7 +523,11 @@ def main(argv: list[str]) -> int:
     os.chdir("/")
     preload()
     size = int(os.environ.get("STACKCTL_WARM_POOL", POOL_SIZE))
-    Server(paths, pool_size=max(0, size)).serve()
+    try:
+        Server(paths, pool_size=max(0, size)).serve()
+    except StackctlError as e:
+        _log(f"error: {e.message}" + (f" ({e.hint})" if e.hint else ""))
+        return 1
     return 0
 
 
