@@ -22,7 +22,9 @@ How the keys map (Compose's meaning; the runtime's ``run`` flags underneath):
                            at their target
 ``networks``               :class:`Attachment` (``<stack>_<net>``, aliases ``[service,
                            *aliases]``, ``ipv4_address``); ``network_mode`` none / host /
-                           ``service:x`` (the namespace of x's container)
+                           ``service:x`` (the namespace of x's container) /
+                           ``container:NAME`` (a container outside the stack, resolved by
+                           the node when it creates the task)
 ``ports``                  ``mode: host`` and ports without a host port: per container;
                            ``mode: ingress`` with a host port: a *service port*, balanced over
                            the service's healthy replicas (:mod:`stackctl.net.service_ports`)
@@ -319,6 +321,11 @@ def task_request(stack: Stack, service_name: str, task: Task, *, task_id: str,
             raise StackctlError(f"service {service_name}: network_mode {mode}: "
                                 f"{mode[8:]} has no running container to join")
         opts.network = f"container:{network_container}"
+        ports, service_ports = [], []
+    elif mode.startswith("container:") and len(mode) > len("container:"):
+        # a container outside the stack, by name or id: the node resolves it when it creates
+        # the task, and refuses one that does not run ("start it first")
+        opts.network = mode
         ports, service_ports = [], []
     elif mode:
         raise StackctlError(f"service {service_name}: network_mode {mode} is not supported")

@@ -108,7 +108,7 @@ def unsupported_warnings(stack: Stack, raw: Any) -> Iterator[Issue]:
                            f"logging driver {service.logging.driver} is {NOT_SUPPORTED}; "
                            "stackctl keeps logs as json-file")
         mode = service.network_mode
-        if mode is not None and mode not in ("none", "host") and not mode.startswith("service:"):
+        if mode is not None and mode not in ("none", "host") and not mode.startswith(("service:", "container:")):
             yield issue_at(raw, base + ("network_mode",),
                            f"network_mode {mode} is {NOT_SUPPORTED}")
         for i, mount in enumerate(service.volumes):

@@ -69,6 +69,14 @@ def test_network_mode_service_joins_container():
         request(text)
 
 
+def test_network_mode_container_joins_that_container():
+    text = "services:\n  web:\n    image: bb\n    network_mode: container:vpn-1\n" \
+           "    ports: ['80:80']\n"
+    r = request(text)
+    assert r.opts.network == "container:vpn-1" and not r.ports and not r.service_ports
+    assert not r.networks
+
+
 def test_healthcheck_image_fallback_and_disable():
     from stackctl.spec.models import Healthcheck
     image = {"Healthcheck": {"Test": ["CMD", "probe"], "Interval": 5 * 10**9}}

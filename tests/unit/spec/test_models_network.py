@@ -48,9 +48,10 @@ def test_network_mode():
     assert "depends on undefined service nope" in errs[0]
 
 
-def test_network_mode_container_warns():
+def test_network_mode_container_is_accepted():
     _, _, warnings = build(svc_text("network_mode: container:abc"))
-    assert any("not supported by stackctl yet" in str(w) for w in warnings)
+    assert not any("network_mode" in str(w) for w in warnings)
+    assert service(svc_text("network_mode: container:abc")).network_mode == "container:abc"
 
 
 def test_top_level_networks():
