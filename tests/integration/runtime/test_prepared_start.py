@@ -190,7 +190,8 @@ def test_prepared_start_that_no_longer_matches_is_replaced(node_paths, make, cha
     prepared = api.prepare_start(node_paths, draft)
     old_child = wait_until(lambda: cgroup_procs(node_paths, draft.id), what="the setup child to join")
     attach = change == "attach"
-    spec = make(["sh", "-c", "echo ran; exit 5"], resources=Resources(pids=24 if change == "resources" else 16),
+    # alive for a while: its cgroup (read below) goes when it exits
+    spec = make(["sh", "-c", "sleep 1; echo ran; exit 5"], resources=Resources(pids=24 if change == "resources" else 16),
                      tty=change == "tty")
     if change != "id":
         spec.id = draft.id
