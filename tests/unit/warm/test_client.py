@@ -140,3 +140,16 @@ def test_a_slot_fits_plain_containers_of_its_node():
 def test_a_process_without_slots_claims_nothing():
     pool.hold([])
     assert pool.claim(NodePaths("/s", "/r", "p"), _Spec(), False) is None
+
+
+def test_the_client_loads_nothing_but_itself():
+    """The launcher imports the client before anything else: on the cold path every module it
+    loads is paid by every command (``os`` alone is ~1 ms)."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    code = ("import sys; before = set(sys.modules); sys.path.insert(0, %r); "
+            "import stackctl.warm.client; print(' '.join(sorted(set(sys.modules) - before)))" % root)
+    out = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["stackctl", "stackctl.warm", "stackctl.warm.client"]
