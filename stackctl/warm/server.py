@@ -317,10 +317,22 @@ class Server:
         from stackctl.trace import mark
 
         try:
-            argv, environ, umask, fds = _receive(conn)
+            kind, argv, environ, umask, fds = _receive(conn)
         except (OSError, ValueError) as e:
             _log(f"warm worker {os.getpid()}: bad request: {e}")
             return 0  # the client sees EOF before a pid: it runs the command itself
+        if kind == "slot":  # a borrower (the agent starting a stack's task) takes the slot
+            ctl.close()
+            mine = pool.held()
+            pool.hold([])
+            with contextlib.suppress(OSError):
+                if mine:
+                    socket.send_fds(conn, [pool.describe(mine[0])], list(mine[0].fds()))
+                else:
+                    conn.sendall(b"-")  # none ready: it starts the ordinary way
+            for slot in mine:
+                slot.close()
+            return 0
         # the slot back to the pool if this command starts no container
         mine = pool.held()
         if mine and os.fsdecode(argv[1] if len(argv) > 1 else b"") not in SLOT_COMMANDS:
@@ -365,7 +377,9 @@ def run_cli(args: list[str]) -> int:
     return code
 
 
-def _receive(conn: socket.socket) -> tuple[list[bytes], list[bytes], int, list[int]]:
+def _receive(conn: socket.socket) -> tuple[str, list[bytes], list[bytes], int, list[int]]:
+    """The request: ``("run", argv, environ, umask, fds)``, or ``("slot", ...)`` for a
+    borrower's :data:`pool.SLOT_REQUEST`."""
     uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
     if uid != os.geteuid():
         raise ValueError(f"client uid {uid} is not the server's {os.geteuid()}")
@@ -375,6 +389,9 @@ def _receive(conn: socket.socket) -> tuple[list[bytes], list[bytes], int, list[i
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds += [int.from_bytes(data[i:i + 4], sys.byteorder) for i in range(0, len(data) - len(data) % 4, 4)]
+    if msg.startswith(pool.SLOT_REQUEST[:2]) and not fds:
+        conn.settimeout(None)
+        return "slot", [], [], 0, []
     try:
         if len(fds) != 4:
             raise ValueError(f"expected 4 descriptors, got {len(fds)}")
@@ -395,7 +412,7 @@ def _receive(conn: socket.socket) -> tuple[list[bytes], list[bytes], int, list[i
             os.close(fd)
         raise
     conn.settimeout(None)
-    return argv, environ, umask, fds
+    return "run", argv, environ, umask, fds
 
 
 def _adopt(fds: list[int], environ: list[bytes], umask: int) -> None:

@@ -8,7 +8,7 @@ named ``pool-<hex>`` under the node's cgroup parent, the setup child already in 
 its configuration, and the monitor waiting to learn whose it is.
 
 Claiming a slot (:func:`claim`, called by :func:`stackctl.runtime.containers.api.prepare_start`
-in a process that holds one) renames the cgroup to the container's id in every hierarchy, writes
+with a slot this process holds, or one it borrows from the warm server: :func:`borrow`) renames the cgroup to the container's id in every hierarchy, writes
 the container's limits, tells the monitor the container's directories and flags, and returns an
 ordinary :class:`~stackctl.runtime.containers.api.PreparedStart`: the rest of the start is the
 one every container takes. A slot fits a container without a tty, stdin or ``privileged`` on
@@ -30,6 +30,8 @@ POOL_PREFIX = "pool-"
 
 # the slots this process holds (the warm server's worker gets the one it was handed)
 _held: list[Slot] = []
+# whether a start with no held slot borrows one from the warm server (off in the server itself)
+lending = True
 
 
 class Slot:
@@ -41,8 +43,7 @@ class Slot:
         return self.claim_w, self.cfg_w, self.ready_r
 
     def fits(self, paths: NodePaths, spec, attach: bool) -> bool:  # noqa: ARG002 - attach is a monitor flag, any fits
-        return (self.claim_w >= 0 and paths == self.paths
-                and not spec.tty and not spec.stdin_open and not spec.privileged)
+        return self.claim_w >= 0 and paths == self.paths and fits_any(spec)
 
     def close(self) -> None:
         """Give the slot up (idempotent): it removes itself."""
@@ -116,13 +117,69 @@ def _close_all_but(keep: set[int]) -> None:
     trace._fd = -1  # its file was closed too: reopened at the next mark
 
 
+# what a borrower asks the warm server for (see :func:`borrow`)
+SLOT_REQUEST = b"S1\0\0\0\0"
+BORROW_TIMEOUT = 2.0
+
+
+def fits_any(spec) -> bool:
+    """Whether any slot could take ``spec`` (pure)."""
+    return not spec.tty and not spec.stdin_open and not spec.privileged
+
+
+def describe(slot: Slot) -> bytes:
+    """How a slot travels with its descriptors: ``name pid state run cgroup_parent``
+    (NUL-separated), so a borrower can check it is for its own node."""
+    p = slot.paths
+    return b"\0".join(s.encode() for s in (slot.name, str(slot.pid), p.state, p.run, p.cgroup_parent))
+
+
+def borrow(paths: NodePaths) -> Slot | None:
+    """A slot from the node's warm server (:mod:`stackctl.warm.server`), or None: no server
+    answers, it has no slot ready, or its slot is for other node paths. The agent's own
+    starts (a stack's tasks) come this way; so does any start a warm worker has no slot for."""
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s.settimeout(BORROW_TIMEOUT)
+    fds: list[int] = []
+    try:
+        s.connect(os.path.join(paths.run, "warm.sock"))
+        s.sendall(SLOT_REQUEST)
+        msg, fds, _flags, _addr = socket.recv_fds(s, 4096, 3)
+    except OSError:
+        return None
+    finally:
+        s.close()
+    parts = msg.split(b"\0")
+    if len(fds) != 3 or len(parts) != 5:
+        for fd in fds:
+            os.close(fd)
+        return None
+    name, pid, state, run, parent = (p.decode() for p in parts)
+    slot = Slot(NodePaths(state=state, run=run, cgroup_parent=parent), name, *fds, int(pid))
+    if slot.paths != paths:
+        slot.close()  # another node's: it removes itself
+        return None
+    return slot
+
+
 def claim(paths: NodePaths, spec, attach: bool):
-    """A :class:`PreparedStart` for ``spec`` from a held slot that fits, or None (no slot, or
-    it could not be claimed: then it is given up and the caller starts the ordinary way)."""
+    """A :class:`PreparedStart` for ``spec`` from a held slot that fits, else from one
+    borrowed from the node's warm server; or None (no slot, or it could not be claimed: then
+    it is given up and the caller starts the ordinary way)."""
     slot = next((s for s in _held if s.fits(paths, spec, attach)), None)
+    if slot is not None:
+        _held.remove(slot)
+    elif lending and fits_any(spec):
+        slot = borrow(paths)
     if slot is None:
         return None
-    _held.remove(slot)
+    return claim_slot(slot, paths, spec, attach)
+
+
+def claim_slot(slot: Slot, paths: NodePaths, spec, attach: bool):
+    """Claim ``slot`` for ``spec`` (see :func:`claim`)."""
     from stackctl.runtime.containers import api
     from stackctl.runtime.containers.cgroups import detect
     from stackctl.trace import mark

@@ -69,9 +69,9 @@ def warm(node_cli, node_paths, busybox_rootfs):
                   what="the server's processes to go")
 
 
-def _traced(cli, *args, **kw):
+def _traced(cli, *args, env=None, **kw):
     trace = os.path.join(cli.paths.state, f"trace-{time.monotonic_ns()}")
-    p = cli(*args, env=dict(cli.env, STACKCTL_TRACE=trace), **kw)
+    p = cli(*args, env=dict(env or cli.env, STACKCTL_TRACE=trace), **kw)
     with open(trace) as f:
         marks = [line.split(None, 2)[2].strip() for line in f]
     return p, marks
@@ -231,3 +231,23 @@ def test_a_silent_client_holds_up_nobody(warm):
         assert time.monotonic() - t0 < 5  # well under the silent one's 10 s request timeout
     finally:
         s.close()
+
+
+def test_a_start_outside_the_server_borrows_a_slot(warm):
+    """The agent's own starts (a stack's tasks) and a cold CLI borrow a prepared start from
+    the server rather than making one."""
+    env = dict(warm.env, STACKCTL_WARM="0")
+    p, marks = _traced(warm, "run", "--rm", IMG, "echo", "borrowed", env=env)
+    assert (p.returncode, p.stdout) == (0, "borrowed\n")
+    assert "warm: worker has the request" not in marks and "core: pool slot claimed" in marks
+    # a slot for another node's paths is refused (and removes itself)
+    from stackctl.paths import NodePaths
+    from stackctl.runtime.containers import pool
+
+    other = NodePaths(state=warm.paths.state + "-other", run=warm.paths.run, cgroup_parent=warm.paths.cgroup_parent)
+    _wait_for(lambda: len(_pool_names(warm.paths)) == 2, what="the pool to refill")
+    assert pool.borrow(other) is None
+    slot = pool.borrow(warm.paths)
+    assert slot is not None and slot.name in _pool_names(warm.paths)
+    slot.close()
+    _wait_for(lambda: slot.name not in _pool_names(warm.paths), what="the given-up slot to go")
