@@ -144,6 +144,7 @@ class Ctx:
     changed: trio.Event = field(default_factory=trio.Event)
     serving: dict[str, bool] = field(default_factory=dict)  # last set per container
     draining: set[str] = field(default_factory=set)  # being taken out before a stop
+    reads: dict[str, Any] = field(default_factory=dict)  # stack -> watch.SharedRead not begun yet
 
     def kick(self) -> None:
         """Something changed on the node: wake every waiter now."""

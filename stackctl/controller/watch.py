@@ -74,7 +74,38 @@ def condition_state(st: ServiceTasks, observed: StackObserved, condition: str,
 
 
 async def observe(ctx: Ctx, stack: str) -> StackObserved:
-    return group_stack(await ctx.node.list_containers(stack=stack), stack)
+    """The stack's containers as the node reports them now.
+
+    Tasks that ask at the same moment (every waiter woken by one change) share one read: a
+    caller joins a read that has not begun yet — the first caller yields once to let them
+    come — never one already under way, which could miss what the caller has just done. The
+    shared :class:`StackObserved` is read-only. If the first caller is cancelled before its
+    read is done, the others read for themselves."""
+    pending = ctx.reads.get(stack)
+    if pending is not None:
+        await pending.done.wait()
+        if pending.result is not None:
+            return pending.result
+        return group_stack(await ctx.node.list_containers(stack=stack), stack)
+    read = SharedRead()
+    ctx.reads[stack] = read
+    try:
+        await trio.lowlevel.checkpoint()  # the other tasks woken with this one join here
+        del ctx.reads[stack]  # from now on, a caller starts a read of its own
+        read.result = group_stack(await ctx.node.list_containers(stack=stack), stack)
+        return read.result
+    finally:
+        if ctx.reads.get(stack) is read:
+            del ctx.reads[stack]
+        read.done.set()
+
+
+class SharedRead:
+    """One ``list_containers`` for the callers of :func:`observe` that joined it."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: StackObserved | None = None
 
 
 async def wait_condition(ctx: Ctx, stack: str, st: ServiceTasks, condition: str,
