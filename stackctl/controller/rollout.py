@@ -13,7 +13,8 @@ Cancelled (Ctrl-C), the update stops where it is: a slot whose old task was alre
 keeps its new task (it is updated), and a slot still in flight — its new task started while
 the old one still runs (start-first, before the new one was ready) — is undone: the new task
 is stopped and removed in a shielded scope, so the old version keeps serving and no slot is
-left with two tasks.
+left with two tasks. A slot left with none (stop-first, cancelled between the old task's stop
+and the new one's start) gets a task of the old version again.
 """
 
 from __future__ import annotations
@@ -216,6 +217,30 @@ class Rollout:
                                     "update interrupted: the previous task keeps the slot",
                                     slot=slot, container=cid)
                 await stop_task(self.ctx, self.progress, self.service, slot, c)
+        await self._refill_emptied(by_id)
+
+    async def _refill_emptied(self, by_id: Mapping[str, ContainerInfo]) -> None:
+        """A slot left with no running task — stop-first, cancelled between the old task's
+        stop and the new one's start — gets a task of the previous version again, so a Ctrl-C
+        never costs the service a replica."""
+        if self.old is None:
+            return
+        for slot, old_id in sorted(self.original.items()):
+            tasks = [old_id, self.started.get((slot, NEW)), self.started.get((slot, OLD))]
+            if any(t in by_id and by_id[t].running for t in tasks if t):
+                continue
+            old = by_id.get(old_id)
+            if old is not None:  # stopped, not yet removed
+                await stop_task(self.ctx, self.progress, self.service, slot, old)
+            await self.progress(self.service, "rollback", "started",
+                                "update interrupted: the slot gets its previous task back",
+                                slot=slot)
+            try:
+                await start_task(self.ctx, self.progress, self.old, slot,
+                                 network_container=self.network_container, action="rollback")
+            except Exception as exc:  # noqa: BLE001 - the reconcile loop or the next `up` heals it
+                await self.progress(self.service, "failed", "error",
+                                    getattr(exc, "message", None) or str(exc), slot=slot)
 
     async def _wait_reports(self, timeout: float) -> list[TaskReport]:
         """Until a report, a nudge (a task was started: look at it now), a node event (a

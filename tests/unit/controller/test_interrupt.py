@@ -185,3 +185,29 @@ def test_resumed_update_rolls_back_to_the_version_before(paths):
     # version), and so did slot 1, which the interrupted `up` had moved to "bad": the whole
     # service is back on the version before, as after Swarm's rollback
     assert by_slot == {"1": "bb", "2": "bb", "3": "bb"}, by_slot
+
+
+def test_cancel_between_stop_and_start_gives_the_slot_its_old_task_back(paths):
+    """stop-first, cancelled after slot 1's old task stopped and before its new one exists:
+    the slot is not left empty, it runs the previous version again."""
+    w = World(paths)
+    text = ROLLING.replace("order: start-first", "order: stop-first")
+
+    def slot1_emptied() -> bool:
+        return any(e[0] == "remove" and e[1] == "app-web-1" for e in w.node.log[mark:])
+
+    async def main():
+        nonlocal mark
+        await w.up(text, wait=True)
+        mark = len(w.node.log)
+        w.node.create_delay = 3.0  # fake seconds: the new task is slow to appear
+        await cancel_when(w, slot1_emptied, text.replace('"1"', '"2"'), wait=True)
+        w.node.create_delay = 0.0
+
+    mark = 0
+    run(main)
+    web = {c.labels["com.stackctl.slot"]: c for c in w.node.running("web")}
+    assert sorted(web) == ["1", "2", "3"], w.node.log[mark:]
+    assert all(env_of(w, c.id) == "V=1" for c in web.values())
+    assert len(w.node.containers) == 3
+    assert w.store.stacks["app"].status == "interrupted"
