@@ -4,14 +4,24 @@
 
 The directory is made a shared mount of itself (as iproute2 does with /run/netns), so that
 unmounting a netns file here also unmounts its copies in mount namespaces created later.
+
+Nothing here forks. pyroute2 makes a namespace, or a netlink socket inside one, in a forked
+child process, and the agent calls this from a worker thread of a trio process: such a child
+inherits the parent's Python signal handlers and locks as they were at the fork, and a signal
+arriving in it ran trio's handler and hung on a lock forever, holding copies of the runtime's
+lock files (a `stackctl up` that never ended). Instead, the calling *thread* enters the
+namespace (a network namespace is per thread: ``unshare``/``setns`` with CLONE_NEWNET), does
+what it needs there and returns (:func:`inside`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import subprocess
+from collections.abc import Iterator
 
 from stackctl.net.model import NetworkError
 
@@ -35,7 +45,7 @@ def is_netns_file(path: str) -> bool:
 
 def create(path: str) -> str:
     """Create a network namespace and bind it on ``path`` (which must not exist yet)."""
-    from pyroute2 import netns as pr_netns
+    from stackctl.runtime.containers import linux
 
     if os.path.exists(path):
         if is_netns_file(path):
@@ -43,7 +53,13 @@ def create(path: str) -> str:
         os.unlink(path)  # an empty mountpoint left by a crash
     os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
-        pr_netns.create(path)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
+        with _own_netns() as own:
+            linux.unshare(linux.CLONE_NEWNET)  # this thread only
+            try:
+                linux.mount("/proc/thread-self/ns/net", path, None, linux.MS_BIND)
+            finally:
+                linux.setns(own, linux.CLONE_NEWNET)
     except OSError as exc:
         remove(path)
         raise NetworkError(f"cannot create network namespace {path}: {exc}",
@@ -52,6 +68,34 @@ def create(path: str) -> str:
         remove(path)
         raise NetworkError(f"cannot create network namespace {path}: the bind mount did not appear")
     return path
+
+
+@contextlib.contextmanager
+def _own_netns() -> Iterator[int]:
+    """A descriptor of the calling thread's network namespace, to return to."""
+    fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def inside(path: str) -> Iterator[None]:
+    """The calling thread in the network namespace bound at ``path`` for the block (sockets
+    made there stay there), back in its own afterwards."""
+    from stackctl.runtime.containers import linux
+
+    with _own_netns() as own:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            linux.setns(target, linux.CLONE_NEWNET)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            linux.setns(own, linux.CLONE_NEWNET)
 
 
 def remove(path: str) -> None:

@@ -16,11 +16,17 @@ from stackctl.net.model import Endpoint, NetworkError, Network, veth_names
 
 
 def _ipr(netns: str | None = None):
+    """An IPRoute socket in the host's network namespace, or in the one bound at ``netns``
+    (made there by this thread, without pyroute2's forked helper: see
+    :mod:`stackctl.net.netns`)."""
     from pyroute2 import IPRoute
 
     if netns is None:
         return IPRoute()
-    return IPRoute(netns=netns, flags=0)  # flags=0: never create a missing netns
+    from stackctl.net import netns as nsmod
+
+    with nsmod.inside(netns):
+        return IPRoute()
 
 
 def attach(netns_path: str, net: Network, ep: Endpoint, *, default_route: bool, tag: str) -> None:

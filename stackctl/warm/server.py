@@ -511,7 +511,8 @@ def spawn(paths: NodePaths, log_fd: int) -> int:
     """Start a warm server for ``paths`` in the background (stdout/stderr on ``log_fd``); its pid."""
     import subprocess
 
-    p = subprocess.Popen([sys.executable, "-m", "stackctl.warm.server", paths.state, paths.run, paths.cgroup_parent],
+    p = subprocess.Popen([sys.executable, "-m", "stackctl.warm.server", paths.state, paths.run, paths.cgroup_parent,
+                          str(os.getpid())],
                          stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, cwd="/", start_new_session=True)
     return p.pid
 
@@ -535,8 +536,17 @@ def stop(paths: NodePaths, pid: int, timeout: float = 5.0) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """``STATE RUN CGROUP_PARENT [PARENT_PID]``: with PARENT_PID (the agent that spawned it)
+    the server lives no longer than that process, also when it is SIGKILLed: the kernel
+    sends SIGTERM (PR_SET_PDEATHSIG), and the server shuts down as on any SIGTERM."""
     state, run, cgroup_parent = argv[1:4]
     paths = NodePaths(state=state, run=run, cgroup_parent=cgroup_parent)
+    if len(argv) > 4:
+        from stackctl.runtime.containers import linux
+
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != int(argv[4]):  # it died before the line above
+            return 0
     os.chdir("/")
     preload()
     size = int(os.environ.get("STACKCTL_WARM_POOL", POOL_SIZE))

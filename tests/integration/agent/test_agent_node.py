@@ -38,12 +38,44 @@ def node(node_paths, busybox_rootfs):
         os.kill(pid, signal.SIGKILL)
         while running_pid(node_paths) == pid:
             time.sleep(0.01)
+    _wait_warm_server_gone(node_paths)  # it goes with its agent (PR_SET_PDEATHSIG)
     cm = ContainerManager(node_paths)
     for cid in cm.ids():
         cm.remove(cid, force=True, volumes=True)
     from stackctl.net import dnsd
 
     dnsd.stop(node_paths)
+
+
+def _wait_warm_server_gone(paths, timeout: float = 15.0) -> None:
+    from stackctl.warm.server import running_pid as warm_pid
+
+    deadline = time.monotonic() + timeout
+    while warm_pid(paths) is not None:
+        assert time.monotonic() < deadline, "the warm server outlived its agent"
+        time.sleep(0.02)
+
+
+def _pool_cgroups(paths) -> list[str]:
+    top = f"/sys/fs/cgroup/pids/{paths.cgroup_parent}"
+    return [d for d in os.listdir(top) if d.startswith("pool-")] if os.path.isdir(top) else []
+
+
+def test_the_warm_server_goes_with_a_killed_agent(node):
+    """SIGKILL of the agent: its warm server gets SIGTERM from the kernel, shuts down and
+    gives up its pool; no process or cgroup of it is left."""
+    from stackctl.warm.server import running_pid as warm_pid
+
+    info = ensure_agent(node, timeout=10)
+    deadline = time.monotonic() + 15
+    while warm_pid(node) is None or len(_pool_cgroups(node)) < 2:
+        assert time.monotonic() < deadline, "no warm server with its pool"
+        time.sleep(0.02)
+    server = warm_pid(node)
+    os.kill(info["pid"], signal.SIGKILL)
+    _wait_warm_server_gone(node)
+    assert not os.path.exists(f"/proc/{server}") or open(f"/proc/{server}/stat").read().split()[2] == "Z"
+    assert _pool_cgroups(node) == []
 
 
 def sleeper(**labels) -> RunOptions:
