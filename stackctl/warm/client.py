@@ -35,7 +35,12 @@ tried = False
 def socket_path(environ) -> str:
     """The warm server's socket for the node that ``environ``'s STACKCTL_RUN_DIR names (the
     default as :func:`stackctl.paths.default_paths`)."""
-    return environ.get("STACKCTL_RUN_DIR", "/run/stackctl").rstrip("/") + "/" + SOCKET_NAME
+    return run_socket(environ.get("STACKCTL_RUN_DIR", "/run/stackctl"))
+
+
+def run_socket(run_dir: str) -> str:
+    """The warm server's socket in the node run directory ``run_dir``."""
+    return run_dir.rstrip("/") + "/" + SOCKET_NAME
 
 
 def encode_request(argv: list[bytes], environ: list[bytes], umask: int) -> bytes:
@@ -79,7 +84,7 @@ def try_warm(args: list[str], environ=None) -> int | None:
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         try:
-            s.connect(env.get(b"STACKCTL_RUN_DIR", b"/run/stackctl").rstrip(b"/") + b"/" + SOCKET_NAME.encode())
+            s.connect(run_socket(env.get(b"STACKCTL_RUN_DIR", b"/run/stackctl").decode("utf-8", "surrogateescape")))
         except OSError:
             return None
         return _converse(s, args, env)

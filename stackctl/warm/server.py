@@ -35,7 +35,7 @@ from stackctl.paths import NodePaths
 from stackctl.pidlock import holder_pid, write_pid
 from stackctl.runtime.containers import pool
 from stackctl.warm import client
-from stackctl.warm.client import SOCKET_NAME, decode_request, frame
+from stackctl.warm.client import decode_request, frame, run_socket
 
 POOL_SIZE = 2
 # commands that may start a container (and so claim a pool slot); other workers give it back
@@ -115,10 +115,10 @@ class Server:
         for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(s, self._on_signal)
         try:
-            self.listener = _listen(os.path.join(self.paths.run, SOCKET_NAME))
-            self.socket_ino = os.stat(os.path.join(self.paths.run, SOCKET_NAME)).st_ino
+            self.listener = _listen(run_socket(self.paths.run))
+            self.socket_ino = os.stat(run_socket(self.paths.run)).st_ino
             write_pid(pid_path(self.paths))
-            _log(f"warm server {os.getpid()} ready on {self.paths.run}/{SOCKET_NAME}, pool of {self.pool_size}")
+            _log(f"warm server {os.getpid()} ready on {run_socket(self.paths.run)}, pool of {self.pool_size}")
             while not self.stopping:
                 self._reap()
                 if self.spare is None:
@@ -144,7 +144,7 @@ class Server:
 
     def _shut_down(self, lock_fd: int) -> None:
         if self.listener is not None:
-            path = os.path.join(self.paths.run, SOCKET_NAME)
+            path = run_socket(self.paths.run)
             with contextlib.suppress(OSError):
                 if os.stat(path).st_ino == self.socket_ino:  # not a newer server's
                     os.unlink(path)
@@ -159,6 +159,7 @@ class Server:
         for slot in self.slots:
             slot.close()
         self.slots.clear()
+        # the unclaimed slots remove their cgroups: once the server has exited, its pool is gone
         _wait_children([p for p in unclaimed if p], SLOT_CLEANUP_TIMEOUT)
         with contextlib.suppress(OSError):
             os.unlink(pid_path(self.paths))
@@ -182,7 +183,7 @@ class Server:
         if self.spare is not None and not self.spare_slot and self.slots:
             slot = self.slots.pop(0)
             try:
-                socket.send_fds(self.spare[1], [f"{slot.name} {slot.pid}".encode()], list(slot.fds()))
+                socket.send_fds(self.spare[1], [pool.describe(slot)], list(slot.fds()))
                 self.spare_slot = slot.pid
             except OSError:
                 pass
@@ -261,18 +262,15 @@ class Server:
         """A worker's word on its slot: the slot back (its command starts no container), or
         EOF (it keeps it)."""
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(ctl, 128, 3)
+            msg, fds, _flags, _addr = socket.recv_fds(ctl, 4096, 3)
         except OSError:
             msg, fds = b"", []
         ctl.close()
         if pid in self.workers:
             self.workers[pid][2] = None
-        if len(fds) == 3:
-            name, slot_pid = msg.decode().split()
-            self.slots.insert(0, pool.Slot(self.paths, name, *fds, int(slot_pid)))
-        else:
-            for fd in fds:
-                os.close(fd)
+        slot = pool.received(msg, fds)
+        if slot is not None:
+            self.slots.insert(0, slot)
         # else: it died; _reap collects it
 
     def _in_spare(self, ctl: socket.socket, slot: pool.Slot | None) -> int:
@@ -298,12 +296,12 @@ class Server:
         while True:
             ready, _, _ = select.select([self.listener, ctl], [], [])
             if ctl in ready:
-                msg, fds, _flags, _addr = socket.recv_fds(ctl, 64, 3)
+                msg, fds, _flags, _addr = socket.recv_fds(ctl, 4096, 3)
                 if not msg:
                     return 0  # the server is gone
-                if len(fds) == 3:
-                    name, pid = msg.decode().split()
-                    pool.hold([pool.Slot(self.paths, name, *fds, int(pid))])
+                slot = pool.received(msg, fds)
+                if slot is not None:
+                    pool.hold([slot])
             if self.listener in ready:
                 try:
                     conn, _ = self.listener.accept()
@@ -339,7 +337,7 @@ class Server:
             slot = mine[0]
             pool.hold([])
             with contextlib.suppress(OSError):
-                socket.send_fds(ctl, [f"{slot.name} {slot.pid}".encode()], list(slot.fds()))
+                socket.send_fds(ctl, [pool.describe(slot)], list(slot.fds()))
             slot.close()
         ctl.close()
         _adopt(fds, environ, umask)
@@ -485,9 +483,9 @@ def _take_over(paths: NodePaths, timeout: float = 5.0) -> int:
         time.sleep(0.02)
 
 
-def _wait_children(pids: list[int], timeout: float) -> None:
-    """Reap ``pids`` (children: unclaimed slots, removing their cgroups), bounded: when the
-    server has exited, its pool is gone."""
+def _wait_children(pids: list[int], timeout: float) -> set[int]:
+    """Reap the child processes ``pids``, waiting at most ``timeout`` seconds; those still
+    running."""
     deadline = time.monotonic() + timeout
     left = set(pids)
     while left and time.monotonic() < deadline:
@@ -500,6 +498,7 @@ def _wait_children(pids: list[int], timeout: float) -> None:
                 left.discard(pid)
         if left:
             time.sleep(0.005)
+    return left
 
 
 def _log(text: str) -> None:
@@ -521,18 +520,10 @@ def stop(paths: NodePaths, pid: int, timeout: float = 5.0) -> None:
     """Stop the server ``spawn`` started (its workers finish on their own)."""
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if done:
-            return
-        time.sleep(0.01)
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+    if _wait_children([pid], timeout):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 def main(argv: list[str]) -> int:

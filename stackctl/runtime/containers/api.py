@@ -197,7 +197,7 @@ def prepare_start(paths: NodePaths, spec: ContainerSpec, *, attach: bool = False
 
     from stackctl.runtime.containers import pool
 
-    claimed = pool.claim(paths, spec, attach)  # a slot of the warm server's pool, if this process has one
+    claimed = pool.claim(paths, spec, attach)  # a slot held, or borrowed from the warm server
     if claimed is not None:
         return claimed
     # loaded before fork, so that the launcher and the setup child do not pay for imports

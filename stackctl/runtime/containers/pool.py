@@ -30,8 +30,6 @@ POOL_PREFIX = "pool-"
 
 # the slots this process holds (the warm server's worker gets the one it was handed)
 _held: list[Slot] = []
-# whether a start with no held slot borrows one from the warm server (off in the server itself)
-lending = True
 
 
 class Slot:
@@ -67,7 +65,6 @@ def fill(paths: NodePaths) -> Slot:
     from stackctl.runtime.containers import api
 
     name = POOL_PREFIX + secrets.token_hex(6)
-    os.makedirs(os.path.join(paths.run, "containers"), exist_ok=True)
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     cfg_r, cfg_w = os.pipe2(os.O_CLOEXEC)
     claim_r, claim_w = os.pipe2(os.O_CLOEXEC)
@@ -128,10 +125,23 @@ def fits_any(spec) -> bool:
 
 
 def describe(slot: Slot) -> bytes:
-    """How a slot travels with its descriptors: ``name pid state run cgroup_parent``
-    (NUL-separated), so a borrower can check it is for its own node."""
+    """How a slot travels with its descriptors (SCM_RIGHTS, in :meth:`Slot.fds` order) between
+    processes: ``name pid state run cgroup_parent`` (NUL-separated), so that the receiver can
+    check it is for its own node (:func:`received`)."""
     p = slot.paths
     return b"\0".join(s.encode() for s in (slot.name, str(slot.pid), p.state, p.run, p.cgroup_parent))
+
+
+def received(msg: bytes, fds: list[int]) -> Slot | None:
+    """The slot :func:`describe` sent with ``fds``; None (and the descriptors closed: the slot
+    removes itself) when the message is not one."""
+    parts = msg.split(b"\0")
+    if len(fds) != 3 or len(parts) != 5:
+        for fd in fds:
+            os.close(fd)
+        return None
+    name, pid, state, run, parent = (p.decode() for p in parts)
+    return Slot(NodePaths(state=state, run=run, cgroup_parent=parent), name, *fds, int(pid))
 
 
 def borrow(paths: NodePaths) -> Slot | None:
@@ -140,25 +150,20 @@ def borrow(paths: NodePaths) -> Slot | None:
     starts (a stack's tasks) come this way; so does any start a warm worker has no slot for."""
     import socket
 
+    from stackctl.warm.client import run_socket
+
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     s.settimeout(BORROW_TIMEOUT)
-    fds: list[int] = []
     try:
-        s.connect(os.path.join(paths.run, "warm.sock"))
+        s.connect(run_socket(paths.run))
         s.sendall(SLOT_REQUEST)
         msg, fds, _flags, _addr = socket.recv_fds(s, 4096, 3)
     except OSError:
         return None
     finally:
         s.close()
-    parts = msg.split(b"\0")
-    if len(fds) != 3 or len(parts) != 5:
-        for fd in fds:
-            os.close(fd)
-        return None
-    name, pid, state, run, parent = (p.decode() for p in parts)
-    slot = Slot(NodePaths(state=state, run=run, cgroup_parent=parent), name, *fds, int(pid))
-    if slot.paths != paths:
+    slot = received(msg, fds)
+    if slot is not None and slot.paths != paths:
         slot.close()  # another node's: it removes itself
         return None
     return slot
@@ -171,7 +176,7 @@ def claim(paths: NodePaths, spec, attach: bool):
     slot = next((s for s in _held if s.fits(paths, spec, attach)), None)
     if slot is not None:
         _held.remove(slot)
-    elif lending and fits_any(spec):
+    elif fits_any(spec):
         slot = borrow(paths)
     if slot is None:
         return None
