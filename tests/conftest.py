@@ -18,7 +18,7 @@ import pytest
 from stackctl.paths import NodePaths
 
 sys.path.insert(0, os.path.dirname(__file__))
-from kernel_cleanup import remove_cgroups, unmount_under  # noqa: E402
+from kernel_cleanup import remove_cgroups, remove_networking, unmount_under  # noqa: E402
 
 
 def _can_run_root_tests() -> str | None:
@@ -52,6 +52,7 @@ def node_paths(tmp_path) -> NodePaths:
     run.mkdir()
     paths = NodePaths(state=str(state), run=str(run), cgroup_parent=f"stackctl-test-{uuid.uuid4().hex[:8]}")
     yield paths
+    remove_networking(paths)
     unmount_under(str(tmp_path))
     remove_cgroups(paths.cgroup_parent)
 

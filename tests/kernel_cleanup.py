@@ -47,3 +47,23 @@ def remove_cgroups(parent: str) -> None:
                     break
                 except OSError:
                     time.sleep(0.02)
+
+
+def remove_networking(paths) -> None:
+    """The networking a test's node made (``run`` puts containers on the default ``bridge``
+    network, made on first use): sandboxes, networks, leftover links, the DNS daemon and the
+    node's nftables table. Costs one ``stat`` when the node made none."""
+    if not os.path.exists(os.path.join(paths.state, "networks", "state.json")):
+        return
+    from stackctl.net import dnsd, firewall, gc, store
+    from stackctl.net import networks as nets_mod
+    from stackctl.net import sandbox as sb_mod
+
+    dnsd.stop(paths)
+    for cid in list(store.load(paths).sandboxes):
+        sb_mod.teardown_container(paths, cid)
+    nets = [n.id for n in store.load(paths).networks.values()]
+    if nets:
+        nets_mod.remove(paths, nets, force=True)
+    gc.gc_stale(paths, live_containers=[])
+    subprocess.run(["nft", "delete", "table", "ip", firewall.table_name(paths)], capture_output=True)

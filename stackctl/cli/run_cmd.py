@@ -53,10 +53,12 @@ RUN_OPTIONS: tuple[tuple[tuple[str, ...], str, Any, str], ...] = (
     (("--cap-add",), "multi", None, "Add Linux capabilities."),
     (("--cap-drop",), "multi", None, "Drop Linux capabilities."),
     (("--privileged",), "flag", False, "Give extended privileges to this container."),
-    (("--network", "--net", "network"), "str", "none",
-     "none, host, container:NAME, or a network made with `stackctl network create`."),
+    (("--network", "--net", "network"), "str", "bridge",
+     "bridge (the default network, made on first use), none, host, container:NAME, or a network "
+     "made with `stackctl network create`."),
     (("--network-alias", "network_aliases"), "multi", None, "Add a network-scoped alias for the container."),
     (("--ip",), "str", "", "IPv4 address on the network (e.g., 172.30.100.104)."),
+    (("--link", "links"), "multi", None, "Add link to another container (NAME[:ALIAS]): an /etc/hosts entry."),
     (("-l", "--label", "labels"), "multi", None, "Set meta data on a container (K=V)."),
     (("--stop-signal",), "str", "", "Signal to stop the container."),
     (("--stop-timeout",), "int", None, "Timeout (in seconds) to stop a container."),
@@ -301,6 +303,7 @@ def _options_from(image: str, command: tuple[str, ...], kw: dict[str, Any]):
         network_aliases=list(kw["network_aliases"]),
         ipv4_address=kw["ip"],
         auto_remove=kw["auto_remove"],
+        links=list(kw.get("links") or ()),
     )
 
 

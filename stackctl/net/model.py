@@ -29,6 +29,9 @@ DEFAULT_MTU = 1500
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 # Names that mean a mode, not a user network (docker refuses them too).
 RESERVED_NAMES = frozenset({"none", "host", "bridge", "default"})
+# Docker's default network: made on first use by `run` without --network (see
+# stackctl.net.networks.ensure_default_bridge); no name resolution on it, as in Docker.
+DEFAULT_BRIDGE = "bridge"
 
 Protocol = Literal["tcp", "udp"]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from stackctl.net.dns import reverse_name_to_ip
 from stackctl.net.ipam import ip_in
-from stackctl.net.model import Endpoint, NetState, Network
+from stackctl.net.model import DEFAULT_BRIDGE, Endpoint, NetState, Network
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,13 @@ class Decision:
 
 
 def scope_of(state: NetState, client_ip: str, via_network: str | None) -> tuple[list[Network], str | None]:
-    """(networks the client may resolve on, the client's container id or None)."""
+    """(networks the client may resolve on, the client's container id or None). The default
+    ``bridge`` network is never in scope: Docker gives it no name resolution."""
+    nets, cid = _scope_of(state, client_ip, via_network)
+    return [n for n in nets if n.name != DEFAULT_BRIDGE], cid
+
+
+def _scope_of(state: NetState, client_ip: str, via_network: str | None) -> tuple[list[Network], str | None]:
     for nid, eps in state.endpoints.items():
         for cid, ep in eps.items():
             if ep.address == client_ip and nid in state.networks:

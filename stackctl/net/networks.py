@@ -12,7 +12,9 @@ from typing import Any
 
 from stackctl.errors import ConflictError, NotFoundError
 from stackctl.net import bridge, firewall, ipam, store
-from stackctl.net.model import BRIDGE_PREFIX, DEFAULT_MTU, NetState, Network, NetworkError, check_name, new_id
+from stackctl.net.model import (
+    BRIDGE_PREFIX, DEFAULT_BRIDGE, DEFAULT_MTU, NetState, Network, NetworkError, check_name, new_id,
+)
 from stackctl.paths import NodePaths
 
 IP_FORWARD = "net/ipv4/ip_forward"
@@ -72,9 +74,12 @@ def create(
     mtu: int = DEFAULT_MTU,
     driver: str = "bridge",
     pools: tuple[ipam.Pool, ...] = ipam.DEFAULT_POOLS,
+    predefined: bool = False,
 ) -> Network:
-    """Create a bridge network: state record, bridge with gateway address, firewall rules."""
-    check_name(name)
+    """Create a bridge network: state record, bridge with gateway address, firewall rules.
+    ``predefined``: the default ``bridge`` network (its name is reserved for users)."""
+    if not (predefined and name == DEFAULT_BRIDGE):
+        check_name(name)
     if driver != "bridge":
         raise NetworkError(f"network driver {driver!r} is not supported (only 'bridge')")
     if not 68 <= mtu <= 65535:
@@ -118,6 +123,24 @@ def create(
         return net
 
 
+def ensure_default_bridge(paths: NodePaths) -> Network:
+    """Docker's default ``bridge`` network, made on first use (``run`` without ``--network``):
+    NAT out, published ports, containers reach each other by address, and no name resolution
+    on it (their resolv.conf is the host's, as Docker's default bridge). Safe against a
+    concurrent first use: the loser of the race finds the winner's network."""
+    net = store.load(paths).find(DEFAULT_BRIDGE)
+    if net is not None and net.name == DEFAULT_BRIDGE:
+        return net
+    try:
+        return create(paths, DEFAULT_BRIDGE, predefined=True)
+    except ConflictError:
+        return get(paths, DEFAULT_BRIDGE)
+
+
+def is_default_bridge(net: Network) -> bool:
+    return net.name == DEFAULT_BRIDGE
+
+
 def _safe_commit(paths: NodePaths, state: NetState) -> None:
     try:
         commit(paths, state)
@@ -132,6 +155,8 @@ def remove(paths: NodePaths, names: list[str], *, force: bool = False) -> list[s
     with store.locked(paths) as state:
         for name in names:
             net = get(paths, name, state)
+            if is_default_bridge(net) and not force:
+                raise ConflictError(f"{net.name} is a pre-defined network and cannot be removed")
             eps = state.endpoints_of(net.id)
             if eps and not force:
                 who = ", ".join(sorted(e.names[0] if e.names else e.container_id[:12] for e in eps))
@@ -158,7 +183,7 @@ def remove(paths: NodePaths, names: list[str], *, force: bool = False) -> list[s
 def prune(paths: NodePaths) -> list[str]:
     """Remove every network no container is attached to."""
     state = store.load(paths)
-    unused = [n.name for n in state.networks.values() if not state.endpoints_of(n.id)]
+    unused = [n.name for n in state.networks.values() if not state.endpoints_of(n.id) and not is_default_bridge(n)]
     return remove(paths, unused) if unused else []
 
 
@@ -202,6 +227,9 @@ def inspect(paths: NodePaths, net: Network, state: NetState | None = None) -> di
         "Options": {
             "com.docker.network.bridge.name": net.bridge,
             "com.docker.network.driver.mtu": str(net.mtu),
+            **({"com.docker.network.bridge.default_bridge": "true",
+                "com.docker.network.bridge.enable_icc": "true",
+                "com.docker.network.bridge.enable_ip_masquerade": "true"} if is_default_bridge(net) else {}),
         },
         "Labels": dict(net.labels),
         "Services": {s: {"VIP": v} for s, v in sorted(state.vips.get(net.id, {}).items())},

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from stackctl.net import sandbox, store
-from stackctl.net.model import NetState
+from stackctl.net.model import DEFAULT_BRIDGE, NetState
 from stackctl.paths import NodePaths
 
 MODES = ("", "none", "host")
@@ -47,6 +47,10 @@ def attach(
     setup: Callable[..., sandbox.NetworkSetup] = sandbox.setup_container,
 ) -> sandbox.NetworkSetup:
     atts = [n if isinstance(n, sandbox.Attachment) else sandbox.Attachment(n) for n in networks]
+    if any(a.network == DEFAULT_BRIDGE for a in atts):
+        from stackctl.net.networks import ensure_default_bridge
+
+        ensure_default_bridge(paths)  # Docker's default network, made on first use
     result = setup(
         paths, spec.id, name=spec.name, hostname=spec.hostname, networks=atts, ports=list(ports),
         publish_all=publish_all, exposed=list(exposed), service=service,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from stackctl.errors import NotFoundError
 from stackctl.net import bridge, ipam, netns, ports as ports_mod, store, veth
-from stackctl.net.model import Endpoint, NetState, Network, NetworkError, PortBinding, Sandbox
+from stackctl.net.model import DEFAULT_BRIDGE, Endpoint, NetState, Network, NetworkError, PortBinding, Sandbox
 from stackctl.net.networks import commit, get, tag
 from stackctl.paths import NodePaths
 
@@ -152,7 +152,9 @@ def setup_container(
         netns=path,
         addresses=addresses,
         ports=bindings,
-        dns=[nets[0].gateway] if nets else list(dns),
+        # the embedded DNS server on the first network's gateway; the default bridge has no
+        # name resolution (as Docker's): the user's --dns, else the host's resolvers
+        dns=[nets[0].gateway] if nets and nets[0].name != DEFAULT_BRIDGE else list(dns),
         dns_search=list(dns_search),
         dns_options=list(dns_options),
         extra_hosts=hosts + list(extra_hosts),

@@ -81,6 +81,7 @@ class RunOptions:
     network_aliases: list[str] = field(default_factory=list)  # --network-alias
     ipv4_address: str = ""  # --ip
     auto_remove: bool = False
+    links: list[str] = field(default_factory=list)  # --link NAME[:ALIAS] (/etc/hosts entries)
 
 
 @dataclass

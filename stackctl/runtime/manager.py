@@ -222,7 +222,9 @@ class ContainerManager:
         lock again (see ``RESERVATION``)."""
         if name:
             name = names.validate_name(name)
+        check_default_network_options(opts)
         image = self.images.resolve(opts.image)  # NotFoundError names the image
+        link_hosts = self._link_hosts(opts)
         if opts.network.startswith("container:"):
             # the core joins ``container:<full id>`` (its state directory); users give a name
             opts = dataclasses.replace(opts, network=f"container:{self.resolve_running(opts.network[10:])}")
@@ -264,6 +266,7 @@ class ContainerManager:
                 os.makedirs(d, mode=0o700)
                 made_dirs.append(d)
                 spec = plan.spec
+                spec.extra_hosts.extend(link_hosts)
                 nocopy = []
                 for req in plan.mounts:
                     m = req.mount
@@ -329,11 +332,33 @@ class ContainerManager:
         from stackctl.net import dnsd, runtime_hooks, store
 
         self._release_orphans()  # not under the lock: see RESERVATION
-        setup = runtime_hooks.attach(self.paths, spec, **self._network_membership(opts),
+        membership = self._network_membership(opts)
+        setup = runtime_hooks.attach(self.paths, spec, **membership,
                                      ports=opts.publish, publish_all=opts.publish_all, exposed=exposed)
-        dnsd.ensure_running(self.paths)
+        if any(_attachment_name(a) != DEFAULT_NETWORK for a in membership["networks"]):
+            dnsd.ensure_running(self.paths)  # the default bridge has no name resolution
         state = setup.state if setup.state is not None else store.load(self.paths)
         return runtime_hooks.network_settings(state, spec.id, exposed)
+
+    def _link_hosts(self, opts: RunOptions) -> list[str]:
+        """``--link NAME[:ALIAS]`` as /etc/hosts entries (``ALIAS``, the target's name and short
+        ID at its address), as Docker's legacy links on the default bridge. The target must
+        run and have an address; an unknown one is ``no such container``."""
+        out: list[str] = []
+        for link in getattr(opts, "links", None) or []:
+            target, _, alias = link.partition(":")
+            rec = self.get(target)
+            if rec.state.status != "running":
+                raise StackctlError(f"cannot link to a non running container: /{rec.name} AS /{alias or rec.name}",
+                                    hint=f"start it first: stackctl start {rec.name}")
+            networks = (rec.meta.get("NetworkSettings") or {}).get("Networks") or {}
+            ep = networks.get(opts.network) or next(iter(networks.values()), None)
+            if not ep or not ep.get("IPAddress"):
+                raise StackctlError(f"cannot link to container {rec.name}: it has no address on a network",
+                                    hint="link to a container on the default bridge (run without --network)")
+            for host in dict.fromkeys([alias or rec.name, rec.name, names.short_id(rec.id)]):
+                out.append(f"{host}:{ep['IPAddress']}")
+        return out
 
     def _network_membership(self, opts: RunOptions) -> dict[str, Any]:
         """Which networks a new container joins, as keyword arguments of
@@ -584,6 +609,26 @@ class ContainerManager:
         if rec.state.status != "running":
             return rec, None
         return rec, self.core.container_stats(self.paths, rec.id)
+
+
+DEFAULT_NETWORK = "bridge"  # Docker's default network (stackctl.net.model.DEFAULT_BRIDGE)
+
+
+def _attachment_name(att: Any) -> str:
+    return att if isinstance(att, str) else att.network
+
+
+def check_default_network_options(opts: RunOptions) -> None:
+    """Docker's refusals for the default bridge: aliases and a chosen address need a network
+    the user made (pure)."""
+    if opts.network != DEFAULT_NETWORK:
+        return
+    if opts.network_aliases:
+        raise StackctlError("network-scoped aliases are supported only for containers in user defined networks",
+                            hint="create one with `stackctl network create NAME`, then --network NAME")
+    if opts.ipv4_address:
+        raise StackctlError("user specified IP address is supported on user defined networks only",
+                            hint="create one with `stackctl network create NAME`, then --network NAME")
 
 
 def _wants_bridge(network: str) -> bool:

@@ -128,8 +128,11 @@ def test_run_rm_detached_releases_network(cli):
 
 
 def test_network_flags_need_a_network(cli):
-    p = cli("run", "--rm", "-p", "8080:80", IMG, "true")
+    p = cli("run", "--rm", "--network", "none", "-p", "8080:80", IMG, "true")
     assert p.returncode == 125 and "bridge network" in p.stderr
+    # the default bridge takes -p (tests/integration/net/test_default_bridge.py), not aliases
+    p = cli("run", "--rm", "--network-alias", "www", IMG, "true")
+    assert p.returncode == 125 and "user defined networks" in p.stderr
     p = cli("run", "--rm", "--network", "nosuch", IMG, "true")
     assert p.returncode == 125 and "nosuch" in p.stderr and p.stderr.startswith("error: ")
     assert cli("ps", "-aq").stdout == ""
