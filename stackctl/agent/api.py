@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from stackctl import __version__
-from stackctl.agent import protocol as P
+from stackctl.transport import protocol as P
 from stackctl.agent.server import Method, MethodError, RequestContext
 from stackctl.errors import UsageError
 from stackctl.scheduler.observed import slot_sort_key

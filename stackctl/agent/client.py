@@ -1,5 +1,5 @@
 """The blocking agent client, for the CLI: a plain unix socket around the sans-IO
-:class:`~stackctl.agent.protocol.Connection`. No trio, no asyncio: a stack verb pays for
+:class:`~stackctl.transport.protocol.Connection`. No trio, no asyncio: a stack verb pays for
 ``socket`` and ``json`` only.
 
     with AgentClient(paths) as agent:
@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from stackctl.agent import protocol as P
+from stackctl.transport import protocol as P
 from stackctl.errors import ConflictError, NotFoundError, StackctlError
 from stackctl.paths import NodePaths
 

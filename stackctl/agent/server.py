@@ -1,5 +1,5 @@
 """The agent's server: trio, one task per connection, one task per request, each request in
-its own cancel scope — the sans-IO :class:`~stackctl.agent.protocol.Connection` does the
+its own cancel scope — the sans-IO :class:`~stackctl.transport.protocol.Connection` does the
 talking.
 
 What the methods *do* lives in :mod:`stackctl.agent.api`; this module only knows a table of
@@ -32,7 +32,7 @@ from typing import Any
 
 import trio
 
-from stackctl.agent import protocol as P
+from stackctl.transport import protocol as P
 from stackctl.agent.client import short_address
 from stackctl.errors import ConflictError, NotFoundError, StackctlError, UsageError
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 import trio
 
-from stackctl.agent import protocol as P
+from stackctl.transport import protocol as P
 from stackctl.agent.api import AgentAPI, stack_status
 from stackctl.agent.client import AgentClient, AgentError, AgentNotFound, AgentUnavailable, socket_path
 from stackctl.agent.events import EventBus

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stackctl.agent.protocol import (
+from stackctl.transport.protocol import (
     CLIENT,
     NEED_DATA,
     SERVER,
