@@ -82,6 +82,18 @@ def status(fmt: str) -> None:
         raise click.exceptions.Exit(1)
 
 
+@agent.command("dial-stdio")
+@click.option("--state-dir", default=None, help="State directory (default $STACKCTL_STATE_DIR).")
+@click.option("--run-dir", default=None, help="Runtime directory (default $STACKCTL_RUN_DIR).")
+@click.option("--cgroup-parent", default=None, help="Cgroup parent (default $STACKCTL_CGROUP_PARENT).")
+def dial_stdio(state_dir: str | None, run_dir: str | None, cgroup_parent: str | None) -> None:
+    """Bridge stdin/stdout to this node's agent socket, starting the agent if needed (what a
+    manager or `ssh NODE stackctl agent dial-stdio` runs; like `docker system dial-stdio`)."""
+    from stackctl.transport.dial import dial_stdio as run
+
+    run(_paths(state_dir, run_dir, cgroup_parent))
+
+
 @agent.command("stop")
 @click.option("-t", "--timeout", type=float, default=15.0, show_default=True,
               help="Seconds to wait before killing the agent.")
