@@ -1,9 +1,9 @@
 """Validation errors as located issues: ``stack.yml:14:9: services.web.deploy.replicas: ...``.
 
-:func:`issues_from_validation` maps a pydantic ``ValidationError`` (raised by the models of
-:mod:`stackctl.spec.models`) to :class:`~stackctl.errors.Issue` objects, using the positions
-the YAML loader kept (:func:`~stackctl.spec.yamlpos.locate`). Our own validators write their
-messages themselves; pydantic's built-in error types get a wording here.
+:func:`issues_from_validation` maps a :class:`~stackctl.spec.models.core.ValidationFailed`
+(raised by the models of :mod:`stackctl.spec.models`) to :class:`~stackctl.errors.Issue`
+objects, using the positions the YAML loader kept (:func:`~stackctl.spec.yamlpos.locate`).
+The validators write their messages themselves.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import ValidationError
-
 from stackctl.errors import Issue, Pos
-from stackctl.spec.models.base import UnknownKey, describe
+from stackctl.spec.models.core import ErrorItem, ValidationFailed
 from stackctl.spec.yamlpos import format_path, locate
 
 
@@ -58,11 +56,11 @@ def _written_part(raw: Any, parts: list[Any]) -> list[Any]:
     return parts
 
 
-def issues_from_validation(raw: Any, error: ValidationError) -> list[Issue]:
+def issues_from_validation(raw: Any, error: ValidationFailed) -> list[Issue]:
     """Every error of ``error`` as an issue, sorted by position."""
     out = []
     seen = set()
-    for err in error.errors(include_url=False):
+    for err in error.errors:
         issue = _issue(raw, err)
         ident = (issue.path, issue.message)
         if ident not in seen:
@@ -81,50 +79,14 @@ def sort_issues(issues: Iterable[Issue]) -> list[Issue]:
     return sorted(issues, key=key)
 
 
-def _issue(raw: Any, err: dict[str, Any]) -> Issue:
-    loc = list(err.get("loc", ()))
-    kind = err.get("type", "")
-    value = err.get("input")
-    ctx = err.get("ctx") or {}
-    if kind == "stackctl":
-        at = ctx.get("at") or ""
-        if at:
-            loc += at.split(".")
-        return issue_at(raw, loc, str(ctx.get("message", err.get("msg", ""))))
-    if kind == "extra_forbidden":
+def _issue(raw: Any, err: ErrorItem) -> Issue:
+    loc = list(err.loc)
+    if err.kind == "unknown":
         message = "unknown key"
-        if isinstance(value, UnknownKey):
-            if value.suggestion:
-                message += f'; did you mean "{value.suggestion}"?'
+        if err.suggestion:
+            message += f'; did you mean "{err.suggestion}"?'
         return issue_at(raw, loc, message, key=True)
-    if kind == "missing":
+    if err.kind == "missing":
         pos: Pos | None = locate(raw, loc[:-1])
-        return Issue("required key is missing", format_path(loc), pos)
-    return issue_at(raw, loc, _message(kind, value, err))
-
-
-_EXPECTED = {
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-    "dict_type": "a mapping",
-    "list_type": "a list",
-    "string_type": "a string",
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "bool_type": "true or false",
-    "bool_parsing": "true or false",
-    "float_type": "a number",
-    "float_parsing": "a number",
-}
-
-
-def _message(kind: str, value: Any, err: dict[str, Any]) -> str:
-    if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {describe(value)}"
-    if kind == "recursion_loop":
-        return "the value refers to itself (a YAML alias loop)"
-    if kind == "literal_error":
-        expected = (err.get("ctx") or {}).get("expected", "")
-        return f"expected one of: {expected.replace(chr(39), '')}; got {describe(value)}"
-    # a pydantic message we did not foresee: still say what was given
-    return f"{err.get('msg', 'invalid value')} (got {describe(value)})"
+        return Issue(err.message, format_path(loc), pos)
+    return issue_at(raw, loc, err.message)

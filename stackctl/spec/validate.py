@@ -21,13 +21,12 @@ import posixpath
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from stackctl.errors import Issue, SpecError
 from stackctl.spec.graph import ServiceGraph, active_services
 from stackctl.spec.issues import issue_at, issues_from_validation, sort_issues, written_key
 from stackctl.spec.models import Network, Service, Stack
 from stackctl.spec.models.base import Model
+from stackctl.spec.models.core import BaseModel, ValidationFailed
 from stackctl.spec.models.support import LOG_DRIVERS, NOT_SUPPORTED, SUPPORTED_VALUES
 from stackctl.spec.yamlpos import PDict
 
@@ -60,7 +59,7 @@ def validate_tree(raw: Any) -> Stack:
     """The models of ``raw``, or a :class:`SpecError` listing every error, located."""
     try:
         return Stack.model_validate(raw)
-    except ValidationError as exc:
+    except ValidationFailed as exc:
         raise SpecError(issues_from_validation(raw, exc)) from None
     except RecursionError:
         raise SpecError(Issue("the file nests too deeply (or a YAML alias refers to itself)",
@@ -75,9 +74,9 @@ def walk_models(model: BaseModel, path: tuple = ()) -> Iterator[tuple[tuple, Mod
     """Every model below (and including) ``model`` with its key path."""
     if isinstance(model, Model):
         yield path, model
-    for name in type(model).model_fields:
+    for name in type(model).field_names():
         value = getattr(model, name)
-        key = type(model).model_fields[name].alias or name
+        key = name
         if isinstance(value, BaseModel):
             yield from walk_models(value, path + (key,))
         elif isinstance(value, list):

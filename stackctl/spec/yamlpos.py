@@ -105,7 +105,7 @@ def pos_of(node: Any) -> Pos | None:
 def locate(root: Any, path: Iterable[Any], *, key: bool = False) -> Pos | None:
     """The position of the value at ``path`` under ``root``, as deep as the data goes.
 
-    ``path`` holds dict keys and list indexes (as in a pydantic error ``loc``). Where the path
+    ``path`` holds dict keys and list indexes (as in a validation error's ``loc``). Where the path
     leaves the data (a key that was added by normalization, say), the deepest position found
     on the way is returned. With ``key=True`` the position of the last key itself is preferred
     (useful for "unknown key" errors).
@@ -117,7 +117,7 @@ def locate(root: Any, path: Iterable[Any], *, key: bool = False) -> Pos | None:
         last = i == len(parts) - 1
         if isinstance(node, dict):
             if part not in node:
-                # pydantic reports int-like keys of dicts as strings sometimes, and vice versa
+                # int-like keys may be reported as strings, and vice versa
                 alt = _alt_key(node, part)
                 if alt is None:
                     return best

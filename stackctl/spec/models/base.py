@@ -3,8 +3,9 @@
 Why custom scalar types: Compose files reach the models after interpolation, so a number or a
 boolean may arrive as a string (``replicas: ${N}`` -> ``"3"``); Compose casts those, and so do
 we. Our validators also write the error messages themselves
-(``expected a non-negative integer, got "three"``), because pydantic's default wording talks
-about Python types, not about stack files.
+(``expected a non-negative integer, got "three"``): the wording talks about stack files, not
+about Python types. The model machinery is :mod:`.core` (pydantic's spelling, a fraction of
+its start-up cost).
 
 The base :class:`Model`:
 
@@ -13,7 +14,7 @@ The base :class:`Model`:
 - keeps ``x-*`` extension keys (where Compose allows them) and keys that stackctl accepts but
   does not carry out yet (see :mod:`.support`) beside the typed fields, so that ``config`` prints
   them again;
-- prints itself (``model_dump``) as Compose-style plain data: no ``None`` values, no empty
+- prints itself (``dump``) as Compose-style plain data: no ``None`` values, no empty
   collections unless they mean something, extension keys last.
 """
 
@@ -25,19 +26,18 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, ClassVar
 
-from pydantic import (
+from stackctl.spec.models.core import (  # noqa: F401 (re-exported)
     BaseModel,
     BeforeValidator,
-    ConfigDict,
+    ErrorItem,
+    Invalid,
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
-    model_serializer,
-    model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from stackctl.spec import units
+from stackctl.spec.models.core import _BAD
 from stackctl.spec.models.support import unsupported_keys
 from stackctl.spec.yamlpos import strip_positions
 
@@ -45,13 +45,13 @@ from stackctl.spec.yamlpos import strip_positions
 # Errors
 
 
-def fail(message: str, *, at: str = "") -> PydanticCustomError:
+def fail(message: str, *, at: str = "") -> Invalid:
     """An error with our own wording; the mapping prints ``message`` as it is.
 
-    ``at`` names a key below the place pydantic reports (``"replicas"`` for a check made on
+    ``at`` names a key below the place being validated (``"replicas"`` for a check made on
     the whole ``deploy`` mapping), so the error points at that key.
     """
-    return PydanticCustomError("stackctl", "{message}", {"message": message, "at": at})
+    return Invalid(message, at)
 
 
 def describe(value: Any) -> str:
@@ -72,16 +72,6 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
-class UnknownKey:
-    """Stands in for the value of an unknown key, so the error can offer a suggestion."""
-
-    __slots__ = ("value", "suggestion")
-
-    def __init__(self, value: Any, suggestion: str | None) -> None:
-        self.value = value
-        self.suggestion = suggestion
-
-
 def suggest(word: str, choices: Iterable[str]) -> str | None:
     """The closest known key, if any is close enough (difflib)."""
     found = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
@@ -94,9 +84,6 @@ def suggest(word: str, choices: Iterable[str]) -> str | None:
 
 class Model(BaseModel):
     """Base of every stack model (see the module docstring)."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=False, validate_default=False,
-                              arbitrary_types_allowed=True, protected_namespaces=())
 
     #: area name in :mod:`.support`'s table of accepted-but-not-carried-out keys
     area: ClassVar[str] = ""
@@ -112,28 +99,30 @@ class Model(BaseModel):
 
     @classmethod
     def known_keys(cls) -> set[str]:
-        keys = set()
-        for name, field in cls.model_fields.items():
-            keys.add(field.alias or name)
-        return keys
+        keys = cls.__dict__.get("_known_")
+        if keys is None:
+            keys = frozenset(cls.field_names())
+            cls._known_ = keys
+        return set(keys)
 
     @classmethod
     def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
         """Hook: turn accepted shorthands into the long form (data is a fresh dict)."""
         return data
 
-    @model_validator(mode="wrap")
     @classmethod
-    def _split_keys(cls, data: Any, handler: Callable[[Any], Any]) -> Any:
-        if isinstance(data, Model):
-            return handler(data)
+    def _check(cls, data: Any, loc: tuple, errs: list) -> Any:
+        if isinstance(data, cls):
+            return data
         if not isinstance(data, dict):
-            raise fail(f"expected a mapping, got {describe(data)}")
-        known = cls.known_keys()
+            errs.append(ErrorItem(loc, "invalid", f"expected a mapping, got {describe(data)}"))
+            return _BAD
+        known = cls.__dict__.get("_known_") or cls.known_keys()
         ignored = unsupported_keys(cls.area)
         clean: dict[Any, Any] = {}
         extensions: dict[str, Any] = {}
         unsupported: dict[str, Any] = {}
+        bad = False
         for key, value in data.items():
             name = key if isinstance(key, str) else str(key)
             if name in known:
@@ -143,12 +132,24 @@ class Model(BaseModel):
             elif name in ignored:
                 unsupported[name] = strip_positions(value)
             else:
-                clean[key] = UnknownKey(value, suggest(name, known))
-        clean = cls.prepare(clean)
-        instance = handler(clean)
+                errs.append(ErrorItem(loc + (key,), "unknown", "unknown key", value,
+                                      suggest(name, known)))
+                bad = True
+        try:
+            clean = cls.prepare(clean)
+        except Invalid as exc:
+            errs.append(_located(loc, exc))
+            return _BAD
+        instance = cls._fill(clean, loc, errs)
+        if bad or instance is _BAD:
+            return _BAD
         instance._extensions = extensions
         instance._unsupported = unsupported
-        instance.finish(clean)
+        try:
+            instance.finish(clean)
+        except Invalid as exc:
+            errs.append(_located(loc, exc))
+            return _BAD
         return instance
 
     def finish(self, data: dict[str, Any]) -> None:
@@ -164,11 +165,9 @@ class Model(BaseModel):
         """Keys accepted here that stackctl does not carry out yet (their values as written)."""
         return self._unsupported
 
-    @model_serializer(mode="wrap")
-    def _serialize(self, handler: Callable[[Any], Any]) -> Any:
-        data = handler(self)
+    def dump_plain(self) -> dict[str, Any]:
         out = {}
-        for key, value in data.items():
+        for key, value in self.fields_plain().items():
             if value is None:
                 continue
             if key not in self.keep_empty and isinstance(value, (dict, list)) and not value:
@@ -182,7 +181,13 @@ class Model(BaseModel):
 
     def dump(self) -> dict[str, Any]:
         """Plain data in Compose's long syntax (what ``stackctl config`` prints)."""
-        return self.model_dump(mode="json", by_alias=True)
+        return self.dump_plain()
+
+
+def _located(loc: tuple, exc: Invalid) -> ErrorItem:
+    if exc.at:
+        loc = loc + tuple(exc.at.split("."))
+    return ErrorItem(loc, "invalid", exc.message)
 
 
 class TopLevel(Model):

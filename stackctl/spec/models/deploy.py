@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from stackctl.spec.models.core import Field, field_validator
 
 from stackctl.spec import units
 from stackctl.spec.models.base import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import field_validator
+from stackctl.spec.models.core import field_validator
 
 from stackctl.spec.models.base import (
     FileMode,

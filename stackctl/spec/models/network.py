@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BeforeValidator, Field, field_validator
+from stackctl.spec.models.core import BeforeValidator, Field, field_validator
 
 from stackctl.spec.models.base import (
     Bool,

@@ -13,7 +13,7 @@ import ipaddress
 import re
 from typing import Any, ClassVar
 
-from pydantic import PrivateAttr, field_validator
+from stackctl.spec.models.core import PrivateAttr, field_validator
 
 from stackctl.spec.models.base import Choice, Model, Str, describe, fail
 

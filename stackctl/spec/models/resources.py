@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, field_serializer, field_validator
+from stackctl.spec.models.core import Field, SecretStr, field_serializer, field_validator
 
 from stackctl.spec.models.base import Bool, OptsMap, Str, StrMap, TopLevel, describe, fail
 
@@ -67,7 +67,7 @@ class _FileObject(TopLevel):
 
 
 class Secret(_FileObject):
-    """A top-level secret. ``content`` is a :class:`~pydantic.SecretStr`."""
+    """A top-level secret. ``content`` is a :class:`~stackctl.spec.models.core.SecretStr`."""
 
     area: ClassVar[str] = "secret"
     kind: ClassVar[str] = "secret"

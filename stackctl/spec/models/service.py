@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BeforeValidator, Field, PlainValidator, field_serializer, field_validator
+from stackctl.spec.models.core import BeforeValidator, Field, PlainValidator, field_serializer, field_validator
 
 from stackctl.spec import units
 from stackctl.spec.models.base import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from stackctl.spec.models.core import Field, field_validator
 
 from stackctl.spec import units
 from stackctl.spec.models.base import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BeforeValidator, Field, field_validator
+from stackctl.spec.models.core import BeforeValidator, Field, field_validator
 
 from stackctl.spec.models.base import Model, Str, describe, fail
 from stackctl.spec.models.network import Network, null_as_empty
