@@ -319,7 +319,10 @@ class Inventory:
 
 def parse_inventory(text: str, filename: str) -> Inventory:
     """The inventory in ``text`` (``filename`` only names places in errors)."""
-    data = load_yaml(text, filename)
+    try:
+        data = load_yaml(text, filename)
+    except SpecError as exc:
+        raise InventoryError(exc.issues) from None
     issues: list[Issue] = []
     if not isinstance(data, PDict):
         raise InventoryError(Issue("expected a mapping with a `nodes:` list", pos=getattr(data, "pos", None)))
@@ -355,7 +358,9 @@ def parse_inventory(text: str, filename: str) -> Inventory:
         node = _parse_node(item, i, ipos, issues)
         if node is None:
             continue
-        if node.id in ids:
+        if "id" not in node.written:
+            pass  # derived from the name: a duplicate name is reported already
+        elif node.id in ids:
             issues.append(Issue(f'duplicate node id "{node.id}" (first at line {_line(ids[node.id])})',
                                 format_path((*here, "id")), at("id")))
         else:
@@ -511,16 +516,17 @@ def _is_gap(line: str) -> bool:
     return not s or s.startswith("#")
 
 
-_PLAIN_RE = re.compile(r"[A-Za-z_./~][A-Za-z0-9_./~@:+-]*")
-_RESERVED = {"true", "false", "null", "~", "yes", "no", "on", "off", "y", "n"}
+_INDICATORS = set("-?:,[]{}#&*!|>'\"%@`")
 
 
 def _scalar(v: Any) -> str:
+    """A value as YAML text: plain where YAML reads it back as the same string, else quoted
+    (JSON's double-quoted strings are YAML's)."""
     if isinstance(v, str):
-        if _PLAIN_RE.fullmatch(v) and v.lower() not in _RESERVED and not v.endswith(":"):
+        plain = (v and v == v.strip() and v[0] not in _INDICATORS and ": " not in v
+                 and " #" not in v and not v.endswith(":") and "\n" not in v)
+        if plain and _reads_back(v):
             return v
-        if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v) and _reads_back(v):
-            return v  # an id or a name starting with a digit, that YAML reads as a string
         return json.dumps(v)
     if v is None:
         return "null"
