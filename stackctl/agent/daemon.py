@@ -155,6 +155,8 @@ async def run_agent(paths: NodePaths, manager_class: Any = None, *,
     from stackctl.agent.server import AgentServer
     from stackctl.agent.store import Store
     from stackctl.agent.supervisor import Supervisor
+    from stackctl.node.local import LocalNode
+    from stackctl.node.service import node_methods
 
     log.info("agent %d starting for %s", os.getpid(), paths.state)
     store = Store.open(paths)
@@ -163,7 +165,8 @@ async def run_agent(paths: NodePaths, manager_class: Any = None, *,
         supervisor = Supervisor(paths, bus, store)
         node = NodeOps(paths, bus, store, containers=supervisor.containers)
         node.attach_supervisor(supervisor.health_of, supervisor.poke)
-        manager = manager_class(paths, node, store, bus) if manager_class else None
+        local = LocalNode(node, name=os.environ.get("STACKCTL_NODE_NAME") or None)
+        manager = manager_class(paths, local, store, bus) if manager_class else None
         if manager is None:
             log.info("no controller: stack.* methods are unavailable")
         async with trio.open_nursery() as nursery:
@@ -177,7 +180,8 @@ async def run_agent(paths: NodePaths, manager_class: Any = None, *,
             await nursery.start(supervisor.run)
             if manager is not None:
                 await nursery.start(manager.run)
-            server = AgentServer(api.methods(), node={"name": info["node"], "role": ROLE_MANAGER,
+            methods = {**api.methods(), **node_methods(local)}
+            server = AgentServer(methods, node={"name": info["node"], "role": ROLE_MANAGER,
                                                       "pid": os.getpid()})
             await nursery.start(server.serve, socket_path(paths))
             log.info("agent %d ready on %s", os.getpid(), socket_path(paths))

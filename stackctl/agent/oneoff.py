@@ -76,12 +76,9 @@ async def create_oneoff(ctx: Any, params: dict[str, Any]) -> str:
     loaded.digests = {ref: content_digest(v) for ref, v in contents.items()}
     desired = loaded.desired()
     await ensure_resources(ctx, prog, stack, [service])
-    write_objects(ctx, loaded, desired, [service], contents)
+    await write_objects(ctx, loaded, desired, [service], contents)
 
-    image_config = None
-    get_config = getattr(ctx.node, "image_config", None)
-    if get_config is not None:
-        image_config = await get_config(image_ref(name, service, s))
+    image_config = await ctx.node.image_config(image_ref(name, service, s))
     version = version_of(ctx, loaded, desired, service, image_config)
 
     task_id = secrets.token_hex(12)

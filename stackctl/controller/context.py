@@ -1,13 +1,11 @@
-"""What the controller's parts share: the node interfaces they call, progress reporting, the
-clock, and the error a failed deploy raises.
+"""What the controller's parts share: the nodes they call, progress reporting, the clock,
+and the error a failed deploy raises.
 
-The controller talks to a node only through narrow interfaces, each with a real and a fake:
-
-- ``node`` — :class:`stackctl.agent.nodeops.NodeOps` (containers, networks, volumes, images);
-- ``net`` — :class:`NetOps`: taking a replica out of (and back into) its service's VIPs and
-  published ports, and publishing a service's ports (:mod:`stackctl.net.service_ports`).
-  :class:`LocalNet` is the real one for the local node; tests use a fake;
-- ``store`` — the agent's SQLite store (stack versions, status, per-slot restart history).
+The controller reaches nodes only through :class:`~stackctl.controller.cluster.Cluster` (a
+map of node name to :class:`~stackctl.node.interface.NodeClient`, routing each call to the
+node it concerns); ``ctx.node`` is that cluster. ``ctx.placements`` holds, per stack, the
+node of every slot the scheduler placed (:mod:`stackctl.controller.placement`); ``store`` is
+the agent's SQLite store (stack versions, status, per-slot restart history).
 """
 
 from __future__ import annotations
@@ -16,12 +14,14 @@ import datetime as _dt
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from stackctl.errors import StackctlError
-from stackctl.paths import NodePaths
+
+if TYPE_CHECKING:
+    from stackctl.controller.cluster import Cluster
 
 ProgressFn = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -39,54 +39,6 @@ class DeployError(StackctlError):
                  hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.failures = list(failures or [])
-
-
-class NetOps(Protocol):
-    async def set_serving(self, container_id: str, serving: bool) -> None: ...
-
-    async def publish_service(self, stack: str, service: str, ports: list[str],
-                              networks: list[str]) -> None: ...
-
-    async def unpublish_service(self, stack: str, service: str) -> None: ...
-
-
-class LocalNet:
-    """:class:`NetOps` on this node, through :mod:`stackctl.net` (in a worker thread)."""
-
-    def __init__(self, paths: NodePaths) -> None:
-        self.paths = paths
-
-    async def set_serving(self, container_id: str, serving: bool) -> None:
-        from stackctl.errors import NotFoundError
-        from stackctl.net import sandbox
-
-        def work() -> None:
-            try:
-                sandbox.set_health(self.paths, container_id, serving)
-            except NotFoundError:
-                pass  # no network of ours (network_mode host/none): nothing to route
-
-        await trio.to_thread.run_sync(work)
-
-    async def publish_service(self, stack: str, service: str, ports: list[str],
-                              networks: list[str]) -> None:
-        try:
-            from stackctl.net import service_ports
-        except ImportError:
-            raise StackctlError(
-                f"service {service}: published ports balanced over replicas (mode ingress) "
-                "are not available on this node yet",
-                hint="publish with `mode: host` (one replica per host port) for now") from None
-        await trio.to_thread.run_sync(lambda: service_ports.publish(
-            self.paths, f"{stack}_{service}", service, ports, networks))
-
-    async def unpublish_service(self, stack: str, service: str) -> None:
-        try:
-            from stackctl.net import service_ports
-        except ImportError:
-            return
-        await trio.to_thread.run_sync(lambda: service_ports.unpublish(
-            self.paths, f"{stack}_{service}"))
 
 
 def now_iso(wall_ns: int) -> str:
@@ -132,11 +84,9 @@ class Progress:
 
 @dataclass
 class Ctx:
-    """The node interfaces and settings a deploy or reconcile pass works with."""
+    """The nodes and settings a deploy or reconcile pass works with."""
 
-    paths: NodePaths
-    node: Any  # NodeOps
-    net: NetOps
+    node: Cluster
     store: Any
     wall: Callable[[], int] = time.time_ns
     poll_interval: float = POLL_INTERVAL
@@ -145,6 +95,18 @@ class Ctx:
     serving: dict[str, bool] = field(default_factory=dict)  # last set per container
     draining: set[str] = field(default_factory=set)  # being taken out before a stop
     reads: dict[str, Any] = field(default_factory=dict)  # stack -> watch.SharedRead not begun yet
+    #: stack -> {(service, slot): node}: where the scheduler placed each slot
+    placements: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
+
+    @property
+    def net(self) -> Cluster:
+        """Serving state (VIPs, published ports) goes through the same cluster."""
+        return self.node
+
+    def node_of_slot(self, stack: str, service: str, slot: str) -> str | None:
+        """The node ``service.slot`` of ``stack`` is placed on (None: not placed; with one
+        node, the cluster's only node)."""
+        return self.placements.get(stack, {}).get((service, slot))
 
     def kick(self) -> None:
         """Something changed on the node: wake every waiter now."""

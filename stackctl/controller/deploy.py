@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from stackctl.controller import objects
 from stackctl.controller.context import Ctx, DeployError, Progress
 from stackctl.controller.rollout import Rollout
 from stackctl.controller.taskops import Version, start_task, stop_task, sync_serving
 from stackctl.controller.taskspec import image_ref, object_files, split_ports
 from stackctl.controller.watch import FAILED, MET, READY, observe, wait_condition
 from stackctl.errors import NotFoundError, StackctlError
+from stackctl.node.interface import taskfiles_ref
 from stackctl.scheduler.observed import StackObserved
 from stackctl.scheduler.planner import CREATE, START, UPDATE, Gate, Plan, PlanOptions, \
     ServicePlan
@@ -158,6 +158,13 @@ async def ensure_images(ctx: Ctx, progress: Progress, stack: Stack, project_dir:
                                 hint=f"build it (`stackctl image build -t {ref} DIR` or a "
                                 "`build:` section) or load it (`stackctl image load -i "
                                 "FILE`)")
+        if len(ctx.node.members) > 1:
+            for node in service_nodes(ctx, stack.name, name) or []:
+                if await ctx.node.image_id(ref, node=node) is None:
+                    raise NotFoundError(
+                        f"service {name}: image {ref} is not on node {node}",
+                        hint="run `stackctl up` from the machine that has the image: it "
+                        "sends images to the nodes that need them")
         ids[name] = image_id
     return ids
 
@@ -182,6 +189,10 @@ async def ensure_resources(ctx: Ctx, progress: Progress, stack: Stack,
     each node call runs shielded — it is short — so its answer is never lost to a Ctrl-C."""
     assert stack.name
     made: list[tuple[str, str]] = created if created is not None else []
+    def users(uses: Callable[[Any], bool]) -> list[str] | None:
+        names = [n for n in services if uses(stack.services[n])]
+        return stack_nodes(ctx, stack.name or "", names)
+
     for key in used_networks(stack, services):
         net = stack.networks.get(key)
         if net is None or net.external:
@@ -190,7 +201,7 @@ async def ensure_resources(ctx: Ctx, progress: Progress, stack: Stack,
         pool = net.ipam.config[0] if net.ipam and net.ipam.config else None
         with trio.CancelScope(shield=True):
             new = await ctx.node.ensure_network(
-                name, internal=net.internal, attachable=net.attachable,
+                name, nodes=users(lambda s, k=key: k in s.networks), internal=net.internal, attachable=net.attachable,
                 subnet=pool.subnet if pool else None, gateway=pool.gateway if pool else None,
                 labels={**net.labels, LABEL_STACK: stack.name, LABEL_NETWORK: key})
         if new:
@@ -203,7 +214,9 @@ async def ensure_resources(ctx: Ctx, progress: Progress, stack: Stack,
         name = vol.name or f"{stack.name}_{key}"
         with trio.CancelScope(shield=True):
             new = await ctx.node.ensure_volume(
-                name, labels={**vol.labels, LABEL_STACK: stack.name, LABEL_VOLUME: key},
+                name, nodes=users(lambda s, k=key: any(m.type == "volume" and m.source == k
+                                                       for m in s.volumes)),
+                labels={**vol.labels, LABEL_STACK: stack.name, LABEL_VOLUME: key},
                 driver_opts=dict(vol.driver_opts) or None)
         if new:
             made.append(("volume", name))
@@ -226,27 +239,40 @@ async def remove_unused(ctx: Ctx, progress: Progress, made: list[tuple[str, str]
                        "deploy, unused)")
 
 
-def write_objects(ctx: Ctx, loaded: Loaded, desired: Desired, services: list[str],
-                  contents: Mapping[str, bytes]) -> dict[str, str]:
-    """Write each service version's secret/config files; service -> its directory."""
-    out: dict[str, str] = {}
+async def write_objects(ctx: Ctx, loaded: Loaded, desired: Desired, services: list[str],
+                        contents: Mapping[str, bytes]) -> None:
+    """Write each service version's secret/config files on the nodes that run its tasks."""
     for name in services:
         files = object_files(loaded.stack, loaded.stack.services[name])
         if not files:
             continue
-        objects.ensure_stack_tmpfs(ctx.paths.run, loaded.name)
-        out[name] = objects.write_version(ctx.paths.run, loaded.name, name,
-                                          desired.services[name].config_hash.value, files,
-                                          contents)
-    return out
+        await ctx.node.write_task_files(
+            loaded.name, name, desired.services[name].config_hash.value, files, contents,
+            nodes=service_nodes(ctx, loaded.name, name))
+
+
+def service_nodes(ctx: Ctx, stack: str, service: str) -> list[str] | None:
+    """The nodes the slots of ``service`` are placed on (None: every node of the cluster,
+    when nothing is placed yet — one node, or a plan not made)."""
+    placed = ctx.placements.get(stack)
+    if not placed:
+        return None
+    return sorted({n for (svc, _), n in placed.items() if svc == service})
+
+
+def stack_nodes(ctx: Ctx, stack: str, services: list[str]) -> list[str] | None:
+    placed = ctx.placements.get(stack)
+    if not placed:
+        return None
+    wanted = set(services)
+    return sorted({n for (svc, _), n in placed.items() if svc in wanted})
 
 
 def version_of(ctx: Ctx, loaded: Loaded, desired: Desired, service: str,
                image_config: dict[str, Any] | None = None) -> Version:
     st = desired.services[service]
     files = object_files(loaded.stack, loaded.stack.services[service])
-    directory = objects.version_dir(ctx.paths.run, loaded.name, service,
-                                    st.config_hash.value) if files else ""
+    directory = taskfiles_ref(loaded.name, service, st.config_hash.value) if files else ""
     return Version(loaded.stack, service, st, directory, image_config)
 
 
@@ -279,10 +305,9 @@ class Deployer:
         return version_of(self.ctx, self.old, self.old_desired, service)
 
     async def load_image_configs(self, services: list[str]) -> None:
-        get = getattr(self.ctx.node, "image_config", None)
         for name in services:
             ref = image_ref(self.new.name, name, self.new.stack.services[name])
-            self.image_configs[name] = await get(ref) if get is not None else None
+            self.image_configs[name] = await self.ctx.node.image_config(ref)
 
     async def run(self, plan: Plan) -> None:
         async with trio.open_nursery() as outer:
@@ -380,7 +405,9 @@ class Deployer:
             networks = [self.version(sp.name).request("1", task_id="-").networks[0].network] \
                 if service.networks else []
             await self.ctx.net.publish_service(self.new.name, sp.name,
-                                               [p.text for p in sports], networks)
+                                               [p.text for p in sports], networks,
+                                               nodes=service_nodes(self.ctx, self.new.name,
+                                                                   sp.name))
         netc = await self._network_container(sp.name)
         version = self.version(sp.name)
         for wave in sp.waves:

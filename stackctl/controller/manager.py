@@ -22,8 +22,8 @@ from typing import Any
 import trio
 
 from stackctl.controller import objects
-from stackctl.controller.context import Ctx, DeployError, LocalNet, NetOps, Progress, \
-    ProgressFn
+from stackctl.controller.cluster import Cluster
+from stackctl.controller.context import Ctx, DeployError, Progress, ProgressFn
 from stackctl.controller.deploy import (
     Deployer,
     DeployOptions,
@@ -72,10 +72,18 @@ def _spec(value: Any) -> Any:
 
 class Manager:
     def __init__(self, paths: NodePaths, node: Any, store: Any, bus: Any = None, *,
-                 net: NetOps | None = None, wall: Callable[[], int] = time.time_ns,
+                 net: Any = None, wall: Callable[[], int] = time.time_ns,
                  tick: float = TICK, poll_interval: float | None = None,
                  drain_grace: float | None = None) -> None:
-        self.ctx = Ctx(paths, node, net if net is not None else LocalNet(paths), store, wall)
+        """``node``: this node — a :class:`~stackctl.node.local.LocalNode`, or the runtime's
+        operations (``NodeOps``, a fake) with ``net`` (VIPs and published ports; default:
+        this node's network code), which are wrapped into one."""
+        from stackctl.node.local import LocalNode
+
+        local = node if isinstance(node, LocalNode) else LocalNode(node, net, paths=paths)
+        self.paths = paths
+        self.cluster = Cluster({local.name: local}, local=local.name)
+        self.ctx = Ctx(self.cluster, store, wall)
         if poll_interval is not None:
             self.ctx.poll_interval = poll_interval
         if drain_grace is not None:
@@ -235,7 +243,7 @@ class Manager:
         try:
             await ensure_resources(self.ctx, prog, new.stack, selected, made)
             desired = new.desired()
-            write_objects(self.ctx, new, desired, selected, contents)
+            await write_objects(self.ctx, new, desired, selected, contents)
             observed = await observe(self.ctx, name)
             the_plan = make_plan(desired, observed, options=opts.plan_options())
             deployer = Deployer(self.ctx, prog, new, rollback_to or old, opts,
@@ -263,7 +271,7 @@ class Manager:
 
     async def _prune_objects(self, name: str) -> None:
         observed = await observe(self.ctx, name)
-        objects.prune_versions(self.ctx.paths.run, name, kept_versions(observed))
+        await self.ctx.node.prune_task_files(name, sorted(kept_versions(observed)))
 
     # -- the other stack verbs ---------------------------------------------------------------
 
@@ -301,7 +309,8 @@ class Manager:
                         drain=False))
             if current is not None:
                 await self._remove_resources(current, volumes, prog)
-            objects.remove_stack(self.ctx.paths.run, name)
+            await self.ctx.node.remove_task_files(name)
+            self.ctx.placements.pop(name, None)
             if current is not None:
                 self.ctx.store.delete_stack(name)
             for key in [k for k in self._old_versions if k[0] == name]:

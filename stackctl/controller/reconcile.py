@@ -98,7 +98,7 @@ async def reconcile_stack(ctx: Ctx, loaded: Loaded, history: RestartHistory, *,
         # again after a short tick to put it into service (docs/controller.md); only for
         # LISTEN_TIMEOUT after its start, then the usual tick
         next_wake = now + int(ctx.poll_interval * 1e9)
-    made: dict[tuple[int, str], Any] = {}  # (id of the version, service) -> Version | None
+    made: dict[tuple[int, str, str | None], Any] = {}  # (version, service, node) -> Version
 
     def owner_of(service: str, config_hash: str | None) -> Loaded | None:
         if config_hash == desired.services[service].config_hash.value:
@@ -144,11 +144,13 @@ async def reconcile_stack(ctx: Ctx, loaded: Loaded, history: RestartHistory, *,
                 c, owner, ost = None, loaded, st
                 config_hash = st.config_hash.value
                 why = "missing: no container for this slot"
-            key = (id(owner), st.name)
+            node = ctx.node_of_slot(name, st.name, slot)
+            key = (id(owner), st.name, node)
             if key not in made:
                 version = version_of(ctx, owner, owner.desired() if owner is not loaded
                                      else desired, st.name)
-                made[key] = version if _objects_ready(ctx, owner, version) else None
+                made[key] = version if await _objects_ready(ctx, owner, version, node) \
+                    else None
                 if made[key] is None:
                     log.warning("stack %s: service %s: its secret/config files are gone; "
                                 "run `stackctl up` again", name, st.name)
@@ -173,18 +175,19 @@ async def reconcile_stack(ctx: Ctx, loaded: Loaded, history: RestartHistory, *,
     return next_wake
 
 
-def _objects_ready(ctx: Ctx, loaded: Loaded, version) -> bool:
-    """A version's secret files exist (or can be written again from their files)."""
-    import os
+async def _objects_ready(ctx: Ctx, loaded: Loaded, version, node: str | None) -> bool:
+    """A version's secret files exist on ``node`` (or can be written again from their
+    files)."""
     files = object_files(loaded.stack, loaded.stack.services[version.service])
-    if not files or os.path.isdir(version.objects_dir):
+    config_hash = version.st.config_hash.value
+    if not files or await ctx.node.has_task_files(loaded.name, version.service, config_hash,
+                                                  node=node):
         return True
     try:
         contents = objects.resolve_contents(loaded.stack, provided={},
                                             needed={f.ref for f in files})
-        objects.ensure_stack_tmpfs(ctx.paths.run, loaded.name)
-        objects.write_version(ctx.paths.run, loaded.name, version.service,
-                              version.st.config_hash.value, files, contents)
+        await ctx.node.write_task_files(loaded.name, version.service, config_hash, files,
+                                        contents, nodes=[node] if node else None)
     except (StackctlError, OSError):
         return False
     return True

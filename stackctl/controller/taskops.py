@@ -78,14 +78,16 @@ async def start_task(ctx: Ctx, progress: Progress, version: Version, slot: str, 
     """Create and start a new container for ``slot`` of ``version``; its id."""
     req = version.request(slot, task_id=new_task_id(), network_container=network_container)
     service = version.service
-    await progress(service, action, "started", f"creating {req.name}", slot=slot)
+    node = ctx.node_of_slot(version.stack.name or "", service, slot)
+    where = f" on {node}" if node is not None and len(ctx.node.members) > 1 else ""
+    await progress(service, action, "started", f"creating {req.name}{where}", slot=slot)
     try:
-        cid = await ctx.node.create_container(req.opts, **req.create_kwargs())
+        cid = await ctx.node.create_container(req.opts, node=node, **req.create_kwargs())
     except ConflictError:
         # the slot's previous container still holds the name (start-first, a replacement
         # of a dead task): the new one gets the task id as a suffix
         req.name = f"{req.name}-{req.opts.labels[LABEL_TASK_ID][:8]}"
-        cid = await ctx.node.create_container(req.opts, **req.create_kwargs())
+        cid = await ctx.node.create_container(req.opts, node=node, **req.create_kwargs())
     try:
         # no call needed to keep it out: a task's endpoints are made not serving at create
         # (`setup_container(serving=False)` for a service), so this only records it

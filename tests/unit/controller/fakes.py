@@ -85,10 +85,12 @@ class FakeContainer:
 
 
 class FakeNode:
-    """NodeOps in memory."""
+    """The runtime side of a node (NodeOps) in memory; with :class:`FakeNet` and a state
+    directory, ``LocalNode`` makes it a whole node (the controller's NodeClient)."""
 
     def __init__(self, images: dict[str, str] | None = None) -> None:
         self.images = dict(images or {})  # ref -> id
+        self.image_configs: dict[str, dict] = {}  # ref -> the image's run config
         self.behaviors: dict[str, Behavior] = {}  # image ref -> behaviour
         self.containers: dict[str, FakeContainer] = {}
         self.networks: dict[str, dict] = {}
@@ -200,6 +202,18 @@ class FakeNode:
     async def image_id(self, ref):
         await trio.lowlevel.checkpoint()
         return self.images.get(ref)
+
+    async def image_config(self, ref):
+        await trio.lowlevel.checkpoint()
+        return self.image_configs.get(ref)
+
+    async def kill_container(self, cid: str, signal: str = "SIGKILL") -> None:
+        await self.stop_container(cid)
+
+    async def inspect_container(self, cid: str) -> dict:
+        await trio.lowlevel.checkpoint()
+        c = self._get(cid)
+        return {"Id": c.id, "Name": c.name, "State": {"Status": c.state}}
 
     async def build_image(self, context, *, dockerfile, tag, args, target):
         await trio.lowlevel.checkpoint()

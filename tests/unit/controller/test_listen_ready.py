@@ -68,7 +68,7 @@ def test_start_first_update_waits_for_the_new_replica_to_listen(paths):
     w = World(paths, images=("bb", "slow"))
     w.node.behaviors["slow"] = Behavior(listen_after=1.5)
     timed = TimedNet(w.net)
-    w.manager.ctx.net = timed
+    w.manager.cluster.member(None).net = timed  # the local node's serving state
 
     async def main():
         await w.up(WEB, wait=True)

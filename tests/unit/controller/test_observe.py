@@ -8,7 +8,7 @@ import trio.testing
 
 from stackctl.controller.context import Ctx
 from stackctl.controller.watch import observe
-from stackctl.paths import NodePaths
+from stackctl.controller.cluster import Cluster
 
 
 class CountingNode:
@@ -26,7 +26,8 @@ class CountingNode:
 
 
 def _ctx(node) -> Ctx:
-    return Ctx(paths=NodePaths("/s", "/r", "p"), node=node, net=None, store=None)
+    node.name = "local"
+    return Ctx(node=Cluster({"local": node}), store=None)
 
 
 def test_waiters_of_one_change_share_one_read():

@@ -1,0 +1,203 @@
+"""This node, in-process: :class:`~stackctl.node.interface.NodeClient` over the runtime
+(:class:`~stackctl.agent.nodeops.NodeOps`), the network code (VIPs and published ports) and
+the task files (:mod:`stackctl.controller.objects`, on a tmpfs).
+
+The manager reaches its own node through this class; every agent also serves it to a remote
+manager through :mod:`stackctl.node.service`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+
+from stackctl.agent.nodeops import NodeOps
+from stackctl.controller import objects
+from stackctl.errors import StackctlError
+from stackctl.net.sandbox import Attachment
+from stackctl.node.interface import TASKFILES_PREFIX
+from stackctl.paths import NodePaths
+from stackctl.runtime.imageconfig import RunOptions
+from stackctl.scheduler.observed import ContainerInfo
+from stackctl.scheduler.tasks import LABEL_STACK, LABEL_TASK_ID, LOCAL_NODE
+
+
+class LocalNet:
+    """VIPs and published ports on this node, through :mod:`stackctl.net` (in a worker
+    thread)."""
+
+    def __init__(self, paths: NodePaths) -> None:
+        self.paths = paths
+
+    async def set_serving(self, container_id: str, serving: bool) -> None:
+        from stackctl.errors import NotFoundError
+        from stackctl.net import sandbox
+
+        def work() -> None:
+            try:
+                sandbox.set_health(self.paths, container_id, serving)
+            except NotFoundError:
+                pass  # no network of ours (network_mode host/none): nothing to route
+
+        await trio.to_thread.run_sync(work)
+
+    async def publish_service(self, stack: str, service: str, ports: list[str],
+                              networks: list[str]) -> None:
+        from stackctl.net import service_ports
+
+        await trio.to_thread.run_sync(lambda: service_ports.publish(
+            self.paths, f"{stack}_{service}", service, ports, networks))
+
+    async def unpublish_service(self, stack: str, service: str) -> None:
+        from stackctl.net import service_ports
+
+        await trio.to_thread.run_sync(lambda: service_ports.unpublish(
+            self.paths, f"{stack}_{service}"))
+
+
+def resolve_taskfiles(run: str, opts: RunOptions) -> RunOptions:
+    """``opts`` with every ``source=taskfiles:<stack>/<dir>/<file>`` of its mounts turned
+    into this node's path (``<run>/secrets/<stack>/<dir>/<file>``). A name that tries to
+    leave that directory is refused (the request may come from another machine)."""
+    mounts = []
+    changed = False
+    for m in opts.mounts:
+        parts = m.split(",")
+        for i, part in enumerate(parts):
+            if part.startswith("source=" + TASKFILES_PREFIX):
+                rel = part[len("source=" + TASKFILES_PREFIX):]
+                segs = rel.split("/")
+                if len(segs) != 3 or any(s in ("", ".", "..") for s in segs):
+                    raise StackctlError(f"container {opts.image}: a task file name that is "
+                                        f"not valid: {rel!r}")
+                parts[i] = "source=" + os.path.join(objects.stack_dir(run, segs[0]),
+                                                    segs[1], segs[2])
+                changed = True
+        mounts.append(",".join(parts))
+    return dataclasses.replace(opts, mounts=mounts) if changed else opts
+
+
+class LocalNode:
+    """:class:`~stackctl.node.interface.NodeClient` for this node."""
+
+    def __init__(self, ops: NodeOps, net: Any = None, *, paths: NodePaths | None = None,
+                 name: str | None = None) -> None:
+        self.ops = ops
+        self.paths: NodePaths = paths if paths is not None else ops.paths
+        self.net = net if net is not None else LocalNet(self.paths)
+        self.name = name or getattr(ops, "node", LOCAL_NODE)
+        self._creating: dict[str, trio.Event] = {}  # task id -> a create under way
+
+    # -- containers --------------------------------------------------------------------------
+
+    async def list_containers(self, *, stack: str | None = None) -> list[ContainerInfo]:
+        infos = await self.ops.list_containers(stack=stack)
+        return [c if c.node == self.name else dataclasses.replace(c, node=self.name)
+                for c in infos]
+
+    async def _by_task_id(self, stack: str | None, task_id: str) -> str | None:
+        for c in await self.ops.list_containers(stack=stack):
+            if c.task_id == task_id:
+                return c.id
+        return None
+
+    async def create_container(self, opts: RunOptions, *, name: str,
+                               networks: list[Attachment] | None = None,
+                               ports: list[str] | None = None, service: str = "",
+                               endpoint_mode: str = "vip",
+                               health: dict[str, Any] | None = None) -> str:
+        """Create (idempotent by task id: a retried request returns the first container)."""
+        task_id = opts.labels.get(LABEL_TASK_ID)
+        if task_id:
+            while task_id in self._creating:  # the same request, retried while it runs
+                await self._creating[task_id].wait()
+            existing = await self._by_task_id(opts.labels.get(LABEL_STACK), task_id)
+            if existing is not None:
+                return existing
+            self._creating[task_id] = trio.Event()
+        try:
+            opts = resolve_taskfiles(self.paths.run, opts)
+            return await self.ops.create_container(
+                opts, name=name, networks=networks, ports=ports, service=service,
+                endpoint_mode=endpoint_mode, health=health)
+        finally:
+            if task_id:
+                self._creating.pop(task_id).set()
+
+    async def start_container(self, cid: str) -> None:
+        await self.ops.start_container(cid)
+
+    async def stop_container(self, cid: str, timeout: float | None = None) -> None:
+        await self.ops.stop_container(cid, timeout)
+
+    async def kill_container(self, cid: str, signal: str = "SIGKILL") -> None:
+        await self.ops.kill_container(cid, signal)
+
+    async def remove_container(self, cid: str, *, volumes: bool = False) -> None:
+        await self.ops.remove_container(cid, volumes=volumes)
+
+    async def inspect_container(self, cid: str) -> dict[str, Any]:
+        return await self.ops.inspect_container(cid)
+
+    # -- networks and volumes ----------------------------------------------------------------
+
+    async def ensure_network(self, name: str, **kw: Any) -> bool:
+        return await self.ops.ensure_network(name, **kw)
+
+    async def remove_network(self, name: str) -> None:
+        await self.ops.remove_network(name)
+
+    async def ensure_volume(self, name: str, **kw: Any) -> bool:
+        return await self.ops.ensure_volume(name, **kw)
+
+    async def remove_volume(self, name: str) -> None:
+        await self.ops.remove_volume(name)
+
+    # -- images ------------------------------------------------------------------------------
+
+    async def image_id(self, ref: str) -> str | None:
+        return await self.ops.image_id(ref)
+
+    async def image_config(self, ref: str) -> dict[str, Any] | None:
+        return await self.ops.image_config(ref)
+
+    async def build_image(self, context: str, *, dockerfile: str, tag: str,
+                          args: dict[str, str], target: str | None) -> str:
+        return await self.ops.build_image(context, dockerfile=dockerfile, tag=tag, args=args,
+                                          target=target)
+
+    # -- serving state -----------------------------------------------------------------------
+
+    async def set_serving(self, container_id: str, serving: bool) -> None:
+        await self.net.set_serving(container_id, serving)
+
+    async def publish_service(self, stack: str, service: str, ports: list[str],
+                              networks: list[str]) -> None:
+        await self.net.publish_service(stack, service, ports, networks)
+
+    async def unpublish_service(self, stack: str, service: str) -> None:
+        await self.net.unpublish_service(stack, service)
+
+    # -- task files --------------------------------------------------------------------------
+
+    async def write_task_files(self, stack: str, service: str, config_hash: str,
+                               files: list[Any], contents: Mapping[str, bytes]) -> None:
+        def write() -> None:
+            objects.ensure_stack_tmpfs(self.paths.run, stack)
+            objects.write_version(self.paths.run, stack, service, config_hash, files,
+                                  contents)
+
+        await trio.to_thread.run_sync(write)
+
+    async def has_task_files(self, stack: str, service: str, config_hash: str) -> bool:
+        return os.path.isdir(objects.version_dir(self.paths.run, stack, service, config_hash))
+
+    async def prune_task_files(self, stack: str, keep: list[str]) -> None:
+        await trio.to_thread.run_sync(objects.prune_versions, self.paths.run, stack, keep)
+
+    async def remove_task_files(self, stack: str) -> None:
+        await trio.to_thread.run_sync(objects.remove_stack, self.paths.run, stack)
