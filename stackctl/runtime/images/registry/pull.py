@@ -1,0 +1,398 @@
+"""``pull``: a manifest (or an index and then this node's manifest), the config, and the layers.
+
+The order of things, so that a failed pull leaves nothing half-stored:
+
+1. The manifest is fetched by tag or digest and checked against the digest asked for (or the
+   ``Docker-Content-Digest`` the registry sent); an index or manifest list is resolved to the
+   wanted platform's manifest, fetched by its digest and checked.
+2. The config blob is fetched and checked.
+3. Layers the store lacks are fetched several at a time into a staging directory under the
+   store's ``tmp/``: each is streamed to disk while being hashed, and fed as it arrives to a
+   thread that unpacks it (so unpacking overlaps the transfer). A broken connection resumes
+   with ``Range`` from the bytes already received. When the stream ends, its sha256 must equal
+   the layer's digest and its uncompressed sha256 the config's diff ID; otherwise the pull
+   fails with :class:`DigestMismatchError` and the staging directory is removed.
+4. Only when every layer is verified are blobs and unpacked layers renamed into the store and
+   the image committed (tag, manifest exactly as received, so the digest stays the registry's).
+
+The store's shared "ingesting" lock is held throughout, so ``image rm``/``prune`` cannot
+collect what is being pulled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from stackctl.errors import StackctlError
+from stackctl.runtime.images import oci
+from stackctl.runtime.images.refs import short_id
+from stackctl.runtime.images.registry.auth import CredentialStore, RegistryAuth
+from stackctl.runtime.images.registry.client import RegistryClient, pull_scope
+from stackctl.runtime.images.registry.config import RegistryConfig
+from stackctl.runtime.images.registry.errors import (
+    DigestMismatchError,
+    PlatformError,
+    RegistryError,
+)
+from stackctl.runtime.images.registry.platforms import choose_manifest, format_platform, host_platform, parse_platform
+from stackctl.runtime.images.registry.progress import NullProgress, Progress
+from stackctl.runtime.images.registry.records import Records
+from stackctl.runtime.images.registry.reference import RegistryRef, parse_ref
+from stackctl.runtime.images.store import Image, ImageStore
+
+ACCEPT = ", ".join((oci.MT_MANIFEST, oci.MT_INDEX, oci.MT_DOCKER_MANIFEST, oci.MT_DOCKER_LIST))
+MAX_MANIFEST = 4 << 20
+CONCURRENT_DOWNLOADS = 3  # Docker's max-concurrent-downloads
+RESUME_ATTEMPTS = 5
+_QUEUE_CHUNKS = 64
+
+
+@dataclass
+class PullResult:
+    ref: RegistryRef
+    image: Image
+    digest: str  # what the reference resolved to on the registry (an index's digest for a multi-arch tag)
+    manifest_digest: str  # the platform manifest stored
+    platform: str
+    downloaded: list[str] = field(default_factory=list)  # layer digests fetched
+    existing: list[str] = field(default_factory=list)  # layer digests the store had
+    image_was_present: bool = False
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.downloaded and self.image_was_present
+
+    @property
+    def pinned(self) -> str:
+        """``registry/repository@digest``: the same image on every node, even if the tag moves."""
+        return f"{self.ref.full_name}@{self.digest}"
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def pull(store: ImageStore, ref: str | RegistryRef, *, platform: str | dict | None = None,
+         auth: RegistryAuth | None = None, progress: Progress | None = None,
+         client: RegistryClient | None = None, config: RegistryConfig | None = None,
+         credentials: CredentialStore | None = None) -> PullResult:
+    """Pull one image into ``store`` (blocking). ``auth`` overrides stored credentials for
+    this call only. Raises :mod:`.errors` subclasses, each one line."""
+    r = parse_ref(ref) if isinstance(ref, str) else ref
+    want = parse_platform(platform) if isinstance(platform, str) else dict(platform or host_platform())
+    progress = progress or NullProgress()
+    own = client is None
+    c = client or RegistryClient(r.registry, auth=auth, credentials=credentials, config=config)
+    try:
+        c.subject = f"pull {r}"
+        with store.ingesting():
+            return _pull(store, c, r, want, progress)
+    finally:
+        if own:
+            c.close()
+
+
+def list_tags(client: RegistryClient, repository: str) -> list[str]:
+    """Every tag of ``repository`` (following ``Link`` pagination)."""
+    tags: list[str] = []
+    url = f"/v2/{repository}/tags/list?n=1000"
+    for _ in range(1000):
+        resp = client.request("GET", url, [pull_scope(repository)])
+        if resp.status_code != 200:
+            raise client.error_for(resp, what=client.subject, repository=repository)
+        tags += list(resp.json().get("tags") or [])
+        link = resp.headers.get("link", "")
+        if not link or "rel=\"next\"" not in link:
+            break
+        url = link.split(";", 1)[0].strip().strip("<>")
+    return tags
+
+
+def fetch_manifest(client: RegistryClient, r: RegistryRef, reference: str) -> tuple[bytes, str, str]:
+    """(bytes, media type, digest) of a manifest or index, its digest verified."""
+    resp = client.request("GET", f"/v2/{r.repository}/manifests/{reference}", [pull_scope(r.repository)],
+                          headers={"Accept": ACCEPT})
+    if resp.status_code != 200:
+        err = client.error_for(resp, what=client.subject, repository=r.repository, reference=reference)
+        if resp.status_code == 404 and not reference.startswith("sha256:"):
+            # a registry says MANIFEST_UNKNOWN for a missing repository too: ask the tags list
+            tags = client.request("GET", f"/v2/{r.repository}/tags/list?n=1", [pull_scope(r.repository)])
+            if tags.status_code == 404:
+                err = client.error_for(tags, what=client.subject, repository=r.repository)
+        raise err
+    data = resp.content
+    if len(data) > MAX_MANIFEST:
+        raise RegistryError(f"{client.subject}: the manifest is {len(data)} bytes, more than 4 MiB; refusing it")
+    digest = oci.digest_bytes(data)
+    expected = reference if reference.startswith("sha256:") else resp.headers.get("docker-content-digest", "")
+    if expected.startswith("sha256:") and expected != digest:
+        raise DigestMismatchError(f"{client.subject}: manifest digest mismatch: asked for {expected}, "
+                                  f"received content with {digest}; nothing was stored — retry, and if it "
+                                  "persists the registry's copy is corrupt: push the image again")
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise RegistryError(f"{client.subject}: the registry sent a manifest that is not JSON") from None
+    media = doc.get("mediaType") or resp.headers.get("content-type", "").split(";")[0].strip()
+    if doc.get("schemaVersion") == 1 or media.startswith("application/vnd.docker.distribution.manifest.v1"):
+        raise RegistryError(f"{client.subject}: Docker schema 1 manifests are not supported; push the "
+                            "image again with a current tool (schema 2 / OCI)")
+    if not media:
+        media = oci.MT_INDEX if "manifests" in doc else oci.MT_MANIFEST
+    return data, media, digest
+
+
+def fetch_blob_bytes(client: RegistryClient, repository: str, desc: dict[str, Any], limit: int = 32 << 20) -> bytes:
+    resp = client.request("GET", f"/v2/{repository}/blobs/{desc['digest']}", [pull_scope(repository)])
+    if resp.status_code != 200:
+        raise client.error_for(resp, what=client.subject, repository=repository)
+    data = resp.content
+    if len(data) > limit:
+        raise RegistryError(f"{client.subject}: blob {desc['digest']} is larger than {limit} bytes")
+    if oci.digest_bytes(data) != desc["digest"]:
+        raise DigestMismatchError(f"{client.subject}: digest mismatch for blob {desc['digest']}: the registry "
+                                  f"sent other content ({oci.digest_bytes(data)}); nothing was stored — the "
+                                  "registry's copy is corrupt: push the image again")
+    return data
+
+
+def _pull(store: ImageStore, c: RegistryClient, r: RegistryRef, want: dict[str, str],
+          progress: Progress) -> PullResult:
+    if not r.tag and not r.digest:
+        progress.line("Using default tag: latest")
+    progress.line(f"{r.digest or r.tag or 'latest'}: Pulling from {r.repository}")
+    data, media, digest = fetch_manifest(c, r, r.reference)
+    top_digest = digest
+    if media in oci.INDEX_TYPES:
+        try:
+            desc = choose_manifest(json.loads(data), want)
+        except PlatformError as exc:
+            raise PlatformError(f"{c.subject}: {exc.message}; pick one with --platform") from None
+        data, media, digest = fetch_manifest(c, r, desc["digest"])
+        if media in oci.INDEX_TYPES:
+            raise RegistryError(f"{c.subject}: nested image indexes are not supported")
+    if media not in oci.MANIFEST_TYPES:
+        raise RegistryError(f"{c.subject}: unsupported manifest type {media!r} (not an image?)")
+    manifest = json.loads(data)
+    config_bytes = fetch_blob_bytes(c, r.repository, manifest["config"])
+    config = json.loads(config_bytes)
+    got = {"os": config.get("os", "linux"), "architecture": config.get("architecture", "")}
+    if got["architecture"] and got["architecture"] != want["architecture"]:
+        progress.line(f"WARNING: the image's platform ({format_platform(got)}) does not match the wanted "
+                      f"platform ({format_platform(want)})")
+    layers = list(manifest.get("layers") or [])
+    diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+    if len(diff_ids) != len(layers):
+        raise RegistryError(f"{c.subject}: the image config lists {len(diff_ids)} layers, its manifest "
+                            f"{len(layers)}; the image is malformed")
+    image_id = manifest["config"]["digest"]
+    was_present = any(i.id == image_id for i in store.list())
+    todo, existing = [], []
+    for desc, diff_id in zip(layers, diff_ids):
+        oci.hex_of(desc["digest"])  # refuses other algorithms early
+        if store.has_blob(desc["digest"]) and store.has_layer(diff_id):
+            existing.append(desc["digest"])
+            progress.layer(short_id(desc["digest"]), "Already exists")
+        else:
+            todo.append((desc, diff_id))
+            progress.layer(short_id(desc["digest"]), "Pulling fs layer")
+    os.makedirs(store.tmp_dir, exist_ok=True)
+    stage = tempfile.mkdtemp(dir=store.tmp_dir, prefix="pull-")
+    try:
+        staged = _fetch_layers(store, c, r.repository, todo, stage, progress)
+        for desc, diff_id in todo:  # everything verified: move into the store
+            blob_tmp, layer_tmp, size = staged[desc["digest"]]
+            if blob_tmp and not store.has_blob(desc["digest"]):
+                os.rename(blob_tmp, store.blob_path(desc["digest"]))
+            if layer_tmp:
+                store.add_unpacked_layer(layer_tmp, desc["digest"], desc.get("mediaType", oci.MT_LAYER), diff_id, size)
+            elif not store.has_layer(diff_id):
+                store.unpack_layer(desc["digest"], desc.get("mediaType", oci.MT_LAYER), expected_diff_id=diff_id)
+        tag = r.local_tag
+        image = store.commit_image(config_bytes, layers, [tag] if tag else [], manifest_bytes=data)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    Records(store.root).note_pull(local_tag=tag, full_name=r.full_name, digest=top_digest, image_id=image.id,
+                                  when=time.time(), blobs=[d["digest"] for d in layers] + [image_id])
+    for desc, _ in todo:
+        progress.layer(short_id(desc["digest"]), "Pull complete")
+    return PullResult(ref=r, image=image, digest=top_digest, manifest_digest=digest,
+                      platform=format_platform(got), downloaded=[d["digest"] for d, _ in todo],
+                      existing=existing, image_was_present=was_present)
+
+
+def _fetch_layers(store: ImageStore, c: RegistryClient, repository: str, todo: list[tuple[dict, str]],
+                  stage: str, progress: Progress) -> dict[str, tuple[str, str, int]]:
+    """Fetch (and unpack) ``todo`` in parallel; {digest: (blob path, layer dir, size)}."""
+    out: dict[str, tuple[str, str, int]] = {}
+    if not todo:
+        return out
+    cancel = threading.Event()
+    with ThreadPoolExecutor(max_workers=min(CONCURRENT_DOWNLOADS, len(todo)), thread_name_prefix="pull") as pool:
+        futures = {pool.submit(_fetch_layer, store, c, repository, desc, diff_id, stage, progress, cancel): desc
+                   for desc, diff_id in todo}
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(f.exception() for f in done):
+            cancel.set()
+        wait(futures)
+    errors = [f.exception() for f in futures if f.exception() and not isinstance(f.exception(), _Cancelled)]
+    if errors:
+        # a digest mismatch says the most; otherwise the first failure
+        errors.sort(key=lambda e: not isinstance(e, DigestMismatchError))
+        raise errors[0]
+    for f, desc in futures.items():
+        out[desc["digest"]] = f.result()
+    return out
+
+
+class _Feed:
+    """Chunks from the downloading thread to the unpacking thread: a bounded queue read as a
+    file. ``close`` ends the stream; once the reader gave up, ``put`` drops data."""
+
+    def __init__(self) -> None:
+        self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self.buf = memoryview(b"")
+        self.eof = False
+        self.dead = threading.Event()
+
+    def put(self, chunk: bytes) -> None:
+        while not self.dead.is_set():
+            try:
+                self.q.put(chunk, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        self.put(None)  # type: ignore[arg-type]
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = []
+            while chunk := self.read(1 << 20):
+                parts.append(chunk)
+            return b"".join(parts)
+        while not self.buf and not self.eof:
+            chunk = self.q.get()
+            if chunk is None:
+                self.eof = True
+            else:
+                self.buf = memoryview(chunk)
+        out, self.buf = bytes(self.buf[:n]), self.buf[n:]
+        return out
+
+
+def _fetch_layer(store: ImageStore, c: RegistryClient, repository: str, desc: dict[str, Any], diff_id: str,
+                 stage: str, progress: Progress, cancel: threading.Event) -> tuple[str, str, int]:
+    digest, size = desc["digest"], int(desc.get("size") or 0)
+    key = short_id(digest)
+    hexd = oci.hex_of(digest)
+    if store.has_blob(digest):  # blob here, layer not unpacked: unpack from the store's verified blob
+        return "", "", 0
+    need_unpack = not store.has_layer(diff_id)
+    blob_tmp = os.path.join(stage, hexd + ".blob")
+    layer_root = os.path.join(stage, hexd + ".layer")
+    feed = _Feed() if need_unpack else None
+    unpacked: dict[str, Any] = {}
+    worker = None
+    if feed is not None:
+        os.mkdir(layer_root, 0o755)
+
+        def unpack() -> None:
+            from stackctl.runtime.images.layers import apply_layer
+
+            try:
+                unpacked["info"] = apply_layer(feed, layer_root, overlay=True)  # type: ignore[arg-type]
+            except BaseException as exc:  # noqa: BLE001 - reported by the downloading thread
+                unpacked["error"] = exc
+            finally:
+                feed.dead.set()
+
+        worker = threading.Thread(target=unpack, name=f"unpack-{key}", daemon=True)
+        worker.start()
+    sha = hashlib.sha256()
+    got = 0
+    try:
+        with open(blob_tmp, "wb") as f:
+            for attempt in range(RESUME_ATTEMPTS):
+                try:
+                    got = _stream(c, repository, digest, size, got, f, sha, feed, progress, key, cancel)
+                    break
+                except (httpx.TransportError, httpx.StreamError) as exc:
+                    if attempt == RESUME_ATTEMPTS - 1:
+                        raise RegistryError(f"{c.subject}: the download of layer {key} kept failing "
+                                            f"({exc.__class__.__name__}: {exc}); retry later") from None
+                    time.sleep(0.2 * (attempt + 1))
+        progress.layer(key, "Verifying Checksum")
+        actual = "sha256:" + sha.hexdigest()
+        if actual != digest or (size and got != size):
+            raise DigestMismatchError(
+                f"{c.subject}: digest mismatch for layer {digest}: received {got} bytes hashing to {actual}; "
+                "nothing was stored — the registry's copy is corrupt or was tampered with: push the image again")
+        progress.layer(key, "Download complete")
+    finally:
+        if feed is not None:
+            feed.close()
+            if worker is not None:
+                worker.join()
+    if feed is not None:
+        if "error" in unpacked:
+            err = unpacked["error"]
+            if isinstance(err, StackctlError):
+                raise StackctlError(f"{c.subject}: layer {key}: {err.message}") from None
+            raise err
+        info = unpacked["info"]
+        if info.diff_id != diff_id:
+            raise DigestMismatchError(f"{c.subject}: layer {digest} unpacks to {info.diff_id}, but the image "
+                                      f"config says {diff_id}; nothing was stored — the image is corrupt: push it again")
+        progress.layer(key, "Extracting", size, size)
+        return blob_tmp, layer_root, info.size
+    return blob_tmp, "", 0
+
+
+def _stream(c: RegistryClient, repository: str, digest: str, size: int, got: int, f, sha, feed: _Feed | None,
+            progress: Progress, key: str, cancel: threading.Event) -> int:
+    headers = {"Range": f"bytes={got}-"} if got else {}
+    resp = c.request("GET", f"/v2/{repository}/blobs/{digest}", [pull_scope(repository)], headers=headers, stream=True)
+    try:
+        if resp.status_code not in (200, 206):
+            resp.read()
+            raise c.error_for(resp, what=c.subject, repository=repository)
+        skip = got if resp.status_code == 200 else 0  # the server ignored Range: drop what we have
+        last = 0.0
+        for chunk in resp.iter_raw():
+            if cancel.is_set():
+                raise _Cancelled()
+            if skip:
+                if len(chunk) <= skip:
+                    skip -= len(chunk)
+                    continue
+                chunk, skip = chunk[skip:], 0
+            f.write(chunk)
+            sha.update(chunk)
+            if feed is not None:
+                feed.put(chunk)
+            got += len(chunk)
+            if size and got > size:
+                break  # more than the descriptor says: the digest check below fails
+            now = time.monotonic()
+            if now - last > 0.1:
+                last = now
+                progress.layer(key, "Downloading", got, size)
+        progress.layer(key, "Downloading", got, size)
+        return got
+    finally:
+        resp.close()
+
