@@ -305,3 +305,15 @@ def build_busybox(tag: str, busybox: str, quiet: bool) -> None:
     img = make_busybox_image(_paths(), _store(), tag=tag, busybox=busybox or None, log=log)
     if quiet:
         click.echo(img.id)
+
+
+# --- pull / push (registry_cmd holds them; importing it costs only click) -------------------
+
+def _add_registry_commands() -> None:
+    from stackctl.cli.registry_cmd import pull, push
+
+    image.add_command(pull)
+    image.add_command(push)
+
+
+_add_registry_commands()

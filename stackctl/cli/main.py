@@ -50,6 +50,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "volume": ("stackctl.cli.volume_cmd:volume", "Manage named volumes."),
     "network": ("stackctl.cli.network_cmd:network", "Manage networks."),
     "agent": ("stackctl.cli.agent_cmd:agent", "Run and manage the node agent."),
+    # registries
+    "pull": ("stackctl.cli.registry_cmd:pull", "Download an image from a registry."),
+    "push": ("stackctl.cli.registry_cmd:push", "Upload an image to a registry."),
+    "login": ("stackctl.cli.registry_cmd:login", "Log in to a registry."),
+    "logout": ("stackctl.cli.registry_cmd:logout", "Log out from a registry."),
+    "search": ("stackctl.cli.registry_cmd:search", "Search a registry's repositories (/v2/_catalog)."),
 }
 
 
