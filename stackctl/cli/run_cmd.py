@@ -69,6 +69,8 @@ RUN_OPTIONS: tuple[tuple[tuple[str, ...], str, Any, str], ...] = (
     (("--ulimit",), "multi", None, "Ulimit options (nofile=1024:2048)."),
     (("--shm-size",), "str", None, "Size of /dev/shm."),
     (("--sysctl",), "multi", None, "Sysctl options."),
+    (("--security-opt",), "multi", None,
+     "Security options: seccomp=PROFILE.json|unconfined, no-new-privileges[=false], apparmor=PROFILE."),
     (("--expose",), "multi", None, "Expose a port or a range of ports."),
     (("-p", "--publish"), "multi", None, "Publish a container's port(s) to the host: [IP:][HOST:]PORT[/PROTO]."),
     (("-P", "--publish-all"), "flag", False, "Publish all exposed ports to random ports."),
@@ -234,7 +236,7 @@ def run_container(image: str, command: tuple[str, ...], detach: bool, sig_proxy:
         mark("run: created")
         if detach:
             try:
-                mgr.start(rec.id, prepared=prepared)
+                _print_warnings(mgr.start(rec.id, prepared=prepared))
             except StackctlError as exc:
                 if kw["auto_remove"]:
                     _quiet_remove(mgr, rec.id)
@@ -250,6 +252,13 @@ def run_container(image: str, command: tuple[str, ...], detach: bool, sig_proxy:
 
 # --- helpers (container_cmd's start, and stack_verbs' run, use them too) -------------------
 
+
+
+def _print_warnings(rec: Any) -> None:
+    """What the start adjusted (a capability the host lacks, a clamped ulimit), as Docker's
+    ``WARNING:`` lines on stderr."""
+    for w in getattr(getattr(rec, "state", None), "warnings", None) or []:
+        sys.stderr.write(f"WARNING: {w}\n")
 
 
 def _exit_code_for_start_failure(exc: StackctlError) -> int:
@@ -297,6 +306,7 @@ def _options_from(image: str, command: tuple[str, ...], kw: dict[str, Any]):
         dns_options=list(kw["dns_option"]),
         ulimits=list(kw["ulimit"]),
         sysctls=list(kw["sysctl"]),
+        security_opt=list(kw.get("security_opt") or ()),
         expose=list(kw["expose"]),
         publish=list(kw["publish"]),
         publish_all=kw["publish_all"],
@@ -366,9 +376,9 @@ def _run_attached(mgr, rec, *, sig_proxy: bool, auto_remove: bool, stdin: bool, 
         # there: connect at once (no thread, no polling).
         try:
             if prepared is not None:
-                mgr.start(rec.id, attach=True, prepared=prepared)
+                _print_warnings(mgr.start(rec.id, attach=True, prepared=prepared))
             else:
-                mgr.start(rec.id, attach=True)
+                _print_warnings(mgr.start(rec.id, attach=True))
         except StackctlError as exc:
             exc.exit_code = _exit_code_for_start_failure(exc)
             raise

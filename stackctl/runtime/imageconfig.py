@@ -29,6 +29,7 @@ from typing import Any
 
 from stackctl.errors import UsageError
 from stackctl.runtime.names import NAME_RE
+from stackctl.runtime.security import check_sysctl_network, parse_security_opts
 from stackctl.runtime.spec import ContainerSpec, Mount, Resources
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -75,6 +76,7 @@ class RunOptions:
     dns_options: list[str] = field(default_factory=list)
     ulimits: list[str] = field(default_factory=list)
     sysctls: list[str] = field(default_factory=list)
+    security_opt: list[str] = field(default_factory=list)  # --security-opt
     expose: list[str] = field(default_factory=list)
     publish: list[str] = field(default_factory=list)  # -p [IP:][HOST:]CONTAINER[/PROTO]
     publish_all: bool = False  # -P
@@ -479,6 +481,16 @@ def build_plan(
         if not sep:
             raise UsageError(f"invalid sysctl {s!r}: expected NAME=VALUE")
         sysctls[k] = v
+        why = check_sysctl_network(k, network)
+        if why:
+            raise UsageError(why, hint="give the container its own network (--network NAME or "
+                             "the default), or drop the sysctl")
+    sec = parse_security_opts(list(opts.security_opt))
+    seccomp_profile = None
+    if sec.seccomp == "custom":
+        from stackctl.runtime.containers.seccomp import load_profile_file
+
+        seccomp_profile = load_profile_file(posixpath.join(cwd, sec.seccomp_path))
     stop_timeout = opts.stop_timeout if opts.stop_timeout is not None else DEFAULT_STOP_TIMEOUT
 
     spec = ContainerSpec(
@@ -508,6 +520,11 @@ def build_plan(
         dns_search=list(opts.dns_search),
         dns_options=list(opts.dns_options),
         sysctls=sysctls,
+        seccomp=sec.seccomp,
+        seccomp_profile=seccomp_profile,
+        no_new_privileges=sec.no_new_privileges,
+        apparmor=sec.apparmor,
+        security_opt=list(opts.security_opt),
         ulimits=ulimits,
         stop_signal=stop_signal,
         stop_timeout=float(stop_timeout),

@@ -35,6 +35,7 @@ class Resources:
     memory_reservation: int | None = None  # bytes (soft limit)
     cpus: float | None = None  # e.g. 0.5 = half a CPU (CFS quota)
     pids: int | None = None
+    memory_swap: int | None = None  # bytes of memory + swap (-1: unlimited), as Docker's --memory-swap
     shm_size: int = 64 * 1024 * 1024
 
 
@@ -70,6 +71,13 @@ class ContainerSpec:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
+    # --security-opt: "default" | "unconfined" | "custom" (then seccomp_profile holds the
+    # profile's JSON object, read when the container was created, as Docker keeps it)
+    seccomp: str = "default"
+    seccomp_profile: dict[str, Any] | None = None
+    no_new_privileges: bool = True  # stricter than Docker's default (off); =false turns it off
+    apparmor: str = ""
+    security_opt: list[str] = field(default_factory=list)  # as given, for inspect
     ulimits: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (soft, hard)
     stop_signal: str = "SIGTERM"
     stop_timeout: float = 10.0
@@ -105,6 +113,9 @@ class ContainerState:
     # not persisted by the monitor: what start_container adjusted (e.g. ulimits clamped to the
     # host's hard limits), for the CLI to print
     warnings: list[str] = field(default_factory=list)
+    # not persisted by the monitor: a running container whose cgroup is frozen (``pause``),
+    # as the manager reads it (stackctl.runtime.containers.control)
+    paused: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -108,11 +108,24 @@ def _check_spec(spec: ContainerSpec) -> list[str]:
         caps.effective_set(spec.cap_add, spec.cap_drop, privileged=spec.privileged)
     except caps.CapabilityError as e:
         raise ContainerStartError(f"container {name}: {e}") from e
+    from stackctl.runtime.security import check_sysctl_network
+
     for k in spec.sysctls:
         try:
             process.check_sysctl(k)
         except ValueError as e:
             raise ContainerStartError(f"container {name}: {e}") from e
+        why = check_sysctl_network(k, spec.network)
+        if why:
+            raise ContainerStartError(f"container {name}: {why}")
+    warnings = []
+    if spec.privileged:
+        _, missing = caps.privileged_set(frozenset(caps.CAPS), caps.host_caps())
+        known = set(n for n, v in caps.CAPS.items() if v <= _last_cap())
+        missing = [m for m in missing if m in known]
+        if missing:
+            warnings.append("privileged: this host lacks " + ", ".join(f"CAP_{m}" for m in missing)
+                            + "; the container runs without them")
     if spec.init and process.find_init() is None:
         raise ContainerStartError(f"container {name}: --init needs catatonit or tini on the host", hint="apt-get install catatonit")
     for m in spec.mounts:
@@ -122,11 +135,17 @@ def _check_spec(spec: ContainerSpec) -> list[str]:
     if not (net in ("none", "host") or net.startswith(("netns:", "container:"))):
         raise ContainerStartError(f"container {name}: unknown network mode {net!r} (none, host, netns:PATH, container:ID)")
     try:
-        ulimits, warnings = process.clamp_ulimits(spec.ulimits, host_hard_limits())
+        ulimits, clamped = process.clamp_ulimits(spec.ulimits, host_hard_limits())
     except ValueError as e:
         raise ContainerStartError(f"container {name}: {e}") from e
     spec.ulimits = ulimits
-    return warnings
+    return warnings + clamped
+
+
+def _last_cap() -> int:
+    from stackctl.runtime.containers import linux
+
+    return linux.cap_last_cap()
 
 
 class PreparedStart:

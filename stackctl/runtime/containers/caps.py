@@ -57,6 +57,29 @@ def effective_set(cap_add: list[str], cap_drop: list[str], *, privileged: bool =
     return frozenset(c for c in caps if c in known)
 
 
+def host_caps(status_text: str | None = None) -> frozenset[str]:
+    """The capabilities this process could give a container: its bounding set and permitted
+    set together (``CapBnd`` & ``CapPrm`` of /proc/self/status; pass the text to test)."""
+    if status_text is None:
+        with open("/proc/self/status") as f:
+            status_text = f.read()
+    bnd = prm = None
+    for line in status_text.splitlines():
+        if line.startswith("CapBnd:"):
+            bnd = int(line.split()[1], 16)
+        elif line.startswith("CapPrm:"):
+            prm = int(line.split()[1], 16)
+    if bnd is None or prm is None:
+        return frozenset(CAPS)
+    return frozenset(names_from_mask(bnd & prm))
+
+
+def privileged_set(known: frozenset[str], host: frozenset[str]) -> tuple[frozenset[str], list[str]]:
+    """What ``--privileged`` grants where the host itself lacks some capabilities (as Docker
+    does since moby#42933): the capabilities both know, and the names left out."""
+    return known & host, sorted(known - host)
+
+
 def to_mask(names: frozenset[str] | set[str]) -> int:
     mask = 0
     for n in names:

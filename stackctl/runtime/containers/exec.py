@@ -65,7 +65,14 @@ def exec_in_container(
         "argv": list(argv), "env": full_env, "cwd": cwd or spec.cwd or "/", "user": user or spec.user,
         "cap_add": spec.cap_add, "cap_drop": spec.cap_drop, "privileged": privileged or spec.privileged,
         "hostname": spec.hostname or cid[:12], "tty": tty,
+        "host_caps": caps.host_caps(), "no_new_privileges": spec.no_new_privileges,
+        "seccomp_program": None,
     }
+    if not cfg["privileged"]:
+        sec = process.seccomp_config(spec.to_json(), os.path.join(paths.state, "seccomp"))
+        if sec.get("seccomp_program"):
+            with open(sec["seccomp_program"], "rb") as f:
+                cfg["seccomp_program"] = f.read()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     sock_parent = sock_child = None
     if tty:
@@ -132,7 +139,7 @@ def _exec_child(cfg: dict, err_w: int, sock_fd: int | None) -> None:
     import fcntl
 
     from stackctl.runtime.containers import caps as capmod
-    from stackctl.runtime.containers import linux, process, seccomp, users
+    from stackctl.runtime.containers import linux, process, users
 
     try:
         for s in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
@@ -154,7 +161,11 @@ def _exec_child(cfg: dict, err_w: int, sock_fd: int | None) -> None:
             os.chdir(cfg["cwd"])
         except OSError as e:
             raise process.ExecFailure(126, f"chdir to cwd (\"{cfg['cwd']}\") set in config.json failed: {e.strerror}") from e
-        capset = capmod.effective_set(cfg["cap_add"], cfg["cap_drop"], privileged=cfg["privileged"], last_cap=linux.cap_last_cap())
+        capset = capmod.effective_set(cfg["cap_add"], cfg["cap_drop"], privileged=cfg["privileged"],
+                                      last_cap=linux.cap_last_cap()) & cfg["host_caps"]
+        if not cfg["privileged"] and not cfg["no_new_privileges"] and cfg["seccomp_program"] is not None:
+            linux.seccomp_set_filter(cfg["seccomp_program"])  # needs CAP_SYS_ADMIN without no_new_privs
+            cfg["seccomp_program"] = None
         capmod.drop_bounding(capset)
         os.setgroups(list(who.groups))
         os.setresgid(who.gid, who.gid, who.gid)
@@ -163,8 +174,10 @@ def _exec_child(cfg: dict, err_w: int, sock_fd: int | None) -> None:
             capmod.set_caps(capset)
         path = process.look_path(cfg["argv"][0], process.env_lookup(env, "PATH") or process.DEFAULT_PATH)
         if not cfg["privileged"]:
-            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-            seccomp.install(linux.MACHINE, capset)
+            if cfg["no_new_privileges"]:
+                linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+            if cfg["seccomp_program"] is not None:
+                linux.seccomp_set_filter(cfg["seccomp_program"])
         os.execve(path, cfg["argv"], dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
     except process.ExecFailure as e:
         process._report(err_w, e.code, e.message)

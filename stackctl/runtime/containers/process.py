@@ -262,6 +262,11 @@ def _setup_and_exec(cfg: dict | int, errfd: int, syncfd: int | None, console_soc
         raise ExecFailure(125, f"mount the container's root filesystem: {e.strerror}") from e
     privileged = bool(cfg.get("privileged"))
     rootfs.mount_proc_sys(root, privileged=privileged)
+    host_caps = capmod.host_caps()  # what this process can hand on (read before pivot_root)
+    seccomp_program = None
+    if not privileged and cfg.get("seccomp", True) and cfg.get("seccomp_program"):
+        with open(cfg["seccomp_program"], "rb") as f:
+            seccomp_program = f.read()
 
     rootfs.mount_dev(root, shm_size=cfg.get("shm_size", 64 << 20), init_binary=cfg.get("init_binary"))
     master = slave = -1
@@ -314,7 +319,13 @@ def _setup_and_exec(cfg: dict | int, errfd: int, syncfd: int | None, console_soc
         raise ExecFailure(125, f"working directory {cwd}: {e.strerror}") from e
 
     capset = capmod.effective_set(cfg.get("cap_add", []), cfg.get("cap_drop", []), privileged=privileged,
-                                  last_cap=linux.cap_last_cap())
+                                  last_cap=linux.cap_last_cap()) & host_caps
+    nnp = cfg.get("no_new_privileges", True)
+    if not privileged and not nnp and seccomp_program is not None:
+        # without no_new_privs only CAP_SYS_ADMIN may install a filter: now, before the drop
+        # (what follows until execve is allowed by any profile that lets a container run)
+        linux.seccomp_set_filter(seccomp_program)
+        seccomp_program = None
     capmod.drop_bounding(capset)
 
     os.setgroups(list(who.groups))
@@ -337,10 +348,15 @@ def _setup_and_exec(cfg: dict | int, errfd: int, syncfd: int | None, console_soc
         os.read(syncfd, 1)
         os.close(syncfd)
     os.umask(0o022)
+    if cfg.get("apparmor") and cfg["apparmor"] != "unconfined":
+        _apparmor_exec(cfg["apparmor"])
     if not privileged:
-        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-        if cfg.get("seccomp", True):
-            seccomp.install(linux.MACHINE, capset)
+        if nnp:
+            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        if seccomp_program is not None:
+            linux.seccomp_set_filter(seccomp_program)
+        elif cfg.get("seccomp", True) and not cfg.get("seccomp_program"):
+            seccomp.install(linux.MACHINE, capset)  # a cfg without a compiled program (builds)
     try:
         os.execve(path, argv, dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
     except OSError as e:
@@ -356,6 +372,39 @@ def find_init() -> str | None:
         if os.access(p, os.X_OK):
             return p
     return None
+
+
+def _apparmor_exec(profile: str) -> None:
+    """Run the command under AppArmor ``profile`` (loaded on the host) from its execve on."""
+    for attr in ("/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"):
+        try:
+            with open(attr, "w") as f:
+                f.write(f"exec {profile}")
+            return
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise ExecFailure(125, f"apparmor profile {profile}: {e.strerror}") from e
+    raise ExecFailure(125, f"apparmor profile {profile}: this kernel has no AppArmor")
+
+
+def seccomp_config(spec: dict, cache_dir: str) -> dict:
+    """The setup child's seccomp and no_new_privs settings for a container of ``spec``: the
+    path of its compiled filter (compiled once per node and capability set, see
+    :func:`stackctl.runtime.containers.seccomp.program_file`), or none when privileged or
+    ``seccomp=unconfined``."""
+    from stackctl.runtime.containers import caps as capmod
+    from stackctl.runtime.containers import seccomp
+
+    mode = spec.get("seccomp") or "default"
+    out = {"seccomp": mode != "unconfined" and not spec.get("privileged"),
+           "no_new_privileges": spec.get("no_new_privileges", True)}
+    if out["seccomp"]:
+        capset = capmod.effective_set(spec.get("cap_add", []), spec.get("cap_drop", []),
+                                      last_cap=linux.cap_last_cap()) & capmod.host_caps()
+        profile = spec.get("seccomp_profile") if mode == "custom" else None
+        out["seccomp_program"] = seccomp.program_file(cache_dir, linux.MACHINE, capset, profile)
+    return out
 
 
 def config_from_spec(spec: dict, container_dir: str, containers_dir: str, procs_files: list[str] | None = None) -> dict:
@@ -404,6 +453,8 @@ def config_from_spec(spec: dict, container_dir: str, containers_dir: str, procs_
         "shm_size": res.get("shm_size") or (64 << 20),
         "ulimits": spec.get("ulimits", {}),
         "sysctls": spec.get("sysctls", {}),
+        "apparmor": spec.get("apparmor", ""),
+        **seccomp_config(spec, os.path.join(os.path.dirname(containers_dir), "seccomp")),
         "init_binary": init_binary,
         "cgroup_procs": list(procs_files or []),
     }
