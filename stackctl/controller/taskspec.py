@@ -294,6 +294,7 @@ def task_request(stack: Stack, service_name: str, task: Task, *, task_id: str,
         dns=list(s.dns), dns_search=list(s.dns_search),
         ulimits=[f"{k}={u.soft}:{u.hard}" for k, u in s.ulimits.items()],
         sysctls=[f"{k}={v}" for k, v in s.sysctls.items()],
+        security_opt=list(s.security_opt),
         expose=list(s.expose),
     )
     for m in s.volumes:

@@ -188,6 +188,10 @@ def _normalize_service(name: str, service: Service, raw: Any, project_dir: str,
     for mount in service.volumes:
         if mount.type == "bind" and mount.source:
             mount.source = _absolute(mount.source, project_dir, environ)
+    for i, opt in enumerate(service.security_opt):  # a seccomp profile file, as a bind source
+        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
+        if key.strip().lower() == "seccomp" and value not in ("", "unconfined", "builtin"):
+            service.security_opt[i] = f"{key}{sep}{_absolute(value, project_dir, environ)}"
     env: dict[str, str | None] = {}
     for i, entry in enumerate(service.env_file):
         entry.path = _absolute(entry.path, project_dir, environ)

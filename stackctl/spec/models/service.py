@@ -201,6 +201,7 @@ class Service(Model):
     cap_add: StrList = Field(default_factory=list)
     cap_drop: StrList = Field(default_factory=list)
     sysctls: StrMap = Field(default_factory=dict)
+    security_opt: StrList = Field(default_factory=list)
     ulimits: Annotated[dict[str, Ulimit], BeforeValidator(ulimits_map)] = \
         Field(default_factory=dict)
     shm_size: ByteSize | None = None
@@ -238,11 +239,27 @@ class Service(Model):
         self._fold_resources()
         if self.network_mode is not None and data.get("networks"):
             raise fail("network_mode and networks cannot be used together", at="networks")
+        self._check_security()
         replicas = self.deploy.replicas or 0
         if self.container_name and (replicas > 1 or self.deploy.is_global):
             raise fail(f"container_name {self.container_name} cannot be used by several "
                        "replicas; remove it or run one replica", at="container_name")
         self.ports = [p for port in self.ports for p in port.expand()]
+
+    def _check_security(self) -> None:
+        """net.* sysctls need the service's own network namespace (as runc refuses them);
+        security_opt values must be ones stackctl carries out."""
+        from stackctl.errors import UsageError
+        from stackctl.runtime.security import check_sysctl_network, parse_security_opts
+
+        for key in self.sysctls:
+            why = check_sysctl_network(key, self.network_mode or "")
+            if why:
+                raise fail(f"{why} (network_mode: {self.network_mode})", at="sysctls")
+        try:
+            parse_security_opts(list(self.security_opt), apparmor=True)
+        except UsageError as exc:
+            raise fail(exc.message, at="security_opt") from None
 
     def _fold_scale(self, raw_deploy: dict[str, Any]) -> None:
         if self.scale is None:

@@ -20,7 +20,7 @@ UNSUPPORTED: dict[str, frozenset[str]] = {
         "dns_opt", "external_links", "gpus", "group_add", "isolation", "label_file", "links",
         "mac_address", "mem_swappiness", "memswap_limit", "models", "oom_kill_disable",
         "oom_score_adj", "platform", "post_start", "pre_stop", "provider", "runtime",
-        "security_opt", "storage_opt", "use_api_socket", "userns_mode", "uts",
+        "storage_opt", "use_api_socket", "userns_mode", "uts",
     }),
     "build": frozenset({
         "additional_contexts", "cache_from", "cache_to", "dockerfile_inline", "entitlements",
