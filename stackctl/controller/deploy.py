@@ -32,7 +32,8 @@ from stackctl.scheduler.observed import StackObserved
 from stackctl.scheduler.planner import CREATE, START, UPDATE, Gate, Plan, PlanOptions, \
     ServicePlan
 from stackctl.scheduler.rolling import ready_deadline
-from stackctl.scheduler.tasks import LABEL_PREFIX, LABEL_STACK, Desired, desired_state
+from stackctl.scheduler.tasks import LABEL_PREFIX, LABEL_STACK, LOCAL_NODE, Desired, \
+    desired_state
 from stackctl.spec.graph import ServiceGraph
 from stackctl.spec.models import Stack
 from stackctl.spec.validate import build_stack
@@ -88,6 +89,8 @@ class Loaded:
     project_dir: str
     digests: dict[str, str] = field(default_factory=dict)
     image_ids: dict[str, str] = field(default_factory=dict)
+    #: the cluster's nodes: a global service's slots (one per node, before placement)
+    nodes: tuple[str, ...] = (LOCAL_NODE,)
 
     @property
     def name(self) -> str:
@@ -95,7 +98,9 @@ class Loaded:
         return self.stack.name
 
     def desired(self) -> Desired:
-        return desired_state(self.stack, self.graph, objects=self.digests,
+        """The desired tasks, not placed yet (:func:`stackctl.controller.placement.assign`
+        places them)."""
+        return desired_state(self.stack, self.graph, nodes=self.nodes, objects=self.digests,
                              image_ids=self.image_ids)
 
     def record(self) -> dict[str, Any]:
@@ -284,10 +289,12 @@ class Deployer:
     """Carries out one plan (see the module docstring)."""
 
     def __init__(self, ctx: Ctx, progress: Progress, new: Loaded, old: Loaded | None,
-                 options: DeployOptions, *, rollback: bool = False) -> None:
+                 options: DeployOptions, *, rollback: bool = False,
+                 desired: Desired | None = None) -> None:
+        """``desired``: ``new``'s tasks as placed (default: ``new.desired()``, unplaced)."""
         self.ctx, self.progress = ctx, progress
         self.new, self.old = new, old
-        self.desired = new.desired()
+        self.desired = desired if desired is not None else new.desired()
         self.old_desired = old.desired() if old is not None else None
         self.options = options
         self.rollback = rollback  # `stackctl rollback`: roll out with rollback_config

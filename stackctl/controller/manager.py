@@ -12,6 +12,7 @@ stack, the *digests* of its secret/config contents and the image ids — never a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -42,7 +43,11 @@ from stackctl.controller.watch import observe
 from stackctl.errors import NotFoundError, StackctlError
 from stackctl.paths import NodePaths
 from stackctl.scheduler.confighash import content_digest
-from stackctl.scheduler.planner import Plan, plan as make_plan
+from stackctl.controller.members import Members
+from stackctl.controller.placement import Placed, assign
+from stackctl.scheduler.nodes import NodeSnapshot
+from stackctl.scheduler.observed import StackObserved
+from stackctl.scheduler.planner import Pending, Plan, plan as make_plan
 
 log = logging.getLogger("stackctl.controller")
 
@@ -83,7 +88,9 @@ class Manager:
         local = node if isinstance(node, LocalNode) else LocalNode(node, net, paths=paths)
         self.paths = paths
         self.cluster = Cluster({local.name: local}, local=local.name)
+        self.members = Members(self.cluster, local)
         self.ctx = Ctx(self.cluster, store, wall)
+        self.pending: dict[str, Placed] = {}  # stack -> its last placement
         if poll_interval is not None:
             self.ctx.poll_interval = poll_interval
         if drain_grace is not None:
@@ -106,12 +113,13 @@ class Manager:
         if rec is None:
             return None, None, ""
         project_dir = _field(rec, "project_dir", "") or "/"
-        current = load_record(_spec(_field(rec, "spec")), project_dir)
+        current = self._loaded(load_record(_spec(_field(rec, "spec")), project_dir))
         prev = _field(rec, "previous")
         previous = None
         if prev is not None and _field(prev, "spec") is not None:
-            previous = load_record(_spec(_field(prev, "spec")),
-                                   _field(prev, "project_dir", project_dir) or project_dir)
+            previous = self._loaded(load_record(
+                _spec(_field(prev, "spec")), _field(prev, "project_dir", project_dir)
+                or project_dir))
         return current, previous, _field(rec, "status", "") or ""
 
     def _current(self, name: str) -> tuple[Loaded, Loaded | None, str]:
@@ -158,11 +166,43 @@ class Manager:
         """What ``deploy`` would do; changes nothing."""
         stack, graph = load_stack(stack_json, project_dir)
         opts = DeployOptions.from_json(options)
-        loaded = Loaded(stack, graph, project_dir)
+        loaded = self._loaded(Loaded(stack, graph, project_dir))
         loaded.image_ids = await self._image_ids(loaded)
         loaded.digests = self._digests(loaded, objects_, environ, strict=False)
         observed = await observe(self.ctx, loaded.name)
-        return make_plan(loaded.desired(), observed, options=opts.plan_options())
+        placed = await self.place(loaded, observed, commit=False)
+        the_plan = make_plan(placed.desired, observed, options=opts.plan_options())
+        return self._with_pending(the_plan, placed)
+
+    # -- placement -----------------------------------------------------------------------------
+
+    def _loaded(self, loaded: Loaded) -> Loaded:
+        """``loaded`` knowing the cluster's nodes (a global service's slots)."""
+        loaded.nodes = tuple(self.cluster.names())
+        return loaded
+
+    async def node_snapshots(self) -> list[NodeSnapshot]:
+        """Every node as the scheduler sees it now."""
+        return await self.members.snapshots()
+
+    async def place(self, loaded: Loaded, observed: StackObserved, *,
+                    commit: bool = True) -> Placed:
+        """Place ``loaded``'s tasks (:mod:`stackctl.controller.placement`); with ``commit``
+        the controller creates tasks where this says."""
+        nodes = await self.node_snapshots()
+        placed = assign(loaded.stack, loaded.desired(), observed, nodes)
+        if commit:
+            self.ctx.placements[loaded.name] = placed.nodes
+            self.pending[loaded.name] = placed
+        return placed
+
+    def _with_pending(self, the_plan: Plan, placed: Placed) -> Plan:
+        pending = []
+        for (svc, slot), u in sorted(placed.pending.items()):
+            nodes = tuple((n, why) for n, why in sorted(u.nodes.items()) if why)
+            pending.append(Pending(f"{svc}.{slot}", u.reason, nodes))
+        return dataclasses.replace(the_plan, pending=tuple(pending),
+                                   multi_node=len(self.cluster.members) > 1)
 
     def _digests(self, loaded: Loaded, provided: Mapping[str, str] | None,
                  environ: Mapping[str, str] | None, *, strict: bool = True,
@@ -199,12 +239,14 @@ class Manager:
         service did not reach its desired state (with ``wait``) or an update failed."""
         stack, graph = load_stack(stack_json, project_dir)
         opts = DeployOptions.from_json(options)
-        new = Loaded(stack, graph, project_dir)
+        new = self._loaded(Loaded(stack, graph, project_dir))
         name = new.name
         prog = Progress(name, progress, self.ctx.wall)
         async with self._lock(name):
             old, previous, _ = self._versions(name)
             selected = sorted(self._selected(new, opts))
+            # placed first: images are checked, networks made, files written where tasks go
+            await self.place(new, await observe(self.ctx, name))
             new.image_ids = await self._image_ids(new)
             new.image_ids.update(await ensure_images(self.ctx, prog, stack, project_dir,
                                                      selected, opts))
@@ -241,15 +283,26 @@ class Manager:
         ok = False
         made: list[tuple[str, str]] = []  # networks and volumes this deploy created
         try:
-            await ensure_resources(self.ctx, prog, new.stack, selected, made)
-            desired = new.desired()
-            await write_objects(self.ctx, new, desired, selected, contents)
             observed = await observe(self.ctx, name)
+            placed = await self.place(new, observed)
+            desired = placed.desired
+            for key, why in sorted(placed.moved.items()):
+                await prog(key[0], "move", "started", f"{why}: moving", slot=key[1])
+            await ensure_resources(self.ctx, prog, new.stack, selected, made)
+            await write_objects(self.ctx, new, desired, selected, contents)
             the_plan = make_plan(desired, observed, options=opts.plan_options())
+            pending = {k: u for k, u in placed.pending.items() if k[0] in selected}
+            for (svc, slot), u in sorted(pending.items()):
+                await prog(svc, "pending", "error", f"{svc}.{slot}: {u.reason}", slot=slot)
             deployer = Deployer(self.ctx, prog, new, rollback_to or old, opts,
-                                rollback=rollback)
+                                rollback=rollback, desired=desired)
             await deployer.load_image_configs(selected)
             await deployer.run(the_plan)
+            if pending and opts.wait:
+                lines = [f"{svc}.{slot}: {u.reason}" for (svc, slot), u in sorted(
+                    pending.items())]
+                raise DeployError(f"stack {name}: " + "; ".join(lines), failures=lines,
+                                  hint="see `stackctl plan` for why each node refuses")
             ok = True
         except DeployError as exc:
             self._status(name, f"failed: {exc.message}")
@@ -352,7 +405,7 @@ class Manager:
                 raise StackctlError(f"stack {name}: service {service} is global; it runs one "
                                     "task per node and cannot be scaled")
             spec.setdefault("deploy", {})["replicas"] = int(count)
-        new = load_record(data, current.project_dir)
+        new = self._loaded(load_record(data, current.project_dir))
         await self._redeploy(new, current, tuple(scales), progress)
 
     async def rollback(self, name: str, services: list[str] | tuple[str, ...] = (),
@@ -379,7 +432,7 @@ class Manager:
             if merged:
                 data["stack"][section] = merged
         data["digests"] = {**prev["digests"], **data["digests"]}
-        new = load_record(data, current.project_dir)
+        new = self._loaded(load_record(data, current.project_dir))
         await self._redeploy(new, current, tuple(services), progress, rollback=True)
 
     async def _redeploy(self, new: Loaded, current: Loaded, services: tuple[str, ...],
@@ -491,8 +544,10 @@ class Manager:
                     # interrupted (or `deploying` with nobody deploying: the agent died
                     # mid-deploy): heal what exists, create nothing new until the next `up`
                     hold = self._held(status)
+                    placed = await self.place(current, await observe(self.ctx, name))
                     when = await reconcile_stack(
                         self.ctx, current, self.history, stopped=stopped, hold=hold,
+                        desired=placed.desired,
                         versions=self._version_finder(name, current, previous))
                 except StackctlError as exc:
                     log.warning("reconcile %s: %s", name, exc.message)
@@ -527,8 +582,8 @@ class Manager:
                     v = get(name, number)
                     if v is None:
                         continue
-                    self._old_versions[key] = load_record(
-                        _spec(_field(v, "spec")), _field(v, "project_dir", "") or "/")
+                    self._old_versions[key] = self._loaded(load_record(
+                        _spec(_field(v, "spec")), _field(v, "project_dir", "") or "/"))
                 yield self._old_versions[key]
 
         def find(service: str, config_hash: str) -> Loaded | None:

@@ -39,6 +39,7 @@ from stackctl.errors import StackctlError
 from stackctl.scheduler.observed import ContainerInfo, slot_sort_key
 from stackctl.scheduler.restart import should_restart
 from stackctl.scheduler.rolling import LISTEN_TIMEOUT
+from stackctl.scheduler.tasks import Desired
 
 log = logging.getLogger("stackctl.controller")
 
@@ -79,15 +80,17 @@ async def reconcile_stack(ctx: Ctx, loaded: Loaded, history: RestartHistory, *,
                           stopped: Collection[str] = (), hold: bool = False,
                           versions: Callable[[str, str], Loaded | None] | None = None,
                           progress: Progress | None = None,
-                          image_config: Callable[[str], Any] | None = None) -> int | None:
+                          image_config: Callable[[str], Any] | None = None,
+                          desired: Desired | None = None) -> int | None:
     """One pass (see the module docstring); the next restart due (wall ns), if any.
 
     ``versions(service, config_hash)`` finds the stored version a container was made from
     (default: ``loaded`` only); ``hold``: the stack's last deploy was interrupted — heal the
-    slots that have a container, create none."""
+    slots that have a container, create none. ``desired``: ``loaded``'s tasks as placed
+    (default: unplaced)."""
     name = loaded.name
     progress = progress or Progress(name, None, ctx.wall)
-    desired = loaded.desired()
+    desired = desired if desired is not None else loaded.desired()
     observed = await observe(ctx, name)
     await sync_serving(ctx, observed.containers())
     now = ctx.wall()

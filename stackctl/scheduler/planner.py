@@ -70,9 +70,16 @@ class Action:
     def name(self) -> str:
         return f"{self.service}.{self.slot}"
 
+    @property
+    def node(self) -> str | None:
+        """The node it acts on: the desired task's (placed) or the container's."""
+        if self.task is not None and self.task.node is not None:
+            return self.task.node
+        return self.container.node if self.container is not None else None
+
     def to_json(self) -> dict[str, Any]:
         return {"action": self.kind, "service": self.service, "slot": self.slot,
-                "reason": self.reason,
+                "reason": self.reason, "node": self.node,
                 "container": self.container.id if self.container else None,
                 "config_hash": self.task.config_hash.value if self.task else None}
 
@@ -129,12 +136,26 @@ class Level:
 
 
 @dataclass(frozen=True, slots=True)
+class Pending:
+    """A task no node will take: the scheduler's reason, and per node why it refuses."""
+
+    slot: str  # "web.3"
+    reason: str  # "no suitable node (2 nodes have insufficient memory)"
+    nodes: tuple[tuple[str, str], ...] = ()  # (node, why it refuses)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"slot": self.slot, "reason": self.reason, "nodes": dict(self.nodes)}
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     stack: str
     removals: tuple[Wave, ...] = ()
     levels: tuple[Level, ...] = ()
     notes: tuple[str, ...] = ()
     services_considered: int = 0
+    pending: tuple[Pending, ...] = ()  # filled by the controller from the scheduler
+    multi_node: bool = False  # more than one node: show each action's node
 
     def waves(self) -> list[Wave]:
         """Every wave in execution order (a level's services run side by side)."""
@@ -155,7 +176,7 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not self.waves()
+        return not self.waves() and not self.pending
 
     def summary(self) -> str:
         if self.empty:
@@ -164,7 +185,10 @@ class Plan:
         c = self.counts()
         words = [(CREATE, "to create"), (RECREATE, "to recreate"), (START, "to start"),
                  (REMOVE, "to remove"), (KEEP, "unchanged")]
-        return ", ".join(f"{c[k]} {w}" for k, w in words if c[k])
+        parts = [f"{c[k]} {w}" for k, w in words if c[k]]
+        if self.pending:
+            parts.append(f"{len(self.pending)} pending (no suitable node)")
+        return ", ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -180,6 +204,7 @@ class Plan:
                                      for s in lv.services]}
                        for lv in self.levels],
             "notes": list(self.notes),
+            "pending": [p.to_json() for p in self.pending],
         }
 
     def render(self) -> str:
@@ -335,6 +360,8 @@ def _new_slot_reason(st: ServiceTasks, task: Task, obs_slots: dict) -> str:
 
 def _recreate_reason(st: ServiceTasks, task: Task, c: ContainerInfo, options: PlanOptions,
                      recreated: set[str]) -> str | None:
+    if task.node is not None and c.node != task.node and not st.is_global:
+        return f"moves from node {c.node} to {task.node}"
     if c.config_hash != task.config_hash.value:
         parts = c.config_parts
         if not parts:

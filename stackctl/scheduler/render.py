@@ -24,19 +24,22 @@ from stackctl.scheduler.planner import CONVERGE, REMOVAL, Action, Plan, ServiceP
 from stackctl.spec import units
 
 
-def table(actions: Sequence[Action], indent: str) -> list[str]:
-    rows = [("ACTION", "SLOT", "REASON")] + [(a.kind, a.name, a.reason) for a in actions]
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
-    return [f"{indent}{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]}".rstrip() for r in rows]
+def table(actions: Sequence[Action], indent: str, nodes: bool = False) -> list[str]:
+    """ACTION SLOT [NODE] REASON, aligned."""
+    head = ("ACTION", "SLOT", "NODE", "REASON") if nodes else ("ACTION", "SLOT", "REASON")
+    rows = [head] + [(a.kind, a.name, a.node or "-", a.reason) if nodes else
+                     (a.kind, a.name, a.reason) for a in actions]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
+    return [(indent + "  ".join(f"{c:<{w}}" for c, w in zip(r, widths)) + "  " + r[-1])
+            .rstrip() for r in rows]
 
 
-def _service_lines(sp: ServicePlan) -> list[str]:
+def _service_lines(sp: ServicePlan, nodes: bool = False) -> list[str]:
     out: list[str] = []
     for wave in sp.waves:
         if wave.kind == CONVERGE:
             out.append(f"  {sp.name}:")
-            out += table(wave.actions, "    ")
+            out += table(wave.actions, "    ", nodes)
             continue
         if wave.index == 1:
             sizes = {len(w.actions) for w in sp.update_waves}
@@ -47,7 +50,7 @@ def _service_lines(sp: ServicePlan) -> list[str]:
             out.append(f"  {sp.name}: update, {count} wave{'s' if count != 1 else ''} of "
                        f"{size} ({wave.order}{between})")
         out.append(f"  wave {wave.index}/{wave.count}")
-        out += table(wave.actions, "    ")
+        out += table(wave.actions, "    ", nodes)
     if sp.keeps and sp.waves:
         out.append(f"  {sp.name}: unchanged " + ", ".join(a.name for a in sp.keeps))
     return out
@@ -61,7 +64,7 @@ def render_text(plan: Plan) -> str:
     lines = [f"stack {plan.stack}: {plan.summary()}"]
     removal_actions = [a for w in plan.removals if w.kind == REMOVAL for a in w.actions]
     if removal_actions:
-        lines += ["", "remove"] + table(removal_actions, "  ")
+        lines += ["", "remove"] + table(removal_actions, "  ", plan.multi_node)
     for level in plan.levels:
         busy = [sp for sp in level.services if sp.waves]
         if not busy:
@@ -71,7 +74,12 @@ def render_text(plan: Plan) -> str:
         lines += ["", f"level {level.index}: {names}" + (f"  (waits for {gates})"
                                                           if gates else "")]
         for sp in busy:
-            lines += _service_lines(sp)
+            lines += _service_lines(sp, plan.multi_node)
+    if plan.pending:
+        lines += ["", "pending: no node will take these tasks"]
+        for p in plan.pending:
+            lines.append(f"  {p.slot}  {p.reason}")
+            lines += [f"    {node}: {why}" for node, why in p.nodes]
     if plan.notes:
         lines.append("")
         lines += [f"note: {n}" for n in plan.notes]
