@@ -44,9 +44,51 @@ class AgentAlreadyRunning(StackctlError):
     """Another agent holds this node's lock."""
 
 
+class InsecureStateError(StackctlError):
+    """The node's state or run directory is open to other users and cannot be closed."""
+
+
+# files of the agent that hold stack data (environment values, specs) or its log
+_PRIVATE_FILES = ("agent.db", "agent.db-wal", "agent.db-shm", "agent.log")
+
+
+def secure_node_dirs(paths: NodePaths) -> list[str]:
+    """Make the state and run directories root-only (0700, owned by us) and the agent's
+    files 0600; return what was changed. Everything a container or stack keeps (specs with
+    environment values, logs, volumes, secrets) lives below these two directories, so no
+    other local user can reach any of it. Raises :class:`InsecureStateError` when a
+    directory cannot be closed (another owner, a read-only filesystem)."""
+    changed = []
+    for d in (paths.state, paths.run):
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        st = os.stat(d)
+        if st.st_mode & 0o077:
+            try:
+                os.chmod(d, 0o700)
+            except OSError as e:
+                raise InsecureStateError(f"{d} is readable by other users (mode {st.st_mode & 0o777:o}) "
+                                         f"and cannot be made private: {e.strerror}",
+                                         hint=f"chmod 700 {d}") from None
+            changed.append(f"{d} {st.st_mode & 0o777:o} -> 700")
+        if st.st_uid != os.geteuid():
+            raise InsecureStateError(f"{d} belongs to uid {st.st_uid}, not to the agent's user "
+                                     f"(uid {os.geteuid()}): that user could read every stack's data",
+                                     hint=f"chown root:root {d} && chmod 700 {d}")
+    for name in _PRIVATE_FILES:
+        f = os.path.join(paths.state, name)
+        try:
+            st = os.stat(f)
+        except FileNotFoundError:
+            continue
+        if st.st_mode & 0o077:
+            os.chmod(f, 0o600)
+            changed.append(f"{f} {st.st_mode & 0o777:o} -> 600")
+    return changed
+
+
 def _take_lock(paths: NodePaths) -> int:
-    os.makedirs(paths.run, mode=0o700, exist_ok=True)
-    os.makedirs(paths.state, mode=0o700, exist_ok=True)
+    for what in secure_node_dirs(paths):
+        log.warning("made private: %s", what)
     fd = os.open(lock_path(paths), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -99,6 +141,7 @@ def setup_logging(paths: NodePaths, *, to_file: bool) -> None:
     root = logging.getLogger("stackctl")
     root.setLevel(logging.INFO)
     if to_file:
+        os.close(os.open(log_path(paths), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600))
         handler: logging.Handler = logging.FileHandler(log_path(paths))
     else:
         handler = logging.StreamHandler()
@@ -159,6 +202,8 @@ async def run_agent(paths: NodePaths, manager_class: Any = None, *,
     from stackctl.node.service import node_methods
 
     log.info("agent %d starting for %s", os.getpid(), paths.state)
+    for what in secure_node_dirs(paths):
+        log.warning("made private: %s", what)
     store = Store.open(paths)
     try:
         bus = EventBus()

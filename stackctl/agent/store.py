@@ -139,6 +139,15 @@ class Store:
         self._clock = clock
         self._lock = threading.RLock()
         try:
+            # root-only from the first byte: it holds stacks' environment values; sqlite
+            # gives its -wal and -shm files the database file's mode
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open the agent database {path}: {exc.strerror}",
+                             hint="check the state directory's permissions and free space") from None
+        try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
                                        timeout=10.0)
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -76,7 +76,7 @@ class ContainerManager:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        os.makedirs(self.paths.state, exist_ok=True)
+        os.makedirs(self.paths.state, mode=0o700, exist_ok=True)  # root-only: docs/security.md
         fd = os.open(os.path.join(self.paths.state, "runtime.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -100,7 +100,10 @@ class ContainerManager:
     def read_state(self, cid: str) -> ContainerState:
         if os.path.exists(os.path.join(self._dir(cid), "state.json")):
             try:
-                return self.core.read_state(self.paths, cid)
+                st = self.core.read_state(self.paths, cid)
+                # a frozen container (``pause``) runs on for its monitor; one stat tells
+                st.paused = st.status == "running" and os.path.exists(os.path.join(self._dir(cid), "paused"))
+                return st
             except (FileNotFoundError, NotFoundError):
                 pass
             except (ValueError, TypeError) as exc:  # garbage (a disk error): written by rename
@@ -404,7 +407,11 @@ class ContainerManager:
         with self.locked():
             rec = self.get(query)
             if rec.state.status == "running":
+                if rec.state.paused:
+                    raise ConflictError(f"cannot start a paused container {rec.name}, try unpause instead")
                 return rec
+            with contextlib.suppress(FileNotFoundError):  # a pause mark left by a crash
+                os.unlink(os.path.join(self._dir(rec.id), "paused"))
             spec = rec.spec
             nocopy = set(rec.meta.get("NoCopy", []))
             populate = []
@@ -445,7 +452,16 @@ class ContainerManager:
             raise ConflictError(f"cannot kill container {rec.name}: container {names.short_id(rec.id)} is not running")
         signame = normalize_signal(sig)
         self.core.signal_container(self.paths, rec.id, getattr(_signal, signame))
+        self._thaw_after_signal(rec)
         return rec
+
+    def _thaw_after_signal(self, rec: Record) -> None:
+        """A paused container gets its signal once thawed (as Docker's kill and stop of a
+        paused container): thaw it right after sending."""
+        if rec.state.paused:
+            from stackctl.runtime.containers import control
+
+            control.thaw_container(self.paths, rec.id, strict=False)
 
     def stop(self, query: str, timeout: float | None = None, sig: str | None = None) -> Record:
         """The stop signal, then SIGKILL after the grace period; a stopped container is fine."""
@@ -453,6 +469,14 @@ class ContainerManager:
         if rec.state.status != "running":
             return rec
         t = rec.spec.stop_timeout if timeout is None else timeout
+        if rec.state.paused:
+            sig = sig or rec.spec.stop_signal or "SIGTERM"
+            self.core.signal_container(self.paths, rec.id, getattr(_signal, normalize_signal(sig)))
+            self._thaw_after_signal(rec)
+            if not self.wait_stopped(rec.id, t if t >= 0 else None):
+                self.core.signal_container(self.paths, rec.id, _signal.SIGKILL)
+                self.wait_stopped(rec.id, None)
+            return self.load(rec.id)
         if sig is None or normalize_signal(sig) == rec.spec.stop_signal:
             self.core.stop_container(self.paths, rec.id, t)
         else:
@@ -496,6 +520,7 @@ class ContainerManager:
                         hint="stop the container before removing, or force remove with rm -f",
                     )
                 self.core.signal_container(self.paths, rec.id, _signal.SIGKILL)
+                self._thaw_after_signal(rec)
                 self.wait_stopped(rec.id, None)
             self._remove_locked(rec, volumes)
             return rec.id
