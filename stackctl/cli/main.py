@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "volume": ("stackctl.cli.volume_cmd:volume", "Manage named volumes."),
     "network": ("stackctl.cli.network_cmd:network", "Manage networks."),
     "agent": ("stackctl.cli.agent_cmd:agent", "Run and manage the node agent."),
+    "node": ("stackctl.cli.node_cmd:node", "Manage the cluster's nodes (inventory, bootstrap)."),
     # registries
     "pull": ("stackctl.cli.registry_cmd:pull", "Download an image from a registry."),
     "push": ("stackctl.cli.registry_cmd:push", "Upload an image to a registry."),
