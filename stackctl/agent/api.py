@@ -78,6 +78,8 @@ class AgentAPI:
             "container.list": Method(self.container_list),
             "container.inspect": Method(self.container_inspect),
             "container.logs": Method(self.container_logs, stream=True),
+            "cluster.update_inventory": Method(self.cluster_update_inventory),
+            "cluster.nodes": Method(self.cluster_nodes),
         }
         for verb in STACK_STREAMS:
             table[f"stack.{verb}"] = Method(self._delegate(verb), stream=True)
@@ -86,9 +88,11 @@ class AgentAPI:
     # -- agent -------------------------------------------------------------------------------
 
     async def agent_info(self, req: RequestContext) -> dict[str, Any]:
+        from stackctl.controller.members import host_facts
+
         recs = await self.node.records()
         return {
-            **self.info, "version": __version__, "protocol": P.PROTOCOL_VERSION,
+            **self.info, **host_facts(), "version": __version__, "protocol": P.PROTOCOL_VERSION,
             "pid": os.getpid(), "started_at": self.started,
             "uptime": round(time.time() - self.started, 3),
             "controller": self.manager is not None,
@@ -102,6 +106,25 @@ class AgentAPI:
             raise MethodError("failed", "this agent cannot be shut down over the API")
         self._shutdown()
         return {"pid": os.getpid()}
+
+    # -- the cluster ---------------------------------------------------------------------------
+
+    async def cluster_update_inventory(self, req: RequestContext) -> dict[str, Any]:
+        """The CLI's inventory (``{nodes: [...], manager: NAME, wait: seconds}``): the
+        manager connects to every node; with ``wait``, answers once they are connected or
+        the time is up, naming those that are not."""
+        manager = self._require_manager()
+        nodes = _param(req.params, "nodes", list, required=True)
+        if not all(isinstance(n, dict) for n in nodes):
+            raise UsageError("parameter 'nodes' must be a list of objects")
+        manager.members.update(nodes, _param(req.params, "manager", str, required=True))
+        wait = _param(req.params, "wait", (int, float), 0)
+        missing = await manager.members.wait_connected(
+            [n["name"] for n in nodes], float(wait)) if wait else []
+        return {"nodes": manager.members.describe(), "unreachable": missing}
+
+    async def cluster_nodes(self, req: RequestContext) -> list[dict[str, Any]]:
+        return self._require_manager().members.describe()
 
     # -- stacks ------------------------------------------------------------------------------
 

@@ -88,7 +88,8 @@ class Manager:
         local = node if isinstance(node, LocalNode) else LocalNode(node, net, paths=paths)
         self.paths = paths
         self.cluster = Cluster({local.name: local}, local=local.name)
-        self.members = Members(self.cluster, local)
+        self.members = Members(self.cluster, local, paths.state)
+        self.members.load()
         self.ctx = Ctx(self.cluster, store, wall)
         self.pending: dict[str, Placed] = {}  # stack -> its last placement
         if poll_interval is not None:
@@ -607,6 +608,7 @@ class Manager:
         """The reconcile loop: a pass on every bus event and every ``tick`` seconds (sooner
         when a restart is due)."""
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.members.run)
             if self.bus is not None and hasattr(self.bus, "subscribe"):
                 await nursery.start(self._listen)
             task_status.started()

@@ -1,21 +1,49 @@
 """The cluster's members as the manager keeps them: which nodes there are (the inventory the
-CLI sends), how to reach each (the local node in-process, the others over SSH), and what
-each is like (CPUs, memory, platform, labels, availability, status) — the scheduler's node
+CLI sends), how to reach each (the local node in-process, the others over SSH), and what each
+is like (CPUs, memory, platform, labels, availability, status) — the scheduler's node
 snapshots.
 
 With no inventory the cluster is this node alone: a ready, active manager with this host's
 CPUs and memory.
+
+With an inventory, the manager keeps one SSH connection per other node (asyncssh,
+:mod:`stackctl.transport.ssh`), one agent connection over it, and reconnects with a backoff
+when it is lost. The manager authenticates with its own key (``<state>/manager_id_ed25519``,
+made by ``node bootstrap`` and authorized on the nodes for the agent protocol only) when it
+has one, else with the inventory's identity and the user's SSH setup; host keys are checked
+against ``<state>/known_hosts`` or the inventory's known_hosts file — never accepted.
+
+A node that is not connected stays in the cluster as :class:`UnreachableNode`: every call on
+it fails with a line naming it, so a deploy that needs it stops with that line, and no
+replica of it is thought missing and started twice elsewhere. (Marking a node *down* after a
+heartbeat timeout and moving its tasks away is the liveness part of docs/nodes.md.)
+
+The inventory is kept in ``<state>/cluster.json`` (0600), so a restarted manager reconnects.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import platform
+import time
 from collections.abc import Mapping
 from typing import Any
 
+import trio
+
 from stackctl.controller.cluster import Cluster
+from stackctl.errors import StackctlError
 from stackctl.scheduler.nodes import NANO, NodeSnapshot
+
+log = logging.getLogger("stackctl.controller")
+
+CLUSTER_FILE = "cluster.json"
+MANAGER_KEY = "manager_id_ed25519"
+KNOWN_HOSTS = "known_hosts"
+RECONNECT_MIN, RECONNECT_MAX = 0.5, 10.0
+INFO_TIMEOUT = 30.0
 
 
 def host_facts() -> dict[str, Any]:
@@ -45,13 +73,231 @@ def snapshot(name: str, facts: Mapping[str, Any], *, role: str = "worker",
         memory=int(facts.get("mem_total") or 0))
 
 
+class UnreachableNode:
+    """A node of the inventory the manager is not connected to: every call fails."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("_"):
+            raise AttributeError(item)
+
+        async def fail(*_a: Any, **_kw: Any) -> Any:
+            from stackctl.transport.errors import NodeUnreachable
+
+            raise NodeUnreachable(self.name, self.reason,
+                                  hint=f"check `ssh {self.name}` and `stackctl node ls`; the "
+                                  "manager reconnects by itself")
+        return fail
+
+
 class Members:
     """The nodes of the cluster (see the module docstring)."""
 
-    def __init__(self, cluster: Cluster, local: Any) -> None:
+    def __init__(self, cluster: Cluster, local: Any, state_dir: str | None = None) -> None:
         self.cluster = cluster
         self.local = local
-        self._facts: dict[str, dict[str, Any]] = {local.name: host_facts()}
+        self.state_dir = state_dir
+        self.entries: list[dict[str, Any]] = []  # the inventory's nodes (public form)
+        self.facts: dict[str, dict[str, Any]] = {local.name: host_facts()}
+        self.status: dict[str, str] = {local.name: "ready"}
+        self.errors: dict[str, str] = {}
+        self.last_seen: dict[str, float] = {local.name: time.time()}
+        self.versions: dict[str, str] = {}
+        self.changed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._scopes: dict[str, tuple[str, trio.CancelScope]] = {}  # name -> (url, scope)
+        self._wanted = trio.Event()
+
+    # -- the inventory -----------------------------------------------------------------------
+
+    @property
+    def clustered(self) -> bool:
+        return bool(self.entries)
+
+    def load(self) -> None:
+        """The inventory kept by an earlier run of this manager, if any."""
+        path = self._path()
+        if path is None or not os.path.exists(path):
+            return
+        try:
+            with open(path) as f:
+                data = json.load(f)
+            self._set(data.get("nodes") or [], data.get("manager") or "")
+        except (OSError, ValueError, StackctlError) as exc:
+            log.warning("cannot read %s: %s; waiting for the CLI's inventory", path, exc)
+
+    def update(self, nodes: list[dict[str, Any]], manager: str) -> None:
+        """A new inventory from the CLI (``cluster.update_inventory``)."""
+        self._set(nodes, manager)
+        path = self._path()
+        if path is not None:
+            tmp = path + ".tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"nodes": self.entries, "manager": manager}, f)
+            os.replace(tmp, path)
+
+    def _path(self) -> str | None:
+        return os.path.join(self.state_dir, CLUSTER_FILE) if self.state_dir else None
+
+    def _set(self, nodes: list[dict[str, Any]], manager: str) -> None:
+        names = [n.get("name") for n in nodes]
+        if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+            raise StackctlError("an inventory with missing or duplicate node names")
+        if manager not in names:
+            raise StackctlError(f"the inventory's manager {manager!r} is not one of its nodes")
+        self.entries = [dict(n) for n in nodes]
+        if self.local.name != manager:  # this agent is the inventory's manager node
+            old = self.local.name
+            self.local.name = manager
+            for d in (self.facts, self.status, self.last_seen):
+                if old in d:
+                    d[manager] = d.pop(old)
+        members: dict[str, Any] = {manager: self.local}
+        for n in self.entries:
+            name = n["name"]
+            if name == manager:
+                continue
+            current = self.cluster.members.get(name)
+            if current is not None and self._scopes.get(name, ("", None))[0] == n["url"]:
+                members[name] = current
+            else:
+                members[name] = UnreachableNode(name, "not connected yet")
+                self.status.setdefault(name, "unknown")
+        self.cluster.set_members(members)
+        self.cluster.local = manager
+        self._wanted.set()
+
+    def entry(self, name: str) -> dict[str, Any]:
+        for n in self.entries:
+            if n["name"] == name:
+                return n
+        return {"name": name}
+
+    # -- snapshots ---------------------------------------------------------------------------
 
     async def snapshots(self) -> list[NodeSnapshot]:
-        return [snapshot(self.local.name, self._facts[self.local.name], role="manager")]
+        if not self.entries:
+            return [snapshot(self.local.name, self.facts[self.local.name], role="manager")]
+        out = []
+        for n in self.entries:
+            name = n["name"]
+            status = "ready" if name == self.local.name else self.status.get(name, "unknown")
+            role = "manager" if name == self.local.name else "worker"
+            out.append(snapshot(name, self.facts.get(name, {}), role=role,
+                                availability=n.get("availability") or "active",
+                                status=status if status in ("ready", "down") else "unknown",
+                                labels=n.get("labels") or {}, node_id=n.get("id") or ""))
+        return out
+
+    def describe(self) -> list[dict[str, Any]]:
+        """``cluster.nodes``: each node's status as the manager sees it."""
+        from stackctl import __version__
+
+        rows = []
+        for n in self.entries or [{"name": self.local.name, "availability": "active"}]:
+            name = n["name"]
+            local = name == self.local.name
+            rows.append({
+                "name": name, "status": "ready" if local else self.status.get(name, "unknown"),
+                "last_heartbeat": self.last_seen.get(name),
+                "engine_version": __version__ if local else self.versions.get(name, ""),
+                "error": "" if local else self.errors.get(name, ""),
+                "availability": n.get("availability") or "active",
+                "manager": local})
+        return rows
+
+    # -- connections -------------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Keep one connection per remote node while the manager runs."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                self._sync(nursery)
+                self._wanted = trio.Event()
+                await self._wanted.wait()
+
+    def _sync(self, nursery: trio.Nursery) -> None:
+        want = {n["name"]: n for n in self.entries if n["name"] != self.local.name}
+        for name, (url, scope) in list(self._scopes.items()):
+            if name not in want or want[name]["url"] != url:
+                scope.cancel()
+                del self._scopes[name]
+        for name, entry in want.items():
+            if name not in self._scopes:
+                scope = trio.CancelScope()
+                self._scopes[name] = (entry["url"], scope)
+                nursery.start_soon(self._keep, name, dict(entry), scope)
+
+    def _options(self, entry: Mapping[str, Any]) -> Any:
+        from stackctl.transport.ssh import SSHOptions
+
+        identity = entry.get("identity") or None
+        known = entry.get("known_hosts") or None
+        if self.state_dir:
+            own = os.path.join(self.state_dir, MANAGER_KEY)
+            if os.path.exists(own):
+                identity = own
+            hosts = os.path.join(self.state_dir, KNOWN_HOSTS)
+            if os.path.exists(hosts):
+                known = hosts
+        return SSHOptions(identity=identity, known_hosts=known)
+
+    async def _keep(self, name: str, entry: dict[str, Any], scope: trio.CancelScope) -> None:
+        from stackctl.node.remote import RemoteNode
+        from stackctl.transport.ssh import SSHConnection, open_ssh_client
+        from stackctl.transport.target import SSHTarget
+
+        delay = RECONNECT_MIN
+        with scope:
+            while True:
+                try:
+                    target = SSHTarget.parse(entry["url"])
+                    conn = await SSHConnection.connect(target, self._options(entry), name=name)
+                    try:
+                        async with open_ssh_client(conn, node=name) as client:
+                            info = await client.call("agent.info", timeout=INFO_TIMEOUT)
+                            self.facts[name] = {k: info.get(k) for k in
+                                                ("ncpu", "mem_total", "os", "arch")}
+                            self.versions[name] = str(info.get("version") or "")
+                            self.status[name] = "ready"
+                            self.errors.pop(name, None)
+                            self.last_seen[name] = time.time()
+                            self._member(name, RemoteNode(name, client))
+                            log.info("node %s connected", name)
+                            delay = RECONNECT_MIN
+                            lost = await client.wait_lost()
+                            raise lost
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await conn.aclose()
+                except StackctlError as exc:
+                    self.errors[name] = exc.message
+                    if self.status.get(name) == "ready":
+                        log.warning("node %s: connection lost: %s", name, exc.message)
+                    self.status[name] = "unknown"
+                    self._member(name, UnreachableNode(name, exc.message))
+                await trio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+
+    def _member(self, name: str, node: Any) -> None:
+        if name in self.cluster.members:
+            self.cluster.members[name] = node
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def wait_connected(self, names: list[str], timeout: float) -> list[str]:
+        """Wait until ``names`` are connected or ``timeout`` passes; those still not."""
+        with trio.move_on_after(timeout):
+            while True:
+                missing = [n for n in names if n != self.local.name and
+                           self.status.get(n) != "ready"]
+                if not missing:
+                    return []
+                await self.changed.wait()
+        return [n for n in names if n != self.local.name and self.status.get(n) != "ready"]
