@@ -37,15 +37,15 @@ from stackctl.spec.models.core import (  # noqa: F401 (re-exported)
 )
 
 from stackctl.spec import units
-from stackctl.spec.models.core import _BAD
-from stackctl.spec.models.support import unsupported_keys
+from stackctl.spec.models.core import _BAD, _invalid
+from stackctl.spec.models.support import check_unsupported, unsupported_keys
 from stackctl.spec.yamlpos import strip_positions
 
 # --------------------------------------------------------------------------------------------
 # Errors
 
 
-def fail(message: str, *, at: str = "") -> Invalid:
+def fail(message: str, *, at: str | tuple = "") -> Invalid:
     """An error with our own wording; the mapping prints ``message`` as it is.
 
     ``at`` names a key below the place being validated (``"replicas"`` for a check made on
@@ -87,8 +87,9 @@ class Model(BaseModel):
 
     #: area name in :mod:`.support`'s table of accepted-but-not-carried-out keys
     area: ClassVar[str] = ""
-    #: whether ``x-*`` keys are allowed here (Compose allows them at the main levels)
-    extensible: ClassVar[bool] = False
+    #: whether ``x-*`` keys are allowed here: Compose's schema allows them in every mapping it
+    #: defines (a port, a depends_on entry, a mount...), except a few (env_file entries)
+    extensible: ClassVar[bool] = True
     #: keys printed even when their value is empty (``entrypoint: []`` means "none")
     keep_empty: ClassVar[frozenset[str]] = frozenset()
     #: boolean keys printed only when true (as ``docker compose config`` does)
@@ -130,6 +131,11 @@ class Model(BaseModel):
             elif cls.extensible and name.startswith("x-"):
                 extensions[name] = strip_positions(value)
             elif name in ignored:
+                try:
+                    check_unsupported(cls.area, name, value)
+                except Invalid as exc:
+                    errs.append(_invalid(loc + (key,), exc))
+                    bad = True
                 unsupported[name] = strip_positions(value)
             else:
                 errs.append(ErrorItem(loc + (key,), "unknown", "unknown key", value,
@@ -185,9 +191,7 @@ class Model(BaseModel):
 
 
 def _located(loc: tuple, exc: Invalid) -> ErrorItem:
-    if exc.at:
-        loc = loc + tuple(exc.at.split("."))
-    return ErrorItem(loc, "invalid", exc.message)
+    return _invalid(loc, exc)
 
 
 class TopLevel(Model):

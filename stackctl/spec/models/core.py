@@ -43,7 +43,7 @@ class Invalid(ValueError):
     """Raised by a validator: ``message`` as it will be shown; ``at`` a dotted key below the
     place being validated (``"replicas"`` for a check made on the whole ``deploy``)."""
 
-    def __init__(self, message: str, at: str = "") -> None:
+    def __init__(self, message: str, at: str | tuple = "") -> None:
         super().__init__(message)
         self.message = message
         self.at = at
@@ -201,7 +201,9 @@ def _plain(func: Callable[[Any], Any]) -> Checker:
 
 
 def _invalid(loc: Loc, exc: Invalid) -> ErrorItem:
-    if exc.at:
+    if isinstance(exc.at, tuple):
+        loc = loc + exc.at
+    elif exc.at:
         loc = loc + tuple(exc.at.split("."))
     return ErrorItem(loc, "invalid", exc.message)
 

@@ -222,6 +222,7 @@ def file_ref_item(value: Any) -> Any:
 
 class EnvFile(Model):
     area: ClassVar[str] = "env_file"
+    extensible: ClassVar[bool] = False  # the schema has no x-* here
 
     path: Str
     required: Bool = True

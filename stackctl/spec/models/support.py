@@ -17,21 +17,23 @@ UNSUPPORTED: dict[str, frozenset[str]] = {
         "annotations", "attach", "blkio_config", "cgroup", "cgroup_parent", "cpu_count",
         "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime",
         "cpu_shares", "cpuset", "credential_spec", "develop", "device_cgroup_rules", "devices",
-        "dns_opt", "external_links", "gpus", "group_add", "isolation", "label_file", "links",
+        "dns_opt", "external_links", "gpus", "group_add", "isolation", "links",
         "mac_address", "mem_swappiness", "memswap_limit", "models", "oom_kill_disable",
-        "oom_score_adj", "platform", "post_start", "pre_stop", "provider", "runtime",
+        "oom_score_adj", "platform", "post_start", "pre_stop", "provider",
+        "pull_refresh_after", "runtime",
         "storage_opt", "use_api_socket", "userns_mode", "uts",
     }),
     "build": frozenset({
         "additional_contexts", "cache_from", "cache_to", "dockerfile_inline", "entitlements",
-        "extra_hosts", "isolation", "labels", "network", "no_cache", "platforms", "privileged",
+        "extra_hosts", "isolation", "labels", "network", "no_cache", "no_cache_filter",
+        "platforms", "privileged",
         "provenance", "pull", "sbom", "secrets", "shm_size", "ssh", "tags", "ulimits",
     }),
     "deploy": frozenset(),
     "resources": frozenset({"devices", "generic_resources"}),
     "port": frozenset({"app_protocol"}),
     "mount": frozenset({"consistency", "image"}),
-    "bind": frozenset({"selinux"}),
+    "bind": frozenset({"recursive"}),
     "service_network": frozenset({
         "driver_opts", "gw_priority", "interface_name", "link_local_ips", "mac_address",
         "priority",
@@ -60,3 +62,10 @@ NOT_SUPPORTED = "not supported by stackctl yet; ignored"
 def unsupported_keys(area: str) -> frozenset[str]:
     """The accepted-but-ignored keys of one area."""
     return UNSUPPORTED.get(area, frozenset())
+
+
+def check_unsupported(area: str, key: str, value: object) -> None:
+    """Validate a key that is accepted but not carried out (its shape, :mod:`.shapes`);
+    raises :class:`~stackctl.spec.models.core.Invalid`."""
+    from stackctl.spec.models.shapes import shape_of
+    shape_of(area, key)(value)

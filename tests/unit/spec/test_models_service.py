@@ -157,7 +157,14 @@ def test_extensions_kept():
     assert st.extensions == {"x-top": 1}
     assert st.services["web"].extensions == {"x-svc": {"a": 1}}
     assert st.services["web"].deploy.extensions == {"x-d": 2}
-    errs = errors("services:\n  web:\n    image: x\n    ports: [{target: 1, x-p: 1}]\n")
+    # Compose's schema allows x-* in nested mappings too (a port, a depends_on entry...)
+    st = stack("services:\n  web:\n    image: x\n    ports: [{target: 1, x-p: 1}]\n"
+               "    depends_on: {db: {condition: service_started, x-why: cache}}\n"
+               "  db: {image: x}\n")
+    assert st.services["web"].ports[0].extensions == {"x-p": 1}
+    assert st.services["web"].depends_on["db"].extensions == {"x-why": "cache"}
+    # ... but not in an env_file entry, where the schema has none
+    errs = errors("services:\n  web:\n    image: x\n    env_file: [{path: a, x-p: 1}]\n")
     assert "unknown key" in errs[0]
 
 
