@@ -117,7 +117,10 @@ class AgentAPI:
         nodes = _param(req.params, "nodes", list, required=True)
         if not all(isinstance(n, dict) for n in nodes):
             raise UsageError("parameter 'nodes' must be a list of objects")
-        manager.members.update(nodes, _param(req.params, "manager", str, required=True))
+        name = _param(req.params, "manager", str, None) or next(
+            (n.get("name") for n in nodes if n.get("role") == "manager"), None) or \
+            (nodes[0].get("name") if nodes else "")
+        manager.members.update(nodes, name)
         wait = _param(req.params, "wait", (int, float), 0)
         missing = await manager.members.wait_connected(
             [n["name"] for n in nodes], float(wait)) if wait else []

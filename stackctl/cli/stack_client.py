@@ -43,8 +43,47 @@ def node_paths():
     return default_paths()
 
 
+#: the stack the running verb acts on (its inventory decides which manager it talks to)
+_selected: Any = None
+#: how long a verb waits for the manager to reach the inventory's nodes before it goes on
+#: (a node still unreachable then is named by whatever needs it)
+CONNECT_WAIT = 20.0
+
+
+def select_stack(stack: Any) -> None:
+    global _selected
+    _selected = stack
+
+
+def selected_inventory() -> Any:
+    """The inventory of the selected stack, or None (this machine alone)."""
+    if _selected is None:
+        return None
+    path = _selected.inventory_file()
+    if path is None:
+        return None
+    from stackctl.cluster.inventory import load_inventory
+
+    inv = load_inventory(path)
+    return inv if inv.nodes else None
+
+
+def inventory_params(inv: Any) -> dict[str, Any]:
+    """``cluster.update_inventory``'s params: the nodes with their files' paths resolved."""
+    nodes = []
+    for n in inv.nodes:
+        row = n.public(inv.role_of(n))
+        row["identity"] = inv.resolve(n.identity)
+        row["known_hosts"] = inv.resolve(n.known_hosts)
+        nodes.append(row)
+    return {"nodes": nodes, "manager": inv.manager.name}
+
+
 class Agent:
-    """A connection to the local agent (started when its socket does not answer)."""
+    """A connection to the stack's manager: the local agent (started when its socket does not
+    answer), or — with an inventory whose manager is another machine — that machine's agent
+    over SSH. With an inventory, the manager is first told the inventory and given a moment
+    to connect to its nodes."""
 
     def __init__(self, paths: Any = None, *, start: bool = True) -> None:
         try:
@@ -52,11 +91,30 @@ class Agent:
         except ImportError:  # pragma: no cover - until the agent lands
             raise StackctlError("the agent is not available in this build of stackctl") from None
         self.paths = paths or node_paths()
-        if start:
-            ensure_agent(self.paths)
-        # No read timeout: `up --wait` may spend minutes between events (a health check's
-        # start period); Ctrl-C is how a person gives up, --wait-timeout how a script does.
-        self.client = AgentClient(self.paths, timeout=None)
+        inv = selected_inventory() if paths is None else None
+        from stackctl.cluster.connect import manager_client, manager_is_local
+
+        if inv is not None and not manager_is_local(inv):
+            # No read timeout: `up --wait` may spend minutes between events (a health
+            # check's start period); Ctrl-C is how a person gives up, --wait-timeout how a
+            # script does.
+            self.client = manager_client(inv, timeout=None)
+            self.client.connect()
+        else:
+            if start:
+                ensure_agent(self.paths)
+            self.client = AgentClient(self.paths, timeout=None)
+        if inv is not None:
+            params = inventory_params(inv)
+            params["wait"] = CONNECT_WAIT
+            result = self.call("cluster.update_inventory", params)
+            import click
+
+            for name in result.get("unreachable") or []:
+                why = next((r.get("error") for r in result.get("nodes") or []
+                            if r.get("name") == name), "") or "not connected"
+                click.echo(f"warning: node {name} does not answer the manager: {why}",
+                           err=True)
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         try:

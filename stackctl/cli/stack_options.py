@@ -31,6 +31,15 @@ class StackArgs:
     profiles: tuple[str, ...] = ()
     env_files: tuple[str, ...] = ()
     project_directory: str | None = None
+    nodes: str | None = None  # --nodes: the inventory file
+
+    def inventory_file(self) -> str | None:
+        """The inventory that applies (``--nodes``, ``$STACKCTL_NODES``, ``nodes.yml`` next
+        to the stack file), or None: this machine alone."""
+        from stackctl.cluster.inventory import find_inventory
+
+        return find_inventory(self.files[0] if self.files else None, self.nodes,
+                              os.environ)
 
     def load_options(self) -> Any:
         """The loader's options (imports the spec loader)."""
@@ -68,9 +77,13 @@ def stack_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, file: tuple[str, ...], project_name: str | None,
                 profile: tuple[str, ...], env_file: tuple[str, ...],
-                project_directory: str | None, **kwargs: Any) -> Any:
+                project_directory: str | None, nodes: str | None, **kwargs: Any) -> Any:
         stack = StackArgs(files=file, project_name=project_name, profiles=profile,
-                          env_files=env_file, project_directory=project_directory)
+                          env_files=env_file, project_directory=project_directory,
+                          nodes=nodes)
+        from stackctl.cli import stack_client
+
+        stack_client.select_stack(stack)  # the verb's agent: this stack's manager
         return func(*args, stack=stack, **kwargs)
 
     options = [
@@ -84,6 +97,9 @@ def stack_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Activate a profile (repeatable; also $STACKCTL_PROFILES)."),
         click.option("--env-file", multiple=True, metavar="FILE",
                      help="Read variables from this file instead of .env (repeatable)."),
+        click.option("--nodes", metavar="FILE", default=None,
+                     help="Inventory of nodes (default: $STACKCTL_NODES, else nodes.yml next "
+                     "to the stack file; none: this machine alone)."),
         click.option("--project-directory", metavar="DIR",
                      help="Base directory for relative paths (default: the first file's)."),
     ]

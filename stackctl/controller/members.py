@@ -43,6 +43,11 @@ CLUSTER_FILE = "cluster.json"
 MANAGER_KEY = "manager_id_ed25519"
 KNOWN_HOSTS = "known_hosts"
 RECONNECT_MIN, RECONNECT_MAX = 0.5, 10.0
+#: what the manager runs on a node to reach its agent: stackctl under the node's prefix when
+#: `node bootstrap` installed it there, else the one on PATH (the manager's own key is
+#: authorized with a forced command, which wins over this)
+REMOTE_COMMAND = ('p="${STACKCTL_PREFIX:-/opt/stackctl}/bin/stackctl"; [ -x "$p" ] || '
+                  'p=stackctl; exec "$p" agent dial-stdio')
 INFO_TIMEOUT = 30.0
 
 
@@ -246,7 +251,7 @@ class Members:
             hosts = os.path.join(self.state_dir, KNOWN_HOSTS)
             if os.path.exists(hosts):
                 known = hosts
-        return SSHOptions(identity=identity, known_hosts=known)
+        return SSHOptions(identity=identity, known_hosts=known, remote_command=REMOTE_COMMAND)
 
     async def _keep(self, name: str, entry: dict[str, Any], scope: trio.CancelScope) -> None:
         from stackctl.node.remote import RemoteNode
