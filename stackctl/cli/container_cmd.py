@@ -497,3 +497,14 @@ for _cmd in (run, create, ps, logs, exec_, stop, start, restart, kill, rm, top, 
     container.add_command(_cmd)
 container.add_command(ps, name="ls")
 container.add_command(ps, name="list")
+
+
+def _add_extra_verbs() -> None:
+    """``container commit|cp|diff|export|port|pause|unpause|rename|update|attach``."""
+    from stackctl.cli.container_extra_cmd import COMMANDS as EXTRA
+
+    for cmd in EXTRA:
+        container.add_command(cmd)
+
+
+_add_extra_verbs()

@@ -178,9 +178,10 @@ def container_row(spec: Any, state: Any, now_ns: int, *, trunc: bool = True) -> 
         "Ports": "",
         "RunningFor": ago(_since(spec.created, now_ns) or 0),
         "Size": "",
-        "State": state.status,
+        "State": "paused" if getattr(state, "paused", False) and state.status == "running" else state.status,
         "Status": status_string(state.status, state.exit_code, _since(state.started_at, now_ns),
-                                _since(state.finished_at, now_ns), state.oom_killed),
+                                _since(state.finished_at, now_ns), state.oom_killed)
+        + (" (Paused)" if getattr(state, "paused", False) and state.status == "running" else ""),
     }
 
 

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 _C = "stackctl.cli.container_cmd"
 _S = "stackctl.cli.stack_cmd"
 _V = "stackctl.cli.stack_scoped"  # the container verbs, plus --file/-p for a stack's services
+_X = "stackctl.cli.container_extra_cmd"
+_I = "stackctl.cli.image_cmd"
 COMMANDS: dict[str, tuple[str, str]] = {
     # stack verbs
     "config": ("stackctl.cli.config_cmd:config", "Validate a stack file and print it normalized."),
@@ -44,6 +46,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "wait": (f"{_C}:wait", "Block until containers stop, then print their exit codes."),
     "stats": (f"{_C}:stats", "Display resource usage of containers."),
     "events": (f"{_V}:events", "Stream events of stacks' containers."),
+    # more container verbs (docker-like; stackctl/cli/container_extra_cmd.py, system_cmd.py)
+    "create": (f"{_C}:create", "Create a new container."),
+    "attach": (f"{_X}:attach", "Attach local standard input, output, and error streams to a running container."),
+    "commit": (f"{_X}:commit", "Create a new image from a container's changes."),
+    "cp": (f"{_X}:cp", "Copy files/folders between a container and the local filesystem."),
+    "diff": (f"{_X}:diff", "Inspect changes to files or directories on a container's filesystem."),
+    "export": (f"{_X}:export", "Export a container's filesystem as a tar archive."),
+    "port": (f"{_X}:port", "List port mappings or a specific mapping for the container."),
+    "pause": (f"{_X}:pause", "Pause all processes within one or more containers."),
+    "unpause": (f"{_X}:unpause", "Unpause all processes within one or more containers."),
+    "rename": (f"{_X}:rename", "Rename a container."),
+    "update": (f"{_X}:update", "Update configuration of one or more containers."),
+    "info": ("stackctl.cli.system_cmd:info", "Display system-wide information."),
+    "version": ("stackctl.cli.system_cmd:version", "Show the stackctl version information."),
+    # image shortcuts (aliases of `image ...`, as docker's)
+    "build": (f"{_I}:build", "Build an image from a Dockerfile (image build)."),
+    "images": (f"{_I}:ls", "List images (image ls)."),
+    "rmi": (f"{_I}:rm", "Remove one or more images (image rm)."),
+    "tag": (f"{_I}:tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE (image tag)."),
+    "save": (f"{_I}:save", "Save one or more images to a tar archive (image save)."),
+    "load": (f"{_I}:load", "Load an image from a tar archive or STDIN (image load)."),
+    "import": (f"{_I}:import_", "Import the contents from a tarball to create a filesystem image (image import)."),
+    "history": (f"{_I}:history", "Show the history of an image (image history)."),
     # resource groups
     "container": (f"{_C}:container", "Manage containers."),
     "image": ("stackctl.cli.image_cmd:image", "Manage images (build, load, save, import, ls...)."),

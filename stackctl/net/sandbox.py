@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from stackctl.errors import NotFoundError
+from stackctl.errors import ConflictError, NotFoundError
 from stackctl.net import bridge, ipam, netns, ports as ports_mod, store, veth
 from stackctl.net.model import DEFAULT_BRIDGE, Endpoint, NetState, Network, NetworkError, PortBinding, Sandbox
 from stackctl.net.networks import commit, get, tag
@@ -191,6 +191,92 @@ def _teardown(paths: NodePaths, state: NetState, container_id: str) -> None:
             del vips[ep.service]
             bridge.ensure_bridge(net, tag(paths), vips.values())
     netns.remove(sb.netns if sb else store.netns_path(paths, container_id))
+
+
+def _default_network(state: NetState, sb: Sandbox) -> Network | None:
+    """The network whose gateway is the sandbox's default route: its first non-internal one."""
+    for nid in sb.networks:
+        net = state.networks.get(nid)
+        if net is not None and not net.internal:
+            return net
+    return None
+
+
+def connect_container(paths: NodePaths, container_id: str, att: Attachment, *, name: str,
+                      hostname: str = "") -> NetState:
+    """Put a container that has a sandbox on one more network (``network connect``): an
+    address (``att.ipv4_address`` if given), the next ``ethN``, names (``name``, ``hostname``,
+    aliases), and the default route if it had none. Refusals come before anything is made; a
+    failure part-way removes the endpoint. Returns the state as committed."""
+    with store.locked(paths) as state:
+        sb = state.sandboxes.get(container_id)
+        if sb is None:
+            raise NotFoundError(f"container {name} has no network namespace of ours to connect")
+        net = get(paths, att.network, state)
+        if net.id in sb.networks:
+            raise ConflictError(f"endpoint with name {name} already exists in network {net.name}")
+        address = ipam.allocate(ipam.parse_subnet(net.subnet), _taken(state, net), requested=att.ipv4_address,
+                                ip_range=net.ip_range, network_name=net.name)
+        used = [state.endpoints.get(nid, {})[container_id].ifname for nid in sb.networks
+                if container_id in state.endpoints.get(nid, {})]
+        ep = Endpoint(network_id=net.id, container_id=container_id, address=str(address),
+                      ifname=veth.next_ifname(used),
+                      names=[n for n in dict.fromkeys([name, hostname, *att.aliases]) if n])
+        want_default = _default_network(state, sb) is None and not net.internal
+        state.endpoints.setdefault(net.id, {})[container_id] = ep
+        sb.networks.append(net.id)
+        try:
+            bridge.ensure_bridge(net, tag(paths), state.vips.get(net.id, {}).values())
+            veth.attach(sb.netns, net, ep, default_route=want_default, tag=tag(paths))
+            commit(paths, state)
+        except BaseException:
+            state.endpoints[net.id].pop(container_id, None)
+            sb.networks.remove(net.id)
+            veth.detach(net, container_id)
+            try:
+                commit(paths, state)
+            except NetworkError:
+                pass
+            raise
+        return state
+
+
+def disconnect_container(paths: NodePaths, container_id: str, network: str, *, name: str) -> NetState:
+    """Take a container off one network (``network disconnect``): its endpoint and veth go;
+    if that network held the default route, the next non-internal network gets it."""
+    with store.locked(paths) as state:
+        sb = state.sandboxes.get(container_id)
+        net = get(paths, network, state)
+        if sb is None or net.id not in sb.networks:
+            raise NotFoundError(f"container {name} is not connected to network {net.name}")
+        had_default = _default_network(state, sb)
+        ep = state.endpoints.get(net.id, {}).pop(container_id, None)
+        sb.networks.remove(net.id)
+        veth.detach(net, container_id)
+        vips = state.vips.get(net.id, {})
+        if ep is not None and ep.service in vips and not any(
+                e.service == ep.service for e in state.endpoints.get(net.id, {}).values()):
+            del vips[ep.service]
+            bridge.ensure_bridge(net, tag(paths), vips.values())
+        now_default = _default_network(state, sb)
+        if had_default is not None and had_default.id == net.id and now_default is not None:
+            veth.set_default_route(sb.netns, state.endpoints[now_default.id][container_id].ifname,
+                                   now_default.gateway)
+        commit(paths, state)
+        return state
+
+
+def rename_container(paths: NodePaths, container_id: str, old: str, new: str) -> None:
+    """``rename``: the container's endpoints answer to ``new`` instead of ``old`` (DNS)."""
+    with store.locked(paths) as state:
+        sb = state.sandboxes.get(container_id)
+        if sb is None:
+            return
+        sb.name = new if sb.name in (old, "") else sb.name
+        for nid in sb.networks:
+            ep = state.endpoints.get(nid, {}).get(container_id)
+            if ep is not None:
+                ep.names = list(dict.fromkeys(new if n == old else n for n in ep.names))
 
 
 def teardown_container(paths: NodePaths, container_id: str) -> None:

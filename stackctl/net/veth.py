@@ -72,6 +72,16 @@ def attach(netns_path: str, net: Network, ep: Endpoint, *, default_route: bool, 
         ) from None
 
 
+def set_default_route(netns_path: str, ifname: str, gateway: str) -> None:
+    """The netns's default route via ``gateway`` on ``ifname`` (replacing any), after the
+    network that held it was disconnected."""
+    with _ipr(netns_path) as ns:
+        idx = link_index(ns, ifname)
+        if idx is None:
+            raise NetworkError(f"interface {ifname} is missing in {netns_path}")
+        ns.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=idx)
+
+
 def detach(net: Network, container_id: str) -> None:
     """Remove the endpoint's veth pair (a missing one is fine)."""
     from stackctl.net.bridge import remove_link

@@ -44,6 +44,11 @@ def parse_filters(values: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
     return out
 
 
+def shown_status(state: Any) -> str:
+    """Docker's status word: ``paused`` for a running container whose cgroup is frozen."""
+    return "paused" if state.status == "running" and getattr(state, "paused", False) else state.status
+
+
 def record_matches(rec: Record, filters: dict[str, list[str]], image_ids: dict[str, str] | None = None) -> bool:
     """``ps --filter``: status, name, label, id, ancestor, exited, volume. Values of one key
     are alternatives (OR); different keys must all match (AND), as in Docker."""
@@ -52,7 +57,7 @@ def record_matches(rec: Record, filters: dict[str, list[str]], image_ids: dict[s
             for v in values:
                 if v not in STATUSES:
                     raise UsageError(f"invalid filter 'status={v}': one of {', '.join(STATUSES)}")
-            if rec.state.status not in values:
+            if shown_status(rec.state) not in values:
                 return False
         elif key == "name":
             if not any(re.search(v, rec.name) for v in values):
@@ -122,7 +127,7 @@ def inspect_record(rec: Record, log_path: Any = None) -> dict[str, Any]:
     cfg.setdefault("User", spec.user)
     cfg.setdefault("Labels", spec.labels)
     r = spec.resources
-    status = st.status
+    status = shown_status(st)
     return {
         "Id": spec.id,
         "Created": spec.created,
@@ -130,12 +135,12 @@ def inspect_record(rec: Record, log_path: Any = None) -> dict[str, Any]:
         "Args": spec.argv[1:],
         "State": {
             "Status": status,
-            "Running": status == "running",
-            "Paused": False,
+            "Running": st.status == "running",
+            "Paused": status == "paused",
             "Restarting": False,
             "OOMKilled": st.oom_killed,
             "Dead": status == "dead",
-            "Pid": st.pid if status == "running" else 0,
+            "Pid": st.pid if st.status == "running" else 0,
             "ExitCode": st.exit_code if st.exit_code is not None else 0,
             "Error": st.error,
             "StartedAt": st.started_at or ZERO_TIME,
@@ -165,6 +170,8 @@ def inspect_record(rec: Record, log_path: Any = None) -> dict[str, Any]:
             "MemoryReservation": r.memory_reservation or 0,
             "NanoCpus": int(round((r.cpus or 0) * 1e9)),
             "PidsLimit": r.pids,
+            "MemorySwap": getattr(r, "memory_swap", None) or 0,
+            "RestartPolicy": dict(rec.meta.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}),
             "Ulimits": [{"Name": k, "Soft": s, "Hard": h} for k, (s, h) in spec.ulimits.items()] or None,
             "Sysctls": spec.sysctls or None,
             "Tmpfs": {m.target: ",".join(m.options) for m in spec.mounts if m.type == "tmpfs"} or None,

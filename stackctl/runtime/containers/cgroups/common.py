@@ -78,3 +78,15 @@ def rmdir_retry(d: str, attempts: int = 200) -> None:
                 raise CgroupError(f"remove cgroup {d}: {e.strerror}") from e
             time.sleep(0.001 if i < 20 else 0.01)
     raise CgroupError(f"remove cgroup {d}: still busy (processes left: {pids_in(d)})")
+
+
+def wait_for(cond, timeout: float, what: str) -> None:
+    """Poll ``cond()`` (a kernel state change with no event to wait on) until it holds;
+    CgroupError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while not cond():
+        if time.monotonic() >= deadline:
+            raise CgroupError(f"{what} within {timeout:g} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)

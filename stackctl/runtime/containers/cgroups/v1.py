@@ -113,6 +113,55 @@ class V1Cgroup:
             for rule in DEVICE_ALLOW:
                 common.write(os.path.join(dev, "devices.allow"), rule)
 
+    # --- a running container's cgroup: freeze (pause) and new limits (update) ---------------
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        """``freezer.state`` FROZEN, then wait until the kernel reports every task frozen
+        (FREEZING meanwhile)."""
+        d = self._freezer()
+        common.write(os.path.join(d, "freezer.state"), "FROZEN")
+        common.wait_for(lambda: common.read(os.path.join(d, "freezer.state")).strip() == "FROZEN", timeout,
+                        f"the tasks of {d} did not freeze")
+
+    def thaw(self) -> None:
+        common.write(os.path.join(self._freezer(), "freezer.state"), "THAWED")
+
+    def frozen(self) -> bool:
+        d = self.dirs.get("freezer")
+        return bool(d) and common.read(os.path.join(d, "freezer.state")).strip() in ("FROZEN", "FREEZING")
+
+    def _freezer(self) -> str:
+        d = self.dirs.get("freezer")
+        if not d:
+            raise CgroupError("pausing needs the freezer cgroup controller, which is not mounted")
+        return d
+
+    def update(self, r: dict) -> None:
+        """Write new limits into a live cgroup: memory (with ``memory_swap``, memory + swap, -1
+        unlimited: ``memory.memsw.limit_in_bytes``, which must never be below the memory limit,
+        so the two are written in the order that keeps that true), reservation, cpus, pids."""
+        mem = self.dirs.get("memory")
+        swap = r.get("memory_swap")
+        if (r.get("memory") or swap) and not mem:
+            raise CgroupError("a memory limit needs the memory cgroup controller, which is not mounted")
+        memsw = os.path.join(mem, "memory.memsw.limit_in_bytes") if mem else ""
+        if swap and not os.path.exists(memsw):
+            raise CgroupError("a swap limit needs swap accounting (memory.memsw.*), which this kernel does not have")
+        writes: list[tuple[str, str]] = []
+        if r.get("memory"):
+            writes.append((os.path.join(mem, "memory.limit_in_bytes"), str(int(r["memory"]))))
+        if swap:
+            writes.append((memsw, "-1" if swap < 0 else str(int(swap))))
+            current = common.read_int(os.path.join(mem, "memory.memsw.limit_in_bytes"), -1)
+            if swap < 0 or (r.get("memory") and current >= 0 and int(r["memory"]) > current):
+                writes.reverse()  # raise the ceiling (memsw) before the memory limit
+        for path, value in writes:
+            common.write(path, value)
+        self._write_limits({k: v for k, v in r.items() if k in ("memory_reservation", "cpus", "pids")
+                            and not (k == "cpus" and v == -1)}, devices=False)
+        if r.get("cpus") == -1:  # unlimited again
+            common.write(os.path.join(self.dirs["cpu"], "cpu.cfs_quota_us"), "-1")
+
     def procs_files(self) -> list[str]:
         return [os.path.join(d, "cgroup.procs") for d in self._unique_dirs()]
 

@@ -99,6 +99,34 @@ class V2Cgroup:
         self.id, self.dir = new_id, new
         self.dirs = {"unified": new}
 
+    # --- a running container's cgroup: freeze (pause) and new limits (update) ---------------
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        """``cgroup.freeze`` 1, then wait for ``frozen 1`` in ``cgroup.events``."""
+        common.write(os.path.join(self.dir, "cgroup.freeze"), "1")
+        common.wait_for(self.frozen, timeout, f"the tasks of {self.dir} did not freeze")
+
+    def thaw(self) -> None:
+        common.write(os.path.join(self.dir, "cgroup.freeze"), "0")
+
+    def frozen(self) -> bool:
+        return common.keyed(common.read(os.path.join(self.dir, "cgroup.events"))).get("frozen", 0) == 1
+
+    def update(self, r: dict) -> None:
+        """Write new limits into a live cgroup; ``memory_swap`` is memory + swap as Docker takes
+        it (-1: unlimited), so ``memory.swap.max`` gets the difference."""
+        self._enable_controllers(r)
+        self._write_limits({k: v for k, v in r.items() if not (k == "cpus" and v == -1)})
+        swap = r.get("memory_swap")
+        if swap:
+            path = os.path.join(self.dir, "memory.swap.max")
+            if not os.path.exists(path):
+                raise CgroupError("a swap limit needs swap accounting (memory.swap.max), which this kernel does not have")
+            memory = r.get("memory") or common.read_int(os.path.join(self.dir, "memory.max"), -1)
+            common.write(path, "max" if swap < 0 else str(max(0, int(swap) - max(0, int(memory)))))
+        if r.get("cpus") == -1:
+            common.write(os.path.join(self.dir, "cpu.max"), f"max {CFS_PERIOD}")
+
     def procs_files(self) -> list[str]:
         return [os.path.join(self.dir, "cgroup.procs")]
 
