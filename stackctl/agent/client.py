@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from stackctl.transport import protocol as P
@@ -100,29 +100,50 @@ class AgentClient:
     """One connection to the node's agent. Not thread-safe; one request at a time."""
 
     def __init__(self, paths: NodePaths, *, timeout: float | None = 30.0,
-                 path: str | None = None) -> None:
+                 path: str | None = None, dial: Callable[[], Any] | None = None) -> None:
+        """``dial``: instead of the unix socket, a function returning a connected byte channel
+        with a socket's ``sendall``/``recv``/``settimeout``/``close`` (raising a
+        StackctlError when it cannot), e.g. ssh to a remote node (:meth:`over_ssh`);
+        ``path`` then names the far end in messages."""
         self.paths = paths
         self.path = path or socket_path(paths)
         self.timeout = timeout
+        self.dial = dial
         self.conn: P.Connection | None = None
-        self.sock: socket.socket | None = None
+        self.sock: Any = None  # a socket.socket, or what `dial` returned
         self.peer: P.Hello | None = None
+
+    @classmethod
+    def over_ssh(cls, target: Any, options: Any = None, *, timeout: float | None = 30.0,
+                 name: str | None = None) -> AgentClient:
+        """A client to a remote node's agent through OpenSSH (``ssh -T ... stackctl agent
+        dial-stdio``): ``target`` an :class:`~stackctl.transport.target.SSHTarget`,
+        ``options`` an :class:`~stackctl.transport.target.SSHOptions` (docs/transport.md)."""
+        from stackctl.paths import default_paths
+        from stackctl.transport.openssh import open_channel
+
+        return cls(default_paths(), timeout=timeout, path=name or target.url,
+                   dial=lambda: open_channel(target, options, name=name))
 
     # -- connection --------------------------------------------------------------------------
 
     def connect(self) -> AgentClient:
         if self.sock is not None:
             return self
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.settimeout(self.timeout)
-        try:
-            with short_address(self.path) as addr:
-                sock.connect(addr)
-        except OSError as exc:
-            sock.close()
-            raise AgentUnavailable(f"the agent does not answer on {self.path}: "
-                                   f"{exc.strerror or exc}",
-                                   hint="start it with `stackctl agent serve`") from None
+        if self.dial is not None:
+            sock = self.dial()
+            sock.settimeout(self.timeout)
+        else:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            sock.settimeout(self.timeout)
+            try:
+                with short_address(self.path) as addr:
+                    sock.connect(addr)
+            except OSError as exc:
+                sock.close()
+                raise AgentUnavailable(f"the agent does not answer on {self.path}: "
+                                       f"{exc.strerror or exc}",
+                                       hint="start it with `stackctl agent serve`") from None
         self.sock = sock
         self.conn = P.Connection(P.CLIENT)
         try:

@@ -42,22 +42,19 @@ class SSHError(StackctlError):
 
 
 class HostKeyError(SSHError):
-    """The node's host key is not the one we trust; never accepted silently."""
+    """The node's host key is not the one we trust; never accepted silently. The message is
+    one line: host:port, the fingerprint offered, and how to accept it explicitly."""
 
-    def __init__(self, message: str, *, host: str, port: int, fingerprint: str | None,
-                 hint: str) -> None:
-        super().__init__(message, hint=hint)
+    def __init__(self, message: str, *, host: str, port: int,
+                 fingerprint: str | None) -> None:
+        super().__init__(message)
         self.host = host
         self.port = port
         self.fingerprint = fingerprint
 
 
-def _where(host: str, port: int) -> str:
-    return f"{host}:{port}"
-
-
-def _keyscan(host: str, port: int) -> str:
-    return f"ssh-keyscan -p {port} {host} >> ~/.ssh/known_hosts"
+def _keyscan(host: str, port: int, known_hosts: str | None = None) -> str:
+    return f"ssh-keyscan -p {port} {host} >> {known_hosts or '~/.ssh/known_hosts'}"
 
 
 class HostKeyUnknown(HostKeyError):
@@ -66,12 +63,12 @@ class HostKeyUnknown(HostKeyError):
     def __init__(self, host: str, port: int, fingerprint: str | None = None,
                  known_hosts: str | None = None) -> None:
         fp = f" (fingerprint {fingerprint})" if fingerprint else ""
-        where = f" in {known_hosts}" if known_hosts else ""
         super().__init__(
-            f"host key of {_where(host, port)} is unknown{fp}: not in known_hosts{where}",
-            host=host, port=port, fingerprint=fingerprint,
-            hint=f"check the fingerprint with the host's owner, then accept it with "
-                 f"`{_keyscan(host, port)}` (or `stackctl node add ... --accept-host-key`)")
+            f"host key of {host}:{port} is unknown{fp}, not in "
+            f"{known_hosts or 'known_hosts'}; after checking the fingerprint with the host's "
+            f"owner, accept it with `{_keyscan(host, port, known_hosts)}` "
+            f"(or `stackctl node add ... --accept-host-key`)",
+            host=host, port=port, fingerprint=fingerprint)
 
 
 class HostKeyChanged(HostKeyError):
@@ -82,12 +79,11 @@ class HostKeyChanged(HostKeyError):
         fp = f" (now {fingerprint})" if fingerprint else ""
         where = known_hosts or "~/.ssh/known_hosts"
         super().__init__(
-            f"host key of {_where(host, port)} has CHANGED{fp}; refusing to connect "
-            f"(someone may be intercepting the connection)",
-            host=host, port=port, fingerprint=fingerprint,
-            hint=f"if the host was reinstalled, remove the old key with "
-                 f"`ssh-keygen -R '{_known_name(host, port)}' -f {where}` and accept the "
-                 f"new one after checking its fingerprint: `{_keyscan(host, port)}`")
+            f"host key of {host}:{port} has CHANGED{fp}, refusing to connect (the connection "
+            f"may be intercepted); if the host was reinstalled, remove the old key with "
+            f"`ssh-keygen -R '{_known_name(host, port)}' -f {where}` and accept the new one "
+            f"after checking its fingerprint: `{_keyscan(host, port, known_hosts)}`",
+            host=host, port=port, fingerprint=fingerprint)
 
 
 def _known_name(host: str, port: int) -> str:

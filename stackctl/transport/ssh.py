@@ -46,31 +46,15 @@ import trio
 
 from stackctl.transport.errors import (HostKeyChanged, HostKeyUnknown, NodeUnreachable, SSHError,
                                        _known_name)
-from stackctl.transport.target import SSHTarget
+from stackctl.transport.target import (CONNECT_TIMEOUT, DEFAULT_REMOTE_COMMAND,  # noqa: F401
+                                       KEEPALIVE_INTERVAL, SSHOptions, SSHTarget)
 
 T = TypeVar("T")
 
-DEFAULT_REMOTE_COMMAND = "stackctl agent dial-stdio"
-CONNECT_TIMEOUT = 10.0
-KEEPALIVE_INTERVAL = 15.0  # seconds between keepalives on an idle connection
 KEEPALIVE_COUNT_MAX = 3  # missed keepalives before the connection counts as lost
 READ_HIGH = 1 << 20  # buffered and unread bytes of a channel above which its reading pauses
 READ_LOW = 1 << 18
 STDERR_KEEP = 4096
-
-
-@dataclass(frozen=True)
-class SSHOptions:
-    """How to reach nodes. ``None`` means "as ssh would": the SSH config's value, else the
-    default (``~/.ssh/config``, the user's keys and ssh-agent, ``~/.ssh/known_hosts``)."""
-
-    config: str | None = None  # an ssh_config file instead of ~/.ssh/config
-    identity: str | None = None  # a private key file, tried before the config's and defaults
-    known_hosts: str | None = None  # a known_hosts file instead of the config's / default
-    connect_timeout: float = CONNECT_TIMEOUT
-    remote_command: str = DEFAULT_REMOTE_COMMAND
-    keepalive_interval: float = KEEPALIVE_INTERVAL
-
 
 # -- the asyncio thread ------------------------------------------------------------------------
 

@@ -8,10 +8,15 @@ the config, as on ``ssh``'s command line.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
 from stackctl.transport.errors import SSHTargetError
+
+DEFAULT_REMOTE_COMMAND = "stackctl agent dial-stdio"
+CONNECT_TIMEOUT = 10.0
+KEEPALIVE_INTERVAL = 15.0  # seconds between keepalives on an idle connection (asyncssh)
 
 _USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*\$?$")
 _HOST = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9._-]*[A-Za-z0-9_])?$")
@@ -90,3 +95,28 @@ class SSHTarget:
         if self.port is not None:
             args += ["-p", str(self.port)]
         return args + ["--", self.host]
+
+
+@dataclass(frozen=True)
+class SSHOptions:
+    """How to reach nodes, for both SSH clients (asyncssh in :mod:`.ssh`, OpenSSH in
+    :mod:`.openssh`). ``None`` means "as ssh would": the SSH config's value, else the default
+    (``~/.ssh/config``, the user's keys and ssh-agent, ``~/.ssh/known_hosts``)."""
+
+    config: str | None = None  # an ssh_config file instead of ~/.ssh/config
+    identity: str | None = None  # a private key file, tried before the config's and defaults
+    known_hosts: str | None = None  # a known_hosts file instead of the config's / default
+    connect_timeout: float = CONNECT_TIMEOUT
+    remote_command: str = DEFAULT_REMOTE_COMMAND
+    keepalive_interval: float = KEEPALIVE_INTERVAL
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **kw) -> SSHOptions:
+        """From ``STACKCTL_SSH_CONFIG``, ``STACKCTL_SSH_IDENTITY``, ``STACKCTL_SSH_KNOWN_HOSTS``
+        (``scripts/demo-cluster env`` prints the first), unless given in ``kw``."""
+        env = os.environ if environ is None else environ
+        values = {"config": env.get("STACKCTL_SSH_CONFIG") or None,
+                  "identity": env.get("STACKCTL_SSH_IDENTITY") or None,
+                  "known_hosts": env.get("STACKCTL_SSH_KNOWN_HOSTS") or None}
+        values.update(kw)
+        return cls(**values)
