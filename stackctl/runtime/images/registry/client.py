@@ -62,7 +62,7 @@ def push_scope(repository: str) -> str:
 class RegistryClient:
     def __init__(self, registry: str, *, auth: RegistryAuth | None = None,
                  credentials: CredentialStore | None = None, config: RegistryConfig | None = None,
-                 timeout: float = 60.0, sleep=time.sleep) -> None:
+                 timeout: float = 60.0, sleep=time.sleep, transport: httpx.BaseTransport | None = None) -> None:
         self.registry = registry
         self.host = HUB_API_HOST if registry == "docker.io" else registry
         self.config = config or load_config()
@@ -77,7 +77,8 @@ class RegistryClient:
         self._lock = threading.Lock()
         self._http = httpx.Client(verify=self._ssl_context(), timeout=httpx.Timeout(timeout, connect=15.0),
                                   follow_redirects=True, headers={"User-Agent": "stackctl"},
-                                  limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
+                                  limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+                                  transport=transport)
 
     def close(self) -> None:
         self._http.close()
