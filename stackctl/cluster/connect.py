@@ -27,7 +27,8 @@ from stackctl.errors import StackctlError
 # What the CLI's own key runs on a node to reach its agent: the launcher under the node's
 # prefix (a per-node STACKCTL_PREFIX comes from the node's sshd environment, hence the shell
 # expansion there). The manager's key does not need it: the node forces its command.
-REMOTE_COMMAND = 'exec "${STACKCTL_PREFIX:-/opt/stackctl}/bin/stackctl" agent dial-stdio'
+# When the prefix has none (a node set up by hand, the demo cluster), the stackctl on PATH.
+from stackctl.controller.members import REMOTE_COMMAND  # noqa: E402  (one definition)
 STATUS_TIMEOUT = 5.0
 
 
@@ -40,7 +41,11 @@ def ssh_target(node: Node):
 def ssh_options(inv: Inventory, node: Node, *, connect_timeout: float | None = None):
     from stackctl.transport.ssh import CONNECT_TIMEOUT, SSHOptions
 
-    return SSHOptions(identity=inv.resolve(node.identity), known_hosts=inv.resolve(node.known_hosts),
+    identity = inv.resolve(node.identity)
+    if identity and not os.path.isfile(identity):
+        raise StackctlError(f"the identity file of node {node.name} does not exist: {identity}",
+                            hint=f"fix `identity:` of {node.name} in {inv.path or 'the inventory'}")
+    return SSHOptions(identity=identity, known_hosts=inv.resolve(node.known_hosts),
                       connect_timeout=connect_timeout or CONNECT_TIMEOUT,
                       remote_command=REMOTE_COMMAND)
 
@@ -129,6 +134,11 @@ def node_statuses(inv: Inventory) -> tuple[dict[str, dict[str, Any]], str | None
     try:
         rows = manager_call(inv, "cluster.nodes")
     except StackctlError as exc:
+        from stackctl.agent.client import AgentUnavailable
+
+        if isinstance(exc, AgentUnavailable) and manager_is_local(inv):
+            return {}, ("this machine's agent is not running (a stack command starts it, or "
+                        "`stackctl agent serve`); STATUS is Unknown")
         if not _method_missing(exc):
             return {}, f"the manager ({manager.name}) does not answer: {_reason(exc)}; STATUS is Unknown"
         try:
