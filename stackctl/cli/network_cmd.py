@@ -130,3 +130,28 @@ def prune(force) -> None:
         click.echo("Deleted Networks:")
         for name in removed:
             click.echo(name)
+
+
+@network.command("connect")
+@click.option("--alias", "aliases", multiple=True, help="Add network-scoped alias for the container.")
+@click.option("--ip", default="", help="IPv4 address (e.g., 172.30.100.104).")
+@click.argument("network_name", metavar="NETWORK")
+@click.argument("container")
+def connect(aliases, ip, network_name, container) -> None:
+    """Connect a container to a network (one more interface, also while it runs)."""
+    from stackctl.cli.common import manager
+    from stackctl.runtime import container_ops
+
+    container_ops.connect(manager(), network_name, container, aliases=list(aliases), ip=ip)
+
+
+@network.command("disconnect")
+@click.option("-f", "--force", is_flag=True, help="Force the container to disconnect from a network.")
+@click.argument("network_name", metavar="NETWORK")
+@click.argument("container")
+def disconnect(force, network_name, container) -> None:
+    """Disconnect a container from a network."""
+    from stackctl.cli.common import manager
+    from stackctl.runtime import container_ops
+
+    container_ops.disconnect(manager(), network_name, container, force=force)
