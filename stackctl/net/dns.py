@@ -1,7 +1,14 @@
-"""The DNS wire format, sans-IO (RFC 1035): parse a query, build answers (A, AAAA, PTR),
-empty answers (NODATA), NXDOMAIN, SERVFAIL; frame messages for TCP. Bytes in, bytes out —
-the server (:mod:`stackctl.net.dnsserver`) does the sockets, :mod:`stackctl.net.names` decides
-what a name means.
+"""The DNS wire format, sans-IO: parse a query, build answers (A, PTR), empty answers
+(NODATA), NXDOMAIN, SERVFAIL, FORMERR; frame messages for TCP. Bytes in, bytes out — the
+server (:mod:`stackctl.net.dnsserver`) does the sockets, :mod:`stackctl.net.names` decides what
+a name means. Parsing and packing are dnslib's.
+
+Any datagram is safe to hand to :func:`parse_query`: it raises :class:`DNSFormatError` for
+anything that is not a plain query (and never anything else), and the work it does is bounded
+— a query may carry one question and at most one additional record (EDNS), no answer or
+authority records, so dnslib decodes at most two names, whose compression pointers can only
+point backwards. Replies reuse the question exactly as it came (its raw labels), so a name
+with bytes that are not ASCII is answered, never re-encoded from text.
 """
 
 from __future__ import annotations
@@ -9,6 +16,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+
+from dnslib import PTR, QTYPE, RR, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 TYPE_A = 1
 TYPE_PTR = 12
@@ -25,6 +34,8 @@ REFUSED = 5
 
 DEFAULT_TTL = 600  # as Docker's embedded DNS
 MAX_UDP = 512
+MAX_MESSAGE = 65535
+MAX_NAME = 253
 
 
 class DNSFormatError(ValueError):
@@ -33,7 +44,7 @@ class DNSFormatError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Question:
-    name: str  # lower case, no trailing dot
+    name: str  # lower case, no trailing dot; bytes that are not printable ASCII as \ddd
     qtype: int
     qclass: int = CLASS_IN
 
@@ -44,6 +55,7 @@ class Query:
     flags: int
     question: Question
     raw: bytes  # the whole message, for forwarding unchanged
+    record: DNSRecord | None = None  # dnslib's parse (its question is reused in replies)
 
     @property
     def opcode(self) -> int:
@@ -54,118 +66,87 @@ class Query:
         return bool(self.flags & 0x0100)
 
 
-def _read_name(msg: bytes, off: int) -> tuple[str, int]:
-    """Read a (possibly compressed) name at ``off``: (name, offset after it)."""
-    labels: list[str] = []
-    end = None
-    jumps = 0
-    while True:
-        if off >= len(msg):
-            raise DNSFormatError("name runs past the end of the message")
-        n = msg[off]
-        if n & 0xC0 == 0xC0:
-            if off + 1 >= len(msg):
-                raise DNSFormatError("truncated compression pointer")
-            if end is None:
-                end = off + 2
-            off = ((n & 0x3F) << 8) | msg[off + 1]
-            jumps += 1
-            if jumps > 32:
-                raise DNSFormatError("compression pointer loop")
-            continue
-        if n & 0xC0:
-            raise DNSFormatError("bad label type")
-        off += 1
-        if n == 0:
-            break
-        label = msg[off:off + n]
-        if len(label) != n:
-            raise DNSFormatError("truncated label")
-        labels.append(label.decode("ascii", "replace"))
-        off += n
-    name = ".".join(labels).lower()
-    if len(name) > 253:
-        raise DNSFormatError("name too long")
-    return name, (end if end is not None else off)
-
-
-def encode_name(name: str) -> bytes:
-    out = bytearray()
-    for label in filter(None, name.rstrip(".").split(".")):
-        raw = label.encode("ascii")
-        if len(raw) > 63:
-            raise ValueError(f"DNS label too long: {label!r}")
-        out.append(len(raw))
-        out += raw
-    out.append(0)
-    return bytes(out)
+def _text(label: DNSLabel) -> str:
+    parts = []
+    for raw in label.label:
+        parts.append("".join(chr(b) if 0x21 <= b < 0x7F and b not in (0x2E, 0x5C) else f"\\{b:03d}"
+                             for b in raw))
+    return ".".join(parts).lower()
 
 
 def parse_query(msg: bytes) -> Query:
-    """The first question of a query message."""
+    """The question of a query message; DNSFormatError for anything else."""
     if len(msg) < 12:
         raise DNSFormatError("message shorter than a DNS header")
-    qid, flags, qd, _an, _ns, _ar = struct.unpack("!6H", msg[:12])
+    if len(msg) > MAX_MESSAGE:
+        raise DNSFormatError("message longer than 65535 bytes")
+    _qid, flags, qd, an, ns, ar = struct.unpack("!6H", msg[:12])
     if flags & 0x8000:
         raise DNSFormatError("not a query (QR set)")
-    if qd < 1:
+    if qd != 1:
+        raise DNSFormatError(f"a query has one question, not {qd}")
+    if an or ns or ar > 1:
+        raise DNSFormatError("a query carries no answer or authority records and at most one "
+                             "additional record")
+    try:
+        rec = DNSRecord.parse(msg)
+    except Exception as exc:  # noqa: BLE001 - dnslib raises several kinds (and RecursionError)
+        raise DNSFormatError(f"malformed message: {type(exc).__name__}") from None
+    if not rec.questions:
         raise DNSFormatError("no question")
-    name, off = _read_name(msg, 12)
-    if off + 4 > len(msg):
-        raise DNSFormatError("truncated question")
-    qtype, qclass = struct.unpack("!HH", msg[off:off + 4])
-    return Query(qid, flags, Question(name, qtype, qclass), msg)
+    q = rec.q
+    name = _text(q.qname)
+    if len(name) > MAX_NAME * 4:
+        raise DNSFormatError("name too long")
+    return Query(rec.header.id, flags, Question(name, q.qtype, q.qclass), msg, rec)
 
 
-def _header(query: Query, rcode: int, ancount: int, *, authoritative: bool) -> bytes:
-    flags = 0x8000 | (query.flags & 0x7900)  # QR, copy opcode and RD
-    flags |= 0x0080  # RA: we recurse by forwarding
-    if authoritative:
-        flags |= 0x0400
-    flags |= rcode & 0xF
-    return struct.pack("!6H", query.id, flags, 1, ancount, 0, 0)
-
-
-def _question(q: Question) -> bytes:
-    return encode_name(q.name) + struct.pack("!HH", q.qtype, q.qclass)
-
-
-def _rr(rtype: int, rdata: bytes, ttl: int) -> bytes:
-    # the owner name is the question's: a pointer to offset 12
-    return struct.pack("!HHHIH", 0xC00C, rtype, CLASS_IN, ttl, len(rdata)) + rdata
+def _reply(query: Query, rcode: int, *, authoritative: bool) -> DNSRecord:
+    h = DNSHeader(id=query.id, qr=1, opcode=query.opcode, rd=int(query.rd), ra=1,
+                  aa=int(authoritative), rcode=rcode & 0xF)
+    q = query.record.q if query.record is not None else DNSQuestion(
+        query.question.name, query.question.qtype, query.question.qclass)
+    return DNSRecord(h, q=q)
 
 
 def answer(query: Query, *, a: list[str] = (), ptr: list[str] = (), ttl: int = DEFAULT_TTL,
            max_size: int = 0) -> bytes:
     """A NOERROR response with A and/or PTR records (none at all = NODATA). With
     ``max_size`` (UDP), records that do not fit are dropped and TC is set."""
-    rrs = [_rr(TYPE_A, ipaddress.IPv4Address(x).packed, ttl) for x in a]
-    rrs += [_rr(TYPE_PTR, encode_name(x), ttl) for x in ptr]
-    head_q = _question(query.question)
-    out_rrs: list[bytes] = []
-    size = 12 + len(head_q)
-    truncated = False
-    for rr in rrs:
-        if max_size and size + len(rr) > max_size:
-            truncated = True
-            break
-        out_rrs.append(rr)
-        size += len(rr)
-    header = bytearray(_header(query, NOERROR, len(out_rrs), authoritative=True))
-    if truncated:
-        header[2] |= 0x02  # TC
-    return bytes(header) + head_q + b"".join(out_rrs)
+    reply = _reply(query, NOERROR, authoritative=True)
+    owner = reply.q.qname
+    rrs = [RR(owner, QTYPE.A, rdata=A(str(ipaddress.IPv4Address(x))), ttl=ttl) for x in a]
+    rrs += [RR(owner, QTYPE.PTR, rdata=PTR(x), ttl=ttl) for x in ptr]
+    reply.rr = rrs
+    packed = reply.pack()
+    if not max_size or len(packed) <= max_size:
+        return packed
+    lo, hi = 0, len(rrs)  # the most records that fit: lo fits, hi does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        reply.rr = rrs[:mid]
+        if len(reply.pack()) <= max_size:
+            lo = mid
+        else:
+            hi = mid
+    reply.rr = rrs[:lo]
+    reply.header.tc = 1
+    return reply.pack()
 
 
 def error(query: Query, rcode: int, *, authoritative: bool = True) -> bytes:
-    return _header(query, rcode, 0, authoritative=authoritative) + _question(query.question)
+    return _reply(query, rcode, authoritative=authoritative).pack()
 
 
 def error_for_raw(msg: bytes, rcode: int = FORMERR) -> bytes | None:
-    """A header-only error reply to a message we could not parse (None if not even a header)."""
+    """A header-only error reply to a query we could not parse; None for what deserves no
+    reply at all (not even a header, or a response: answering responses could loop two
+    servers into each other)."""
     if len(msg) < 12:
         return None
     qid, flags = struct.unpack("!HH", msg[:4])
+    if flags & 0x8000:
+        return None
     flags = 0x8000 | (flags & 0x7900) | 0x0080 | (rcode & 0xF)
     return struct.pack("!6H", qid, flags, 0, 0, 0, 0)
 
@@ -188,30 +169,21 @@ def response_rcode(msg: bytes) -> int:
 def parse_answers(msg: bytes) -> tuple[int, list[tuple[int, str]]]:
     """(rcode, [(type, value)]) of a response — for tests and diagnostics: A as dotted quad,
     PTR as a name, other types as hex."""
-    _id, flags, qd, an, _ns, _ar = struct.unpack("!6H", msg[:12])
-    off = 12
-    for _ in range(qd):
-        _, off = _read_name(msg, off)
-        off += 4
+    rec = DNSRecord.parse(msg)
     out = []
-    for _ in range(an):
-        _, off = _read_name(msg, off)
-        rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", msg[off:off + 10])
-        off += 10
-        rdata = msg[off:off + rdlen]
-        if rtype == TYPE_A:
-            out.append((rtype, str(ipaddress.IPv4Address(rdata))))
-        elif rtype == TYPE_PTR:
-            out.append((rtype, _read_name(msg, off)[0]))
+    for rr in rec.rr:
+        if rr.rtype == TYPE_A:
+            out.append((rr.rtype, str(rr.rdata)))
+        elif rr.rtype == TYPE_PTR:
+            out.append((rr.rtype, str(rr.rdata.label).rstrip(".").lower()))
         else:
-            out.append((rtype, rdata.hex()))
-        off += rdlen
-    return flags & 0xF, out
+            out.append((rr.rtype, rr.rdata.pack().hex() if hasattr(rr.rdata, "pack") else str(rr.rdata)))
+    return rec.header.rcode, out
 
 
 def build_query(name: str, qtype: int = TYPE_A, qid: int = 0x1234) -> bytes:
     """A standard recursive query (for tests and health checks)."""
-    return struct.pack("!6H", qid, 0x0100, 1, 0, 0, 0) + encode_name(name) + struct.pack("!HH", qtype, CLASS_IN)
+    return DNSRecord(DNSHeader(id=qid, rd=1), q=DNSQuestion(name, qtype)).pack()
 
 
 def tcp_frame(msg: bytes) -> bytes:

@@ -15,6 +15,7 @@ readiness through ``ready``::
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import selectors
 import socket
@@ -30,6 +31,9 @@ from stackctl.paths import NodePaths
 
 IP_FREEBIND = 15
 FORWARD_TIMEOUT = 2.0
+TCP_CONNECTIONS = 32  # served at once (a thread each); more are closed at accept
+
+log = logging.getLogger("stackctl.dns")
 
 
 def host_upstreams(path: str = "/etc/resolv.conf", exclude: set[str] = frozenset()) -> list[str]:
@@ -71,6 +75,7 @@ class DNSServer:
         self.via: dict[str, str] = {}  # listen address -> network id
         self.pending: dict[socket.socket, _Pending] = {}
         self.rr = itertools.count()
+        self.tcp_slots = threading.BoundedSemaphore(TCP_CONNECTIONS)
 
     # --- sockets -------------------------------------------------------------------------
 
@@ -167,12 +172,23 @@ class DNSServer:
             return dns.error(q, dns.SERVFAIL, authoritative=False), None, []
         return None, q, ups
 
+    def answer_safely(self, raw: bytes, client_ip: str, via: str | None, *, max_size: int,
+                      ) -> tuple[bytes | None, dns.Query | None, list[str]]:
+        """:meth:`respond`, and whatever goes wrong answering one message costs only that
+        message (SERVFAIL where a reply can be made, else nothing): one datagram must never
+        take down the name service of every container on the node."""
+        try:
+            return self.respond(raw, client_ip, via, max_size=max_size)
+        except Exception:  # noqa: BLE001 - a bug for one message; logged, the server goes on
+            log.exception("DNS: cannot answer a %d-byte message from %s", len(raw), client_ip)
+            return dns.error_for_raw(raw, dns.SERVFAIL), None, []
+
     def _on_udp(self, sock: socket.socket, listen_addr: str) -> None:
         try:
             raw, addr = sock.recvfrom(4096)
         except OSError:
             return
-        reply, q, ups = self.respond(raw, addr[0], self.via.get(listen_addr), max_size=dns.MAX_UDP)
+        reply, q, ups = self.answer_safely(raw, addr[0], self.via.get(listen_addr), max_size=dns.MAX_UDP)
         if reply is not None:
             self._sendto(sock, reply, addr)
         elif q is not None:
@@ -230,6 +246,9 @@ class DNSServer:
         except OSError:
             return
         via = self.via.get(listen_addr)
+        if not self.tcp_slots.acquire(blocking=False):
+            conn.close()  # as many connections as we serve at once: a client retries
+            return
         threading.Thread(target=self._tcp_conn, args=(conn, addr, via), daemon=True).start()
 
     def _tcp_conn(self, conn: socket.socket, addr, via) -> None:
@@ -243,7 +262,7 @@ class DNSServer:
                     raw = _recv_exact(conn, struct.unpack("!H", head)[0])
                     if raw is None:
                         return
-                    reply, q, ups = self.respond(raw, addr[0], via, max_size=0)
+                    reply, q, ups = self.answer_safely(raw, addr[0], via, max_size=0)
                     if reply is None and q is not None:
                         reply = _forward_tcp(q, ups, self.upstream_port)
                     if reply is None:
@@ -251,6 +270,8 @@ class DNSServer:
                     conn.sendall(dns.tcp_frame(reply))
             except OSError:
                 return
+            finally:
+                self.tcp_slots.release()
 
     # --- loop ----------------------------------------------------------------------------
 

@@ -11,6 +11,10 @@ says — a crash can leave rules for an object that is gone only until the next 
 We never touch anybody else's tables or chains. Layout (see docs/networking.md)::
 
     table ip stackctl {
+      chain raw         filter raw      drop what arrives from a bridge for 127.0.0.0/8 (the
+                                        bridges have route_localnet, which published ports
+                                        on loopback need); drop what arrives from anywhere
+                                        but lo for a port published on a loopback address
       chain prerouting  nat    dstnat   -> jump ports (local destinations), jump vips
       chain output      nat    -100     -> jump ports (local destinations), jump vips
       chain ports       DNAT per published port; per service port, numgen inc over the
@@ -29,6 +33,7 @@ We never touch anybody else's tables or chains. Layout (see docs/networking.md):
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -142,6 +147,30 @@ def render(state: NetState, table: str) -> str:
             lines.append(f"    {hook}")
         lines.extend(f"    {r}" for r in body)
         lines.append("  }")
+
+    # --- raw: loopback stays the host's ---------------------------------------------------
+    # route_localnet on a bridge (needed so that the host's 127.0.0.1 clients of published
+    # ports can be routed out to a container) also makes the kernel accept packets from the
+    # bridge addressed to 127.0.0.0/8: a container with NET_RAW could reach services bound to
+    # the host's loopback. Docker leaves route_localnet off unless its userland proxy is off;
+    # we drop such packets before routing instead. And as Docker 28 does
+    # (filterPortMappedOnLoopback), a port published on a loopback address is reached from
+    # lo only, not by a neighbour that routes 127.0.0.1 to this host.
+    raw = []
+    for net in nets:
+        raw.append(f'iifname {_q(net.bridge)} ip daddr 127.0.0.0/8 drop comment "loopback from {net.name}"')
+    loop = set()
+    for _address, _bridge, pb in _published_targets(state):
+        if pb.host_ip and ipaddress.ip_address(pb.host_ip).is_loopback:
+            loop.add((pb.host_ip, pb.protocol, pb.host_port))
+    for sp in state.service_ports.values():
+        for pb in sp.ports:
+            if pb.host_ip and ipaddress.ip_address(pb.host_ip).is_loopback:
+                loop.add((pb.host_ip, pb.protocol, pb.host_port))
+    for ip, proto, port in sorted(loop):
+        raw.append(f'iifname != "lo" ip daddr {ip} {proto} dport {port} drop'
+                   f' comment "published on {ip}:{port}/{proto}: from lo only"')
+    chain("raw", "type filter hook prerouting priority raw; policy accept;", raw)
 
     # --- NAT -----------------------------------------------------------------------------
     ports = []

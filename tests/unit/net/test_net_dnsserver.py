@@ -103,3 +103,34 @@ def test_state_changes_are_picked_up(server, node_paths):
             break
         threading.Event().wait(0.05)
     assert answers == [(1, "10.89.0.77")]
+
+
+def test_bad_datagrams_cost_one_message_not_the_server(server):
+    """issue 9: a label with non-ASCII bytes killed the server; now every datagram gets a
+    reply or nothing, and names still resolve afterwards."""
+    bad = [bytes.fromhex("123401000001000000000000") + b"\x03\xc3\xa9x\x00\x00\x01\x00\x01",
+           b"\xff" * 3, b"\x12\x34\x01\x00" + b"\xff" * 8 + b"\xc0\x0c" * 100,
+           b"\x12\x34\x81\x80" + b"\x00" * 8]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        for raw in bad:
+            s.sendto(raw, ("127.0.0.1", server))
+        s.sendto(bad[0], ("127.0.0.1", server))
+        reply = s.recv(4096)  # the non-ASCII name is looked up like any other: forwarded
+        assert reply[:2] == b"\x12\x34"
+    assert ask_udp(server, "proxy") == (0, [(1, "10.89.0.5")])
+    assert ask_tcp(server, "tasks.web") == (0, [(1, "10.89.0.2"), (1, "10.89.0.3")])
+
+
+def test_a_failing_answer_gets_servfail_and_the_server_goes_on(server, monkeypatch):
+    def broken(*_a, **_k):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(dnsserver.names, "decide", broken)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.sendto(dns.build_query("proxy", qid=0x4242), ("127.0.0.1", server))
+        reply = s.recv(4096)
+    assert reply[:2] == b"\x42\x42" and dns.response_rcode(reply) == dns.SERVFAIL
+    monkeypatch.undo()
+    assert ask_udp(server, "proxy") == (0, [(1, "10.89.0.5")])

@@ -88,3 +88,16 @@ def test_network_record_names():
     n = Network(id="0123456789abcdef" * 4, name="x", subnet="10.89.0.0/24", gateway="10.89.0.1")
     assert n.bridge == "stk-01234567" and len(n.bridge) <= 15
     assert n.short_id == "0123456789ab"
+
+
+def test_loopback_is_dropped_from_bridges_and_for_loopback_published_ports():
+    # issue 9: with route_localnet on the bridges, a hand-made packet from a container to
+    # 127.0.0.1 reached the host's loopback-only services; Docker drops such packets
+    raw = chain(rules(), "raw")
+    assert raw[0] == "type filter hook prerouting priority raw; policy accept;"
+    for br, name in (("stk-bbbbbbbb", "back"), ("stk-ffffffff", "front")):
+        assert f'iifname "{br}" ip daddr 127.0.0.0/8 drop comment "loopback from {name}"' in raw
+    # the port published on 127.0.0.1 (Docker 28's filterPortMappedOnLoopback)
+    assert ('iifname != "lo" ip daddr 127.0.0.1 udp dport 5353 drop'
+            ' comment "published on 127.0.0.1:5353/udp: from lo only"') in raw
+    assert not any("dport 8080" in r for r in raw)  # published on every address
