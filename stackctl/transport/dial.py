@@ -4,8 +4,9 @@ command over SSH (the manager's asyncssh channel, the CLI's ``ssh -T``) — the 
 
 The bytes are not looked at. Each direction is moved by ``splice(2)`` when its one side is a
 pipe (sshd gives a command pipes), else by ``os.read``/``write`` of 64 KiB: no Python work per
-byte, two syscalls per chunk. When the client closes stdin, the socket is half-closed and the
-agent's last answers still flow until the agent closes; when the agent closes, we exit.
+byte, two syscalls per chunk. When the client closes stdin, the socket is half-closed, which
+the agent takes as the client leaving (it cancels the client's open requests and closes); when
+the agent's side closes, we exit.
 
 stdout carries nothing but protocol bytes: on entry fd 1 is moved aside and fd 1 becomes
 stderr, so a stray ``print`` or a child's output cannot corrupt the stream.

@@ -4,6 +4,7 @@ and the command itself against a real AgentServer on a unix socket (no root)."""
 from __future__ import annotations
 
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -88,19 +89,28 @@ def test_dial_stdio_command_speaks_the_protocol_on_stdout_only(tmp_path):
         env = dict(os.environ, STACKCTL_RUN_DIR=str(run), STACKCTL_STATE_DIR=str(tmp_path / "s"))
         conn = P.Connection(P.CLIENT)
         data = conn.send_hello({}) + conn.send_request(1, "agent.info", {})
-        proc = subprocess.run([sys.executable, "-m", "stackctl", "agent", "dial-stdio"],
-                              input=data, capture_output=True, env=env, timeout=30)
-        assert proc.returncode == 0, proc.stderr
-        conn.receive_data(proc.stdout)
-        conn.receive_data(b"")
+        proc = subprocess.Popen([sys.executable, "-m", "stackctl", "agent", "dial-stdio"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        proc.stdin.write(data)
+        proc.stdin.flush()
         events = []
-        while (ev := conn.next_event()) is not P.NEED_DATA:
-            events.append(ev)
-            if isinstance(ev, P.ConnectionClosed):
-                break
+        while len(events) < 2:  # the agent's hello, then the answer (bounded by the timeout)
+            ev = conn.next_event()
+            if ev is P.NEED_DATA:
+                ready_fds, _, _ = select.select([proc.stdout], [], [], 30)
+                assert ready_fds, "no answer within 30 s"
+                conn.receive_data(os.read(proc.stdout.fileno(), 65536))
+            else:
+                events.append(ev)
+        proc.stdin.close()  # the client leaves: the bridge ends with the agent's side
+        rest = proc.stdout.read()
+        assert proc.wait(30) == 0, proc.stderr.read()
+        conn.receive_data(rest)
+        conn.receive_data(b"")
         assert isinstance(events[0], P.Hello) and events[0].node == {"name": "t"}
         assert events[1] == P.Response(1, {"paths": {"run": str(run)}})
-        assert isinstance(events[-1], P.ConnectionClosed)
+        assert conn.next_event() == P.ConnectionClosed()  # nothing else came out of stdout
     finally:
         stop.set()
         th.join(10)
