@@ -169,7 +169,7 @@ def _pretty(obj: dict[str, Any]) -> str:
         lines.append("Labels:")
         lines += [f" - {k}={v}" for k, v in labels.items()]
     lines.append(f"Engine Version:\t\t{obj['Description']['Engine']['EngineVersion']}")
-    return "\n".join(line.expandtabs(8) for line in lines)
+    return "\n".join(line.expandtabs(8).rstrip() for line in lines)
 
 
 @node.command("inspect")
