@@ -384,6 +384,9 @@ def _make(c: DemoCluster, n: int) -> None:
     with open(launcher, "w") as f:
         f.write(_launcher_text())
     os.chmod(launcher, 0o755)
+    # the nodes' python3 is this one (with stackctl's dependencies installed), as on a host
+    # set up by scripts/setup; `node bootstrap` installs with it
+    os.symlink(os.path.realpath(sys.executable), os.path.join(c.bin_dir, "python3"))
     _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"stackctl-demo-{c.name}",
           "-f", c.client_key])
     with open(c.client_key + ".pub") as f:
@@ -431,6 +434,10 @@ def _make_node(c: DemoCluster, node: DemoNode, client_pub: str) -> str:
     config = os.path.join(node.ssh_dir, "sshd_config")
     env = {"STACKCTL_STATE_DIR": node.state, "STACKCTL_RUN_DIR": node.run,
            "STACKCTL_CGROUP_PARENT": node.cgroup_parent, "STACKCTL_NODE_NAME": node.name,
+           # `node bootstrap`: one filesystem for all nodes, so each installs into its own
+           # prefix and keeps the manager's key in its own authorized_keys (docs/nodes.md)
+           "STACKCTL_PREFIX": os.path.join(node.dir, "prefix"),
+           "STACKCTL_AUTHORIZED_KEYS": authorized,
            "PATH": f"{c.bin_dir}:{SYSTEM_PATH}",
            # bash reads ~/.bashrc for a command run by sshd only as a top-level shell (SHLVL
            # < 2); a node looks like a fresh host, not like this machine's root account
