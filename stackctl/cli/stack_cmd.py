@@ -167,6 +167,9 @@ def up(stack: StackArgs, detach: bool, wait: bool, wait_timeout: float | None, b
     if wait or no_start:
         detach = True
     project = stack.load_project()
+    from stackctl.spec.validate import refuse_not_runnable
+
+    refuse_not_runnable(project.stack, project.raw)  # drivers/providers `config` only warns of
     check_services(project, services)
     params = deploy_params(project, services=services, force_recreate=force_recreate,
                            no_recreate=no_recreate, no_start=no_start,

@@ -2,8 +2,8 @@
 
 Nodes are the services switched on by the active profiles. An edge ``a -> b`` means "a depends
 on b" and comes from ``depends_on`` (with its condition, required and restart flags) or
-implicitly from ``network_mode: service:b`` and ``volumes_from: [b]`` (condition
-service_started). ``start_levels()`` gives topological generations (every service of a level
+implicitly from ``network_mode: service:b``, ``ipc: service:b``, ``pid: service:b`` and
+``volumes_from: [b]`` (condition service_started). ``start_levels()`` gives topological generations (every service of a level
 can start in parallel once the previous levels are up); ``stop_levels()`` is the reverse.
 
 Errors (all reported at once, located): a dependency on an undefined service; a dependency
@@ -48,7 +48,7 @@ class Dependency:
 
     service: str
     on: str
-    kind: str  # "depends_on" | "network_mode" | "volumes_from"
+    kind: str  # "depends_on" | "network_mode" | "ipc" | "pid" | "volumes_from"
     condition: str = "service_started"
     required: bool = True
     restart: bool = False
@@ -213,10 +213,10 @@ def _dependencies(name: str, service: Service) -> list[tuple[Dependency, tuple]]
     for on, dep in service.depends_on.items():
         out.append((Dependency(name, on, "depends_on", dep.condition, dep.required, dep.restart),
                     ("depends_on", on)))
-    mode = service.network_mode or ""
-    if mode.startswith("service:"):
-        out.append((Dependency(name, mode[len("service:"):], "network_mode"),
-                    ("network_mode",)))
+    for key in ("network_mode", "ipc", "pid"):  # compose-go: each `service:x` is an edge
+        mode = getattr(service, key) or ""
+        if mode.startswith("service:"):
+            out.append((Dependency(name, mode[len("service:"):], key), (key,)))
     for i, ref in enumerate(service.volumes_from):
         if ref.startswith("container:"):
             continue

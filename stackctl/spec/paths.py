@@ -8,7 +8,8 @@ Resolved:
 
 - ``services.*.build`` (a string) and ``build.context`` — not remote contexts (URLs, ``git@``);
   ``build.additional_contexts`` values that are local paths;
-- ``services.*.env_file`` (a string, a list of strings, or entries with ``path``);
+- ``services.*.env_file`` (a string, a list of strings, or entries with ``path``) and
+  ``services.*.label_file``;
 - bind mounts in ``services.*.volumes``: short syntax whose source starts with ``.``, ``~`` or
   ``/`` (anything else is a named volume), long syntax with ``type: bind``;
 - ``services.*.extends.file``;
@@ -105,6 +106,13 @@ def _service(svc: PDict, abs_) -> None:
                 env_file[i] = abs_(item)
             elif isinstance(item, dict) and isinstance(item.get("path"), str):
                 item["path"] = abs_(item["path"])
+    label_file = svc.get("label_file")
+    if isinstance(label_file, str):
+        svc["label_file"] = abs_(label_file)
+    elif isinstance(label_file, list):
+        for i, item in enumerate(label_file):
+            if isinstance(item, str):
+                label_file[i] = abs_(item)
     volumes = svc.get("volumes")
     if isinstance(volumes, list):
         for i, vol in enumerate(volumes):

@@ -118,6 +118,46 @@ def unsupported_warnings(stack: Stack, raw: Any) -> Iterator[Issue]:
             if ref.startswith("container:"):
                 yield issue_at(raw, base + ("volumes_from", i),
                                f"volumes_from a container is {NOT_SUPPORTED}")
+    for problem in not_runnable(stack, raw):
+        yield Issue(problem.message + "; `stackctl up` refuses it", problem.path, problem.pos)
+
+
+def not_runnable(stack: Stack, raw: Any) -> Iterator[Issue]:
+    """What ``config`` accepts (Compose does) but ``up`` cannot carry out: network and volume
+    drivers stackctl does not implement, secrets and configs whose data comes from a driver,
+    services run by a ``provider``."""
+    for key, network in stack.networks.items():
+        if not network.implemented:
+            yield issue_at(raw, ("networks", key, "driver"),
+                           f"network driver {network.driver} is not supported by stackctl "
+                           "(bridge and overlay are)")
+    for key, volume in stack.volumes.items():
+        if not volume.implemented:
+            yield issue_at(raw, ("volumes", key, "driver"),
+                           f"volume driver {volume.driver} is not supported by stackctl "
+                           "(local is)")
+    for kind in ("secrets", "configs"):
+        for key, obj in getattr(stack, kind).items():
+            if not obj.implemented:
+                driver = obj.unsupported.get("driver") or obj.unsupported.get("template_driver")
+                yield issue_at(raw, (kind, key),
+                               f"{kind[:-1]} {key} comes from the driver {driver}, which "
+                               "stackctl does not support (use file, environment or content)")
+    for name, service in stack.services.items():
+        provider = service.unsupported.get("provider")
+        if provider is not None:
+            kind = provider.get("type") if isinstance(provider, dict) else provider
+            yield issue_at(raw, ("services", name, "provider"),
+                           f"service {name} is run by the provider {kind}, which stackctl "
+                           "does not support")
+
+
+def refuse_not_runnable(stack: Stack, raw: Any) -> None:
+    """For ``up``: raise :class:`SpecError` (one line per problem) when the stack uses
+    something stackctl accepts but cannot carry out (:func:`not_runnable`)."""
+    problems = list(not_runnable(stack, raw))
+    if problems:
+        raise SpecError(problems, hint="stackctl config shows every warning")
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,6 +232,22 @@ def _normalize_service(name: str, service: Service, raw: Any, project_dir: str,
         key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
         if key.strip().lower() == "seccomp" and value not in ("", "unconfined", "builtin"):
             service.security_opt[i] = f"{key}{sep}{_absolute(value, project_dir, environ)}"
+    if service.build is not None:
+        # `- NAME` build args take the value from the environment (else stay unset)
+        service.build.args = {k: v if v is not None else environ.get(k)
+                              for k, v in service.build.args.items()}
+    if service.label_file:
+        labels: dict[str, str] = {}
+        for i, path in enumerate(service.label_file):
+            path = _absolute(path, project_dir, environ)
+            where = issue_at(raw, base + ("label_file", i), "")
+            try:
+                labels.update((k, v or "") for k, v in read_env_file(
+                    path, {}, required=True, where=where.pos, key_path=where.path).items())
+            except SpecError as exc:
+                errors += exc.issues
+        service.labels = {**labels, **service.labels}  # labels written in the file win
+        service.label_file = []
     env: dict[str, str | None] = {}
     for i, entry in enumerate(service.env_file):
         entry.path = _absolute(entry.path, project_dir, environ)

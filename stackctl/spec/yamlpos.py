@@ -176,10 +176,116 @@ def strip_positions(node: Any) -> Any:
 # The loader
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader building PDict/PList, with YAML 1.2 booleans and no timestamps."""
+# Bounds (docs/security.md, "Parsers and bounds"). go-yaml, which Compose reads files with,
+# refuses documents nested deeper than 10,000 levels and documents whose aliases expand them
+# too much ("document contains excessive aliasing"); stackctl applies the same aliasing rule,
+# and a depth limit that keeps every recursive pass over the tree far inside Python's stack
+# (a stack file needs about 6 levels; extension fields a few more).
+MAX_DEPTH = 100
+# go-yaml's rule: once more than 100 of more than 1,000 values come from aliases, the share of
+# values that come from aliases may be at most 99% (documents up to 400,000 values), falling
+# linearly to 10% (4,000,000 values and more). So an alias bomb stops at ~400,000 values.
+_ALIAS_RATIO_LOW, _ALIAS_RATIO_HIGH = 400_000, 4_000_000
+
+
+def allowed_alias_ratio(values: int) -> float:
+    """The share of a document's values that may come from aliases (go-yaml's rule)."""
+    if values <= _ALIAS_RATIO_LOW:
+        return 0.99
+    if values >= _ALIAS_RATIO_HIGH:
+        return 0.10
+    return 0.99 - 0.89 * (values - _ALIAS_RATIO_LOW) / (_ALIAS_RATIO_HIGH - _ALIAS_RATIO_LOW)
+
+
+class _Budget:
+    """Counts the parser's events as the composer takes them: nesting depth, and how many
+    values the document has once every alias (and merge key) is expanded. Refuses, with the
+    place, before the composer recurses too deep or anything is expanded (pure bookkeeping:
+    O(1) per event, whatever the aliases would expand to)."""
+
+    __slots__ = ("filename", "values", "aliased", "open", "sizes")
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.values = 0  # values of the expanded document so far
+        self.aliased = 0  # of them, values that come from aliases
+        self.open: list[tuple[str | None, int]] = []  # (anchor, values at its start) per open collection
+        self.sizes: dict[str, int] = {}  # anchor -> values of its expanded subtree
+
+    def refuse(self, event: yaml.Event, message: str) -> None:
+        mark = event.start_mark
+        raise SpecError(Issue(message, pos=Pos(self.filename, mark.line + 1, mark.column + 1)))
+
+    def event(self, event: yaml.Event) -> None:
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            if len(self.open) >= MAX_DEPTH:
+                self.refuse(event, f"the document is nested deeper than {MAX_DEPTH} levels")
+            self.values += 1
+            self.open.append((event.anchor, self.values - 1))
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            anchor, start = self.open.pop()
+            if anchor is not None:
+                self.sizes[anchor] = self.values - start
+        elif isinstance(event, yaml.ScalarEvent):
+            self.values += 1
+            if event.anchor is not None:
+                self.sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            size = self.sizes.get(event.anchor)
+            if size is None:
+                if any(anchor == event.anchor for anchor, _ in self.open):
+                    self.refuse(event, f"the alias *{event.anchor} is inside the value it "
+                                       "refers to (a recursive alias)")
+                return  # undefined: the composer says so
+            self.values += size
+            self.aliased += size
+            if (self.aliased > 100 and self.values > 1000
+                    and self.aliased / self.values > allowed_alias_ratio(self.values)):
+                self.refuse(event, f"excessive aliasing: the aliases (here *{event.anchor}) "
+                                   f"expand the document to more than {self.values:,} values, "
+                                   f"{self.aliased:,} of them copies (refused, as Compose "
+                                   "refuses it)")
+
+
+if yaml.__with_libyaml__:  # libyaml scans and parses; composing stays here (positions, bounds)
+    from yaml.cyaml import CParser as _Parser
+
+    class _ParserBase(_Parser, yaml.composer.Composer):
+        def __init__(self, text: str) -> None:
+            _Parser.__init__(self, text)
+            yaml.composer.Composer.__init__(self)
+
+        check_node = yaml.composer.Composer.check_node
+        get_node = yaml.composer.Composer.get_node
+        get_single_node = yaml.composer.Composer.get_single_node
+else:  # pragma: no cover - PyYAML without libyaml: the pure-Python parser
+    class _ParserBase(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,
+                      yaml.composer.Composer):
+        def __init__(self, text: str) -> None:
+            yaml.reader.Reader.__init__(self, text)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+            yaml.composer.Composer.__init__(self)
+
+
+class _Loader(_ParserBase, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """A safe loader building PDict/PList, with YAML 1.2 booleans and no timestamps, whose
+    composer is watched by a :class:`_Budget` (depth and aliasing bounds)."""
 
     filename = "<string>"
+
+    def __init__(self, text: str, filename: str = "<string>") -> None:
+        _ParserBase.__init__(self, text)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+        self.filename = filename
+        self.budget = _Budget(filename)
+        self.issues: list[Issue] = []
+
+    def get_event(self) -> yaml.Event:
+        event = super().get_event()
+        self.budget.event(event)
+        return event
 
 
 # YAML 1.2 core schema, as Compose reads files: only true/false are booleans (yes/no/on/off
@@ -189,7 +295,7 @@ _DROPPED = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp",
             "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _Loader.yaml_implicit_resolvers = {
     ch: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for ch, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool",
@@ -325,9 +431,7 @@ def load_yaml(text: str, filename: str) -> Any:
     An empty document gives an empty PDict. Several documents in one file are an error (a stack
     file is one document).
     """
-    loader = _Loader(text)
-    loader.filename = filename
-    loader.issues = []
+    loader = _Loader(text, filename)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

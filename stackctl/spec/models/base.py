@@ -205,8 +205,11 @@ class TopLevel(Model):
         if isinstance(ext, dict):
             data = dict(data)
             name = ext.get("name")
+            if name is not None and "name" in data:
+                raise fail(f'"name" and "external.name" cannot both be set; use "name" only '
+                           "(external.name is the old spelling)", at="external")
             data["external"] = True
-            if name is not None and "name" not in data:
+            if name is not None:
                 data["name"] = name
         return data
 

@@ -8,14 +8,14 @@ names a volume, no SOURCE is an anonymous volume. MODE is a comma list of ``ro``
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from stackctl.spec.models.core import field_validator
+from stackctl.spec import units
+from stackctl.spec.models.core import PlainSerializer, PlainValidator, field_validator
 
 from stackctl.spec.models.base import (
     FileMode,
     Bool,
-    ByteSize,
     Choice,
     Model,
     Str,
@@ -49,10 +49,22 @@ class VolumeOptions(Model):
     subpath: Str | None = None
 
 
+def _tmpfs_size(value: Any) -> int:
+    """An integer number of bytes, or a size string (``64m``); not a fractional number."""
+    if isinstance(value, float) and not value.is_integer():
+        raise fail(f"expected an integer number of bytes or a size such as 64m, "
+                   f"got {describe(value)}")
+    try:
+        return units.parse_bytes(value)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+
 class TmpfsOptions(Model):
     area: ClassVar[str] = "tmpfs_options"
 
-    size: ByteSize | None = None
+    size: Annotated[int, PlainValidator(_tmpfs_size),
+                    PlainSerializer(units.format_bytes)] | None = None
     mode: FileMode | None = None
 
 

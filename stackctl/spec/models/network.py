@@ -118,6 +118,10 @@ class Ipam(Model):
     options: OptsMap = Field(default_factory=dict)
 
 
+#: network drivers stackctl carries out (None: the default, bridge)
+NETWORK_DRIVERS = (None, "bridge", "overlay")
+
+
 class Network(TopLevel):
     """A top-level network."""
 
@@ -138,9 +142,13 @@ class Network(TopLevel):
 
     def finish(self, data: dict[str, Any]) -> None:
         self.refuse_when_external(data, ("driver", "driver_opts", "ipam", "internal", "attachable",
-                                         "enable_ipv6"))
-        if self.driver is not None and self.driver not in ("bridge", "overlay"):
-            raise fail(f'expected driver "bridge" or "overlay", got {describe(self.driver)}')
+                                         "enable_ipv6", "labels"))
+
+    @property
+    def implemented(self) -> bool:
+        """Whether stackctl can create this network (its driver is one it carries out);
+        others are accepted by ``config`` with a warning and refused by ``up``."""
+        return self.external or self.driver in NETWORK_DRIVERS
 
 
 def null_as_empty(value: Any) -> Any:

@@ -30,9 +30,13 @@ class Volume(TopLevel):
     labels: StrMap = Field(default_factory=dict)
 
     def finish(self, data: dict[str, Any]) -> None:
-        self.refuse_when_external(data, ("driver", "driver_opts"))
-        if self.driver not in (None, "local"):
-            raise fail(f'expected driver "local", got {describe(self.driver)}')
+        self.refuse_when_external(data, ("driver", "driver_opts", "labels"))
+
+    @property
+    def implemented(self) -> bool:
+        """Whether stackctl can create this volume (local driver); others are accepted by
+        ``config`` with a warning and refused by ``up``."""
+        return self.external or self.driver in (None, "local")
 
 
 class _FileObject(TopLevel):
@@ -52,18 +56,30 @@ class _FileObject(TopLevel):
         sources = [k for k in ("file", "environment", "content") if data.get(k) is not None]
         if self.external:
             sources.append("external")
-        if not sources:
-            raise fail(f"a {self.kind} needs one of: file, environment, content, external")
+        if not sources and not self.driven:
+            raise fail(f"a {self.kind} needs one of: file, environment, content, external"
+                       + (", driver" if self.kind == "secret" else ", template_driver"))
         if len(sources) > 1:
             raise fail(f'a {self.kind} takes only one of file, environment, content and '
                        f'external; got "{sources[0]}" and "{sources[1]}"')
+
+    @property
+    def driven(self) -> bool:
+        """Whether the data comes from a driver (Swarm's secret drivers, template drivers):
+        valid in Compose, not carried out by stackctl."""
+        return bool(self._unsupported.get("driver") or self._unsupported.get("template_driver"))
+
+    @property
+    def implemented(self) -> bool:
+        """Whether stackctl can provide the data (``up`` refuses a driver-only one)."""
+        return self.source_kind != "driver"
 
     @property
     def source_kind(self) -> str:
         for key in ("file", "environment", "content"):
             if getattr(self, key, None) is not None:
                 return key
-        return "external"
+        return "external" if self.external else "driver"
 
 
 class Secret(_FileObject):

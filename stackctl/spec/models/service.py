@@ -53,7 +53,9 @@ from stackctl.spec.models.service_parts import (
     ulimits_map,
 )
 
-PULL_POLICIES = ("always", "never", "missing", "build", "daily", "weekly")
+PULL_POLICIES = ("always", "never", "missing", "build", "refresh", "daily", "weekly")
+# Compose's schema: every_ followed by one or more <number><unit>, units w d h m s
+_EVERY = re.compile(r"^every_(?:[0-9]+[wdhms])+$")
 _RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(?::(\d+))?)$")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
@@ -71,19 +73,24 @@ def _pull_policy(value: Any) -> str:
     if value == "if_not_present":
         return "missing"
     if isinstance(value, str):
-        if value in PULL_POLICIES:
+        if value in PULL_POLICIES or _EVERY.match(value):
             return value
-        if value.startswith("every_"):
-            try:
-                units.parse_duration(value[len("every_"):])
-            except ValueError as exc:
-                raise fail(f"{value}: {exc}") from None
-            return value
-    raise fail(f"expected one of: {', '.join(PULL_POLICIES)}, if_not_present, every_<duration>; "
-               f"got {describe(value)}")
+    raise fail(f"expected one of: {', '.join(PULL_POLICIES)}, if_not_present, "
+               f"every_<duration> (such as every_12h or every_2d); got {describe(value)}")
+
+
+def _host_ips(host: str, text: str, where: str) -> list[str]:
+    """``1.2.3.4,5.6.7.8`` -> two addresses; ``[::1]`` -> ``::1`` (as compose-go reads them)."""
+    ips = [ip.strip() for ip in text.split(",")]
+    if not host or not all(ips):
+        raise fail(f"{where}: expected HOST=IP (or HOST:IP), got {describe(f'{host}={text}')}")
+    return [ip[1:-1] if ip.startswith("[") and ip.endswith("]") else ip for ip in ips]
 
 
 def _extra_hosts(value: Any) -> dict[str, list[str]]:
+    """``extra_hosts`` as compose-go reads it: a list of ``HOST=IP`` or ``HOST:IP`` (split at
+    the first ``=``, else the first ``:``; several addresses separated by commas), or a
+    mapping of host to an address or a list of addresses."""
     if value is None:
         return {}
     out: dict[str, list[str]] = {}
@@ -93,17 +100,17 @@ def _extra_hosts(value: Any) -> dict[str, list[str]]:
             for ip in items:
                 if not isinstance(ip, str) or not ip:
                     raise fail(f"{host}: expected an IP address, got {describe(ip)}")
-                out.setdefault(str(host), []).append(ip.strip("[]"))
+                out.setdefault(str(host), []).extend(_host_ips(str(host), ip, str(host)))
         return out
     if isinstance(value, list):
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise fail(f"item {i + 1}: expected HOST=IP, got {describe(item)}")
             sep = "=" if "=" in item else ":"
-            host, _, ip = item.partition(sep)
-            if not host or not ip:
+            host, found, ip = item.partition(sep)
+            if not found:
                 raise fail(f"item {i + 1}: expected HOST=IP or HOST:IP, got {describe(item)}")
-            out.setdefault(host, []).append(ip.strip("[]"))
+            out.setdefault(host, []).extend(_host_ips(host, ip, f"item {i + 1}"))
         return out
     raise fail(f"expected a list of HOST=IP or a mapping, got {describe(value)}")
 
@@ -160,6 +167,8 @@ class Service(Model):
     env_file: Annotated[list[EnvFile], BeforeValidator(env_file_list)] = \
         Field(default_factory=list)
     labels: StrMap = Field(default_factory=dict)
+    # read into labels by stackctl.spec.validate (labels win); not printed again
+    label_file: StrOrList = Field(default_factory=list, exclude=True)
 
     ports: Annotated[list[Annotated[Port, BeforeValidator(port_item)]],
                      BeforeValidator(_items(port_item))] = Field(default_factory=list)
@@ -231,8 +240,8 @@ class Service(Model):
         return [f"{host}={ip}" for host, ips in value.items() for ip in ips]
 
     def finish(self, data: dict[str, Any]) -> None:
-        if self.image is None and self.build is None:
-            raise fail("a service needs an image or a build section")
+        if self.image is None and self.build is None and "provider" not in self._unsupported:
+            raise fail("a service needs an image, a build section or a provider")
         raw_deploy = data.get("deploy") if isinstance(data.get("deploy"), dict) else {}
         self._fold_scale(raw_deploy)
         self._fold_restart(raw_deploy)

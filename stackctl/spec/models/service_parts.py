@@ -121,9 +121,11 @@ CONDITIONS = ("service_started", "service_healthy", "service_completed_successfu
 
 
 class Dependency(Model):
-    """One ``depends_on`` entry."""
+    """One ``depends_on`` entry (printed as compose-go prints it: ``restart`` only when
+    true)."""
 
     area: ClassVar[str] = "depends_on"
+    omit_false: ClassVar[frozenset[str]] = frozenset({"restart"})
 
     condition: Choice(*CONDITIONS) = "service_started"  # type: ignore[valid-type]
     required: Bool = True
@@ -221,12 +223,21 @@ def file_ref_item(value: Any) -> Any:
 
 
 class EnvFile(Model):
+    """An ``env_file`` entry; printed as compose-go prints it (``required`` only when
+    false)."""
+
     area: ClassVar[str] = "env_file"
     extensible: ClassVar[bool] = False  # the schema has no x-* here
 
     path: Str
     required: Bool = True
     format: Str | None = None
+
+    def dump_plain(self) -> dict[str, Any]:
+        out = super().dump_plain()
+        if out.get("required") is True:
+            del out["required"]
+        return out
 
 
 def env_file_list(value: Any) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from spec_models_help import build, errors, service, stack, svc_text
 
+from stackctl.spec.yamlpos import load_yaml
+
 NETS = "networks:\n  front:\n  back:\n"
 
 
@@ -88,13 +90,27 @@ def test_invalid_top_level_networks():
     errs = errors("""
 services: {}
 networks:
-  a: {driver: macvlan}
   b: {ipam: {config: [{subnet: nope}]}}
   c: {ipam: {config: [{subnet: 10.0.0.0/24, gateway: 10.9.9.9}]}}
   d: {external: true, driver: bridge}
+  e: {external: true, labels: {a: b}}
 """)
     assert len(errs) == 4
-    assert 'expected driver "bridge" or "overlay"' in errs[0]
-    assert "CIDR" in errs[1]
-    assert "is not in the subnet" in errs[2]
-    assert 'an external network takes no "driver"' in errs[3]
+    assert "CIDR" in errs[0]
+    assert "is not in the subnet" in errs[1]
+    assert 'an external network takes no "driver"' in errs[2]
+    assert 'an external network takes no "labels"' in errs[3]
+
+
+def test_unimplemented_network_driver_is_a_warning_for_config():
+    # Compose accepts any driver (a plugin may provide it); stackctl warns, and `up` refuses
+    from stackctl.spec.validate import not_runnable
+    text = "services: {}\nnetworks:\n  a: {driver: macvlan}\n"
+    st, _, warnings = build(text)
+    assert [str(w) for w in warnings] == [
+        "stack.yml:3:15: networks.a.driver: network driver macvlan is not supported by stackctl "
+        "(bridge and overlay are); `stackctl up` refuses it"]
+    problems = list(not_runnable(st, load_yaml(text, "stack.yml")))
+    assert [str(p) for p in problems] == [
+        "stack.yml:3:15: networks.a.driver: network driver macvlan is not supported by stackctl "
+        "(bridge and overlay are)"]

@@ -37,7 +37,8 @@ def test_secret_content_is_redacted():
 def test_secret_needs_exactly_one_source():
     errs = errors("services: {}\nsecrets:\n  a: {labels: {x: y}}\n  b: {file: f, content: c}\n")
     assert errs == [
-        "stack.yml:3:6: secrets.a: a secret needs one of: file, environment, content, external",
+        "stack.yml:3:6: secrets.a: a secret needs one of: file, environment, content, external, "
+        "driver",
         'stack.yml:4:6: secrets.b: a secret takes only one of file, environment, content and '
         'external; got "file" and "content"',
     ]

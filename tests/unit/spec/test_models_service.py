@@ -12,7 +12,7 @@ from stackctl.spec.units import SECOND
 
 def test_image_or_build_required():
     errs = errors("services:\n  web:\n    command: x\n")
-    assert errs == ["stack.yml:3:5: services.web: a service needs an image or a build section"]
+    assert errs == ["stack.yml:3:5: services.web: a service needs an image, a build section or a provider"]
 
 
 def test_build_forms():
