@@ -124,6 +124,11 @@ class DemoCluster:
         return os.path.join(self.dir, "client_key")
 
     @property
+    def inventory(self) -> str:
+        """A ``nodes.yml`` for the cluster (n1 the manager; zone labels a, b, c, a, ...)."""
+        return os.path.join(self.dir, "nodes.yml")
+
+    @property
     def bin_dir(self) -> str:
         return os.path.join(self.dir, "bin")
 
@@ -164,8 +169,7 @@ class DemoCluster:
 
     def env(self) -> dict[str, str]:
         """Environment for a shell that talks to this cluster."""
-        return {"STACKCTL_SSH_CONFIG": self.ssh_config,
-                "STACKCTL_DEMO_CLUSTER": self.dir}
+        return {"STACKCTL_NODES": self.inventory, "STACKCTL_SSH_CONFIG": self.ssh_config}
 
     def _mark(self, what: str) -> None:
         if what not in self.made:
@@ -403,6 +407,7 @@ def _make(c: DemoCluster, n: int) -> None:
     with open(c.known_hosts, "w") as f:
         f.writelines(known)
     _write_ssh_config(c)
+    _write_inventory(c)
     for node in c.nodes:
         _wait_tcp(node.address, 22, START_TIMEOUT, what=f"sshd of {node.name}",
                   log=node.sshd_log)
@@ -439,6 +444,8 @@ def _make_node(c: DemoCluster, node: DemoNode, client_pub: str) -> str:
            "STACKCTL_PREFIX": os.path.join(node.dir, "prefix"),
            "STACKCTL_AUTHORIZED_KEYS": authorized,
            "PATH": f"{c.bin_dir}:{SYSTEM_PATH}",
+           # cluster/connect.py runs "${STACKCTL_PREFIX:-/opt/stackctl}/bin/stackctl" there
+           "STACKCTL_PREFIX": c.dir,
            # bash reads ~/.bashrc for a command run by sshd only as a top-level shell (SHLVL
            # < 2); a node looks like a fresh host, not like this machine's root account
            "SHLVL": "1"}
@@ -503,6 +510,20 @@ def _write_ssh_config(c: DemoCluster) -> None:
         f.write("\n".join(lines))
 
 
+def _write_inventory(c: DemoCluster) -> None:
+    lines = [f"# demo cluster {c.name} (scripts/demo-cluster): STACKCTL_NODES={c.inventory}",
+             "nodes:"]
+    for i, node in enumerate(c.nodes):
+        lines += [f"  - name: {node.name}",
+                  f"    url: ssh://root@{node.address}",
+                  f"    role: {'manager' if i == 0 else 'worker'}",
+                  f"    labels: {{zone: {'abc'[i % 3]}}}",
+                  "    identity: ./client_key",
+                  "    known_hosts: ./known_hosts"]
+    with open(c.inventory, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 # -- down --------------------------------------------------------------------------------------
 
 
@@ -549,6 +570,71 @@ def list_clusters(base: str = DEFAULT_BASE) -> list[DemoCluster]:
     out = []
     with contextlib.suppress(FileNotFoundError):
         for entry in sorted(os.listdir(base)):
-            with contextlib.suppress(DemoClusterError, ValueError, TypeError):
-                out.append(DemoCluster.load(os.path.join(base, entry)))
+            path = os.path.join(base, entry)
+            if os.path.isfile(os.path.join(path, "cluster.json")):
+                with contextlib.suppress(DemoClusterError, OSError, ValueError, TypeError):
+                    out.append(DemoCluster.load(path))
     return out
+
+
+# -- scripts/demo-cluster ----------------------------------------------------------------------
+
+
+def _describe(c: DemoCluster) -> list[str]:
+    out = [f"demo cluster {c.name}: {len(c.nodes)} node(s) on bridge {c.bridge} "
+           f"({c.subnet}, this host {c.gateway}), files in {c.dir}"]
+    for node in c.nodes:
+        out.append(f"  {node.name}  {node.address}  netns {node.netns}  state {node.state}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="scripts/demo-cluster",
+                                 description="N stackctl nodes on this machine (netns + sshd "
+                                             "each); see docs/transport.md")
+    ap.add_argument("--base", default=DEFAULT_BASE, help=f"where clusters live ({DEFAULT_BASE})")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up", help="make a cluster of N nodes")
+    p_up.add_argument("n", type=int)
+    p_up.add_argument("--name", default="demo")
+    p_up.add_argument("--index", type=int, default=None,
+                      help="use 10.213.INDEX.0/24 (default: the first free one)")
+    p_up.add_argument("--no-warm", action="store_true",
+                      help="no warm-run server beside each node's agent (less memory)")
+    for cmd, what in (("down", "remove a cluster and everything it made"),
+                      ("env", "print shell exports for a cluster")):
+        p = sub.add_parser(cmd, help=what)
+        p.add_argument("name", nargs="?", default="demo")
+    sub.add_parser("ls", help="list the clusters")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "up":
+            c = up(args.n, name=args.name, base=args.base, index=args.index,
+                   warm=not args.no_warm)
+            print("\n".join(_describe(c)))
+            print(f"try:  ssh -F {c.ssh_config} n1 stackctl agent status")
+            print(f"      eval \"$(scripts/demo-cluster env {c.name})\"; stackctl node ls")
+            print(f"down: scripts/demo-cluster down {c.name}")
+        elif args.cmd == "down":
+            left = down(os.path.join(args.base, args.name))
+            if left:
+                print("could not remove: " + ", ".join(left), file=sys.stderr)
+                return 1
+            print(f"demo cluster {args.name} removed")
+        elif args.cmd == "env":
+            c = DemoCluster.load(os.path.join(args.base, args.name))
+            for key, value in c.env().items():
+                print(f"export {key}={value}")
+        else:
+            for c in list_clusters(args.base):
+                print("\n".join(_describe(c)))
+    except StackctlError as exc:
+        print("error: " + "\n".join(exc.lines()), file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
