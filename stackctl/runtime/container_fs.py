@@ -318,12 +318,23 @@ class _Extractor:
         self.root_fd, self.base, self.keep_owner = root_fd, base.rstrip("/") or "/", keep_owner
         self.dirs: list[tuple[str, tarfile.TarInfo]] = []
 
-    def _parent(self, parts: list[str]) -> int:
+    def _parent(self, parts: list[str], create: bool = True) -> int:
+        """The directory that will hold ``parts[-1]``; missing directories on the way are made
+        (0755, as tar does for entries without their parents)."""
         path = "/".join([self.base.rstrip("/"), *parts[:-1]]) or "/"
         try:
             return open_in_root(self.root_fd, path, os.O_PATH | os.O_DIRECTORY)
         except OSError as exc:
-            raise CopyError(f"cannot create {path}/{parts[-1]}: {exc.strerror}") from None
+            if exc.errno != errno.ENOENT or not create or len(parts) < 2:
+                raise CopyError(f"cannot create {path}/{parts[-1]}: {exc.strerror}") from None
+        pfd = self._parent(parts[:-1])
+        try:
+            os.mkdir(parts[-2], 0o755, dir_fd=pfd)
+        except FileExistsError:
+            pass
+        finally:
+            os.close(pfd)
+        return self._parent(parts, create=False)
 
     def add(self, m: tarfile.TarInfo, parts: list[str], tar: tarfile.TarFile) -> None:
         if not parts:
