@@ -10,6 +10,7 @@ without a controller they answer ``internal: controller not available``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import trio
 from stackctl import __version__
 from stackctl.transport import protocol as P
 from stackctl.agent.server import Method, MethodError, RequestContext
-from stackctl.errors import UsageError
+from stackctl.errors import StackctlError, UsageError
 from stackctl.scheduler.observed import slot_sort_key
 
 if TYPE_CHECKING:
@@ -109,6 +110,47 @@ class AgentAPI:
 
     # -- the cluster ---------------------------------------------------------------------------
 
+    def _remotes(self) -> list[tuple[str, Any]]:
+        """The other nodes of the manager's cluster (none without an inventory)."""
+        m = self.manager
+        members = getattr(m, "members", None)  # a controller without a cluster (tests)
+        if members is None or not members.clustered:
+            return []
+        return [(name, node) for name, node in m.cluster.members.items()
+                if name != m.cluster.local]
+
+    def _local_name(self) -> str:
+        return self.manager.cluster.local if self._remotes() else self.node.node
+
+    async def _gather(self, method: str, params: dict[str, Any]) -> list[tuple[str, Any]]:
+        """``method`` on every other node at once: (node, result); a node that does not
+        answer is left out (logged)."""
+        import logging
+
+        out: list[tuple[str, Any]] = []
+
+        async def one(name: str, node: Any) -> None:
+            try:
+                out.append((name, await node.client.call(method, params, timeout=30)))
+            except StackctlError as exc:
+                logging.getLogger("stackctl.agent").warning("%s on %s: %s", method, name,
+                                                            exc.message)
+
+        async with trio.open_nursery() as nursery:
+            for name, node in self._remotes():
+                if hasattr(node, "client"):
+                    nursery.start_soon(one, name, node)
+        return out
+
+    async def _node_client(self, cid: str) -> Any:
+        """The agent client of the node that holds ``cid``; None for this node."""
+        if not self._remotes():
+            return None
+        name = await self.manager.cluster.node_of(cid)
+        if name == self.manager.cluster.local:
+            return None
+        return self.manager.cluster.member(name).client
+
     async def cluster_update_inventory(self, req: RequestContext) -> dict[str, Any]:
         """The CLI's inventory (``{nodes: [...], manager: NAME, wait: seconds}``): the
         manager connects to every node; with ``wait``, answers once they are connected or
@@ -193,13 +235,12 @@ class AgentAPI:
         from stackctl.agent.oneoff import create_oneoff
 
         manager = self._require_manager()
-        own = getattr(manager, "run_oneoff", None)
-        cid = await (own(req.params) if own is not None
-                     else create_oneoff(manager.ctx, req.params))
-        return {"id": cid}
+        cid, node = await create_oneoff(manager.ctx, req.params)
+        return {"id": cid, "node": node if self._remotes() else None}
 
     async def stack_list(self, req: RequestContext) -> list[dict[str, Any]]:
-        infos = await self.node.list_containers()
+        infos = await (self.manager.cluster.list_containers() if self._remotes()
+                       else self.node.list_containers())
         states: dict[str, list[str]] = {}
         for c in infos:
             if c.stack:
@@ -235,15 +276,35 @@ class AgentAPI:
                 continue
             if not show_all and r.state.status != "running":
                 continue
-            out.append(container_json(r, self.supervisor.health_of(r.id), self.node.node, sports))
+            out.append(container_json(r, self.supervisor.health_of(r.id), self._local_name(),
+                                      sports))
+        if self._remotes() and not p.get("local"):
+            for name, rows in await self._gather("stack.ps", {**p, "local": True}):
+                out += [{**row, "node": name} for row in rows or []]
         out.sort(key=lambda c: (c["service"], slot_sort_key(c["slot"] or "0"), c["name"]))
         return out
 
     async def stack_events(self, req: RequestContext) -> None:
         name = _param(req.params, "name", str, None)
-        with self.bus.subscribe(stack=name) as sub:
-            async for ev in sub:
-                await req.emit(ev)
+
+        async def remote(node_name: str, node: Any) -> None:
+            try:
+                async with node.client.stream("stack.events", {**req.params, "local": True}) \
+                        as events:
+                    async for ev in events:
+                        await req.emit({**ev, "node": node_name} if isinstance(ev, dict)
+                                       else ev)
+            except StackctlError:
+                return  # a node that goes away stops sending; the others go on
+
+        async with trio.open_nursery() as nursery:
+            if not req.params.get("local"):
+                for node_name, node in self._remotes():
+                    if hasattr(node, "client"):
+                        nursery.start_soon(remote, node_name, node)
+            with self.bus.subscribe(stack=name) as sub:
+                async for ev in sub:
+                    await req.emit(ev)
 
     # -- containers --------------------------------------------------------------------------
 
@@ -262,6 +323,9 @@ class AgentAPI:
 
     async def container_inspect(self, req: RequestContext) -> dict[str, Any]:
         cid = _param(req.params, "id", str, required=True)
+        client = await self._node_client(cid) if len(cid) == 64 else None
+        if client is not None:
+            return await client.call("container.inspect", req.params, timeout=30)
         out = await self.node.inspect_container(cid)
         health = self.supervisor.health_json(out["Id"])
         if health is not None:
@@ -273,6 +337,9 @@ class AgentAPI:
 
         p = req.params
         ids = _param(p, "ids", list, required=True)
+        if self._remotes() and not p.get("local"):
+            await self._cluster_logs(req, ids)
+            return
         follow = _param(p, "follow", bool, False)
         tail = logs.parse_tail(_param(p, "tail", (str, int), None))
         now = time.time_ns()
@@ -294,6 +361,43 @@ class AgentAPI:
         async with trio.open_nursery() as nursery:
             for r in recs:
                 nursery.start_soon(self._follow, req, r, offsets[r.id], until)
+
+    async def _cluster_logs(self, req: RequestContext, ids: list[Any]) -> None:
+        """``container.logs`` of containers on several nodes: each node's part from that
+        node (streams merged as they come with ``follow``; sorted by time without)."""
+        by_node: dict[str, list[str]] = {}
+        for cid in ids:
+            if not isinstance(cid, str):
+                raise UsageError("parameter 'ids' must be a list of strings")
+            by_node.setdefault(await self.manager.cluster.node_of(cid), []).append(cid)
+        follow = bool(req.params.get("follow"))
+        backlog: list[Any] = []
+
+        async def keep(item: Any) -> None:
+            if follow:
+                await req.emit(item)
+            else:
+                backlog.append(item)
+
+        async def part(name: str, part_ids: list[str]) -> None:
+            params = {**req.params, "ids": part_ids, "local": True}
+            if name == self.manager.cluster.local:
+                await self.container_logs(dataclasses.replace(req, params=params, _emit=keep))
+                return
+            client = self.manager.cluster.member(name).client
+            async with client.stream("container.logs", params) as events:
+                async for ev in events:
+                    if follow:
+                        await req.emit(ev)
+                    else:
+                        backlog.append(ev)
+
+        async with trio.open_nursery() as nursery:
+            for name, part_ids in by_node.items():
+                nursery.start_soon(part, name, part_ids)
+        backlog.sort(key=lambda ev: ev.get("time", "") if isinstance(ev, dict) else "")
+        for ev in backlog:
+            await req.emit(ev)
 
     async def _follow(self, req: RequestContext, rec: Any, offset: int, until: int | None) -> None:
         """New lines of one container's log until it stops and the file is drained."""

@@ -29,8 +29,10 @@ from typing import Any
 from stackctl.errors import NotFoundError, StackctlError, UsageError
 
 
-async def create_oneoff(ctx: Any, params: dict[str, Any]) -> str:
-    """Create the one-off container ``params`` asks for (docs/agent-api.md); its id."""
+async def create_oneoff(ctx: Any, params: dict[str, Any]) -> tuple[str, str | None]:
+    """Create the one-off container ``params`` asks for (docs/agent-api.md); its id and node
+    (on a cluster: a node that runs the service's tasks, where its networks, volumes and
+    image are; else the manager's)."""
     from stackctl.controller import objects
     from stackctl.controller.context import Progress
     from stackctl.controller.deploy import (
@@ -39,6 +41,7 @@ async def create_oneoff(ctx: Any, params: dict[str, Any]) -> str:
         ensure_images,
         ensure_resources,
         load_stack,
+        service_nodes,
         version_of,
         write_objects,
     )
@@ -101,9 +104,11 @@ async def create_oneoff(ctx: Any, params: dict[str, Any]) -> str:
     cname = params.get("name") or f"{name}-{service}-{slot}"
     if not isinstance(cname, str):
         raise UsageError("parameter 'name' must be a string")
-    cid = await ctx.node.create_container(opts, name=cname, networks=networks, ports=[],
-                                          service="", endpoint_mode=req.endpoint_mode,
-                                          health=None)
+    placed = service_nodes(ctx, name, service)
+    node = placed[0] if placed else None
+    cid = await ctx.node.create_container(opts, node=node, name=cname, networks=networks,
+                                          ports=[], service="",
+                                          endpoint_mode=req.endpoint_mode, health=None)
     if params.get("start"):
         try:
             await ctx.node.start_container(cid)
@@ -113,7 +118,7 @@ async def create_oneoff(ctx: Any, params: dict[str, Any]) -> str:
             with trio.CancelScope(shield=True):
                 await ctx.node.remove_container(cid, volumes=True)
             raise
-    return cid
+    return cid, await ctx.node.node_of(cid)
 
 
 def _override(opts: Any, params: dict[str, Any]) -> None:

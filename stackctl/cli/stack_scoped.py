@@ -87,6 +87,9 @@ def _stack_params(short_p: bool) -> list[click.Parameter]:
                      help="With a stack: activate a profile."),
         click.Option(["--project-directory", "stack_project_dir"], metavar="DIR",
                      help="With a stack: base directory for relative paths."),
+        click.Option(["--nodes", "stack_nodes"], metavar="FILE", default=None,
+                     help="With a stack: its inventory of nodes (default: $STACKCTL_NODES, "
+                          "else nodes.yml next to the stack file)."),
     ]
 
 
@@ -100,10 +103,15 @@ def scoped(base: click.Command, stack_fn: Callable[..., Any], *, short_p: bool =
         if replace_args is not None else list(base.params)
     params = _stack_params(short_p) + params + list(replace_args or [])
 
-    def callback(stack_files, stack_project, stack_profiles, stack_project_dir, **kw):
+    def callback(stack_files, stack_project, stack_profiles, stack_project_dir, stack_nodes,
+                 **kw):
         stack = StackArgs(files=tuple(stack_files), project_name=stack_project,
-                          profiles=tuple(stack_profiles), project_directory=stack_project_dir)
+                          profiles=tuple(stack_profiles), project_directory=stack_project_dir,
+                          nodes=stack_nodes)
         if stack.explicit:
+            from stackctl.cli import stack_client
+
+            stack_client.select_stack(stack)  # its manager answers for its services
             return stack_fn(stack, kw)
         if stack_profiles or stack_project_dir:
             raise UsageError("--profile and --project-directory need a stack "
@@ -243,6 +251,9 @@ def events(stack_files: tuple[str, ...], stack_project: str | None, json_: bool,
 
     stack = StackArgs(files=stack_files, project_name=stack_project)
     if stack.explicit:
+        from stackctl.cli import stack_client
+
+        stack_client.select_stack(stack)
         V.stack_events(stack, services, json_=json_)
         return
     if services:

@@ -138,11 +138,21 @@ PS_HEADERS = ("NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS
 
 
 def ps_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Compose's columns; on a cluster (a row on a node other than this machine's ``local``)
+    a NODE column after SERVICE, as ``docker service ps`` has one."""
     from stackctl.cli.format import table
 
-    return table(PS_HEADERS, [[r["Name"], r["Image"], r["Command"], f"{r['Service']}.{r['Slot']}"
-                               if r["Slot"] else r["Service"], r["RunningFor"], r["Status"],
-                               r["Ports"]] for r in rows])
+    nodes = any(r.get("Node") not in ("", "local", None) for r in rows)
+    headers = PS_HEADERS[:4] + ("NODE",) + PS_HEADERS[4:] if nodes else PS_HEADERS
+
+    def cells(r: dict[str, Any]) -> list[str]:
+        out = [r["Name"], r["Image"], r["Command"],
+               f"{r['Service']}.{r['Slot']}" if r["Slot"] else r["Service"]]
+        if nodes:
+            out.append(r.get("Node") or "")
+        return out + [r["RunningFor"], r["Status"], r["Ports"]]
+
+    return table(headers, [cells(r) for r in rows])
 
 
 def prefixes(containers: Sequence[dict[str, Any]], *, colour: bool) -> dict[str, str]:
