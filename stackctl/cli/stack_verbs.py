@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -348,6 +349,15 @@ def stack_exec(stack: StackArgs, target: str, command: Sequence[str], *, detach:
         raise UsageError(f"the working directory {workdir!r} is invalid: it must be an absolute path")
     args = dict(env=resolve_env(list(env), os.environ), cwd=workdir, user=user,
                 tty=tty and not detach, stdin=interactive and not detach, privileged=privileged)
+    from stackctl.cli.remote import remote_node, run_there
+
+    where = remote_node(c.get("node"))
+    if where is not None:  # on another node: the same exec there, over ssh
+        argv = ["exec"] + (["-d"] if detach else []) + (["-i"] if interactive else []) + \
+            (["-t"] if tty else []) + [f"-e{e}" for e in args["env"]] + \
+            (["-w", workdir] if workdir else []) + (["-u", user] if user else []) + \
+            (["--privileged"] if privileged else []) + [c["id"], *command]
+        raise SystemExit(run_there(where, argv, tty=tty and not detach))
     mgr = C.manager()
     if detach:
         C._exec_detached(mgr, c["id"], list(command), args)
@@ -380,6 +390,19 @@ def stack_run(stack: StackArgs, service: str, command: Sequence[str], *, rm: boo
     with _agent() as client:
         result = client.call("stack.run", params)
     cid = result["id"] if isinstance(result, dict) else str(result)
+    from stackctl.cli.remote import remote_node, run_there
+
+    where = remote_node(result.get("node") if isinstance(result, dict) else None)
+    if where is not None:  # made on another node: started (attached) there, over ssh
+        if detach:
+            raise SystemExit(run_there(where, ["start", cid]))
+        code = run_there(where, ["start", "-a"] + (["-i"] if interactive else []) + [cid],
+                         tty=tty)
+        if rm:
+            from stackctl.cli.remote import ssh_argv
+
+            subprocess.run(ssh_argv(where, ["rm", "-f", cid]), capture_output=True)
+        raise SystemExit(code)
     mgr = C.manager()
     if detach:
         mgr.start(cid)
@@ -414,7 +437,21 @@ def stack_top(stack: StackArgs, services: Sequence[str] = ()) -> None:
         found = containers(client, name, services)
     mgr = C.manager()
     first = True
+    from stackctl.cli.remote import remote_node, ssh_argv
+
     for c in found:
+        where = remote_node(c.get("node"))
+        if where is not None:  # the process table of a container on another node
+            proc = subprocess.run(ssh_argv(where, ["top", c["id"]]), capture_output=True,
+                                  text=True)
+            if proc.returncode != 0:
+                continue
+            if not first:
+                click.echo("")
+            first = False
+            click.echo(c.get("name", c["id"][:12]))
+            click.echo(proc.stdout.rstrip("\n"))
+            continue
         try:
             headers, rows = mgr.top(c["id"], None)
         except NotFoundError:
