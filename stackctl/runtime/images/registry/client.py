@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urljoin
 
-import httpx
+from stackctl.runtime.images.registry._httpx import httpx
 
 from stackctl.runtime.images.registry.auth import (
     CredentialStore,

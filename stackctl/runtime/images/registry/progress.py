@@ -43,9 +43,13 @@ def bar(current: int, total: int, width: int = BAR_WIDTH) -> str:
     return f"[{fill:<{width}}]  {human_size(current, 3)}/{human_size(total, 3)}"
 
 
-def layer_line(key: str, status: str, current: int, total: int) -> str:
+def layer_line(key: str, status: str, current: int, total: int, columns: int = 0) -> str:
+    """One layer's line; ``columns`` (the terminal's width) narrows the bar to fit."""
     if status in BAR_STATUSES and (current or total):
-        return f"{key}: {status} {bar(current, total)}"
+        width = BAR_WIDTH
+        if columns:
+            width = max(10, min(BAR_WIDTH, columns - len(key) - len(status) - 25))
+        return f"{key}: {status} {bar(current, total, width)}"
     return f"{key}: {status}"
 
 
@@ -102,7 +106,7 @@ class TtyProgress:
         from rich.text import Text
 
         with self._lock:
-            rows = [layer_line(k, *v) for k, v in self._layers.items()]
+            rows = [layer_line(k, *v, columns=self.console.width) for k, v in self._layers.items()]
         return Text("\n".join(rows))
 
     def line(self, text: str) -> None:

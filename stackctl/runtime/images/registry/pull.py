@@ -33,7 +33,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+from stackctl.runtime.images.registry._httpx import httpx
 
 from stackctl.errors import StackctlError
 from stackctl.runtime.images import oci
@@ -342,6 +342,8 @@ def _fetch_layer(store: ImageStore, c: RegistryClient, repository: str, desc: di
                 f"{c.subject}: digest mismatch for layer {digest}: received {got} bytes hashing to {actual}; "
                 "nothing was stored — the registry's copy is corrupt or was tampered with: push the image again")
         progress.layer(key, "Download complete")
+        if feed is not None:
+            progress.layer(key, "Extracting", size, size)
     finally:
         if feed is not None:
             feed.close()
@@ -357,7 +359,6 @@ def _fetch_layer(store: ImageStore, c: RegistryClient, repository: str, desc: di
         if info.diff_id != diff_id:
             raise DigestMismatchError(f"{c.subject}: layer {digest} unpacks to {info.diff_id}, but the image "
                                       f"config says {diff_id}; nothing was stored — the image is corrupt: push it again")
-        progress.layer(key, "Extracting", size, size)
         return blob_tmp, layer_root, info.size
     return blob_tmp, "", 0
 

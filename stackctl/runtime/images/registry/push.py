@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+from stackctl.runtime.images.registry._httpx import httpx
 
 from stackctl.errors import UsageError
 from stackctl.runtime.images import oci

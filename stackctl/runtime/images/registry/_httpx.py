@@ -1,0 +1,30 @@
+"""httpx, imported without trio, anyio and httpx's own command line.
+
+httpcore (under httpx) imports trio and anyio at import time when they are installed, only to
+offer async locks that the blocking client never uses, and httpx imports its command-line
+module (rich, click, pygments); here that costs 100-200 ms of every ``stackctl pull`` (and the
+CLI is meant to import no event loop at all). While httpx and httpcore are first imported
+these names are hidden; they import normally afterwards. In a process that already has them
+(the agent has trio), nothing is hidden.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if "httpcore" not in sys.modules:
+    # httpx._main is httpx's own command line (it imports rich, click and pygments): not needed
+    _hidden = [name for name in ("trio", "anyio", "httpx._main") if name not in sys.modules]
+    for _name in _hidden:
+        sys.modules[_name] = None  # type: ignore[assignment]  # `import trio` raises ImportError
+    try:
+        import httpcore  # noqa: F401 - httpx imports it lazily, when its first client is made
+        import httpx
+    finally:
+        for _name in _hidden:
+            if sys.modules.get(_name, 0) is None:
+                del sys.modules[_name]
+else:
+    import httpx
+
+__all__ = ["httpx"]
