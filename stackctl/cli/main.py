@@ -119,6 +119,22 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _dial_stdio() -> int:
+    """``stackctl agent dial-stdio`` without click (stackctl/transport/dial.py)."""
+    from stackctl.errors import StackctlError
+    from stackctl.paths import default_paths
+    from stackctl.transport.dial import dial_stdio
+
+    try:
+        dial_stdio(default_paths())
+    except StackctlError as exc:
+        print("error: " + "\n".join(exc.lines()), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; expected errors become one clear message and an exit status."""
     from stackctl.trace import mark
@@ -130,6 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     if code is not None:
         sys.stderr.flush()
         os._exit(code)  # nothing of ours to tear down: skip the interpreter's finalization
+    if args == ["agent", "dial-stdio"]:
+        # what every SSH channel to this node runs: no click (~50 ms of a loaded start)
+        sys.exit(_dial_stdio())
     if args[:1] == ["run"]:
         from stackctl.cli.run_cmd import fast_run
 
