@@ -13,10 +13,12 @@ directory (default: the directory of its first file), its own ``.env`` (values o
 project win over it), its own ``include`` and ``extends``. Its services, networks, volumes,
 secrets and configs are then added to the including tree. A name defined on both sides is an
 error naming both places — unless the two definitions are identical (a shared sub-project
-included twice), as Compose allows.
+included twice), as Compose allows, or the including file tags its definition ``!override``
+(it replaces the included one).
 
-Include is applied after the main files are merged (so that conflicts with any of them are
-found). Paths in ``include`` are already absolute (:mod:`stackctl.spec.paths`).
+Include is applied per file, before the files are merged (as compose-go does): a later
+``-f`` file may change what an earlier one included. Paths in ``include`` are already
+absolute (:mod:`stackctl.spec.paths`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 from stackctl.errors import Issue, Pos, SpecError
 from stackctl.spec.merge import copy_tree
-from stackctl.spec.yamlpos import PDict, format_path, strip_positions
+from stackctl.spec.yamlpos import OverrideDict, PDict, format_path, strip_positions
 
 SECTIONS = ("services", "networks", "volumes", "secrets", "configs")
 
@@ -101,7 +103,7 @@ def apply_include(tree: Any, load_sub: LoadSub) -> Any:
         return tree
     pos = tree.val_pos.get("include") if isinstance(tree, PDict) else None
     entries, issues = parse_include(tree["include"], pos)
-    out = copy_tree(tree)
+    out = copy_tree(tree, resolve=False)  # !reset / !override stay for the merge of files
     out.pop("include")
     out.key_pos.pop("include", None)
     out.val_pos.pop("include", None)
@@ -139,12 +141,15 @@ def _add_resources(out: PDict, sub: Any, entry: IncludeEntry) -> list[Issue]:
             continue  # validation reports the bad section
         for name, value in theirs.items():
             if name in ours:
+                if isinstance(ours[name], OverrideDict):
+                    continue  # `!override` here: this file's definition replaces theirs
                 if strip_positions(ours[name]) == strip_positions(value):
                     continue
                 issues.append(Issue(
                     f"{section[:-1]} {name!r} is defined both here "
                     f"({_where(ours, name)}) and in the included "
-                    f"{_where(theirs, name)}; rename one of them",
+                    f"{_where(theirs, name)}; rename one of them, tag this one !override "
+                    "to replace the included one, or change it from a later -f file",
                     entry.key_path, entry.pos))
                 continue
             ours[name] = copy_tree(value)

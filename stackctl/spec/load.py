@@ -35,7 +35,7 @@ from stackctl.spec.include import IncludeEntry, apply_include
 from stackctl.spec.interpolate import interpolate_tree, substitute, TemplateError
 from stackctl.spec.merge import merge_trees
 from stackctl.spec.paths import resolve_paths
-from stackctl.spec.yamlpos import PDict, load_yaml
+from stackctl.spec.yamlpos import PDict, PList, format_path, load_yaml_documents
 
 STDIN_NAME = "<stdin>"
 
@@ -104,25 +104,26 @@ def load_raw(opts: LoadOptions) -> RawProject:
     process_env = dict(os.environ if opts.environ is None else opts.environ)
     project_dir_opt = proj.absolute(opts.project_directory, cwd) \
         if opts.project_directory else None
+    env_files = proj.env_files_option(opts.env_files, process_env)
     env_dir, environ = None, None
     if opts.files:
         files = [proj.absolute(f, cwd) for f in opts.files]
     else:
         env_dir = project_dir_opt or cwd
-        environ = proj.read_project_env(process_env, env_dir, opts.env_files, cwd)
+        environ = proj.read_project_env(process_env, env_dir, env_files, cwd)
         files = proj.discover_files(cwd, environ)
     project_dir = project_dir_opt or (
         posixpath.dirname(files[0]) if files[0] != proj.STDIN else cwd)
     if env_dir != project_dir:  # not read yet, or files listed elsewhere: read it (again)
-        environ = proj.read_project_env(process_env, project_dir, opts.env_files, cwd)
+        environ = proj.read_project_env(process_env, project_dir, env_files, cwd)
 
     loader = _Loader(cwd, opts.stdin)
-    trees = loader.parse_all(files)
+    layers, trees = loader.parse_all(files)
     name = proj.choose_project_name(opts.project_name, environ, _name_in(trees, environ),
                                     project_dir)
     environ[proj.NAME_VAR] = name
-    environ.setdefault("COMPOSE_PROJECT_NAME", name)  # for files written for Compose
-    raw = _with_name(loader.build(files, trees, project_dir, environ, chain=()), name)
+    environ["COMPOSE_PROJECT_NAME"] = name  # for files written for Compose
+    raw = _with_name(loader.build(layers, trees, project_dir, environ, chain=()), name)
     profiles = proj.choose_profiles(opts.profiles, environ)
     return RawProject(name, project_dir, files, environ, profiles, raw, loader.warnings)
 
@@ -190,30 +191,48 @@ class _Loader:
             raise SpecError(Issue(
                 f"cannot read stack file {shown}: {exc.strerror or exc}")) from None
 
-    def parse_all(self, files: list[str]) -> list[Any]:
-        """Read and parse every file; every file's problem reported in one SpecError."""
+    def parse_all(self, files: list[str]) -> tuple[list[str], list[Any]]:
+        """Read and parse every file; every file's problem reported in one SpecError.
+
+        A file holding several YAML documents gives one layer per document (merged in
+        order, as compose-go does); the result is the file of each layer and its tree."""
+        layers: list[str] = []
         trees: list[Any] = []
         issues: list[Issue] = []
         hints: list[str] = []
         for path in files:
             try:
-                trees.append(self.parse(path))
+                docs = self.parse(path)
             except SpecError as exc:
                 issues.extend(exc.issues)
                 if exc.hint and exc.hint not in hints:
                     hints.append(exc.hint)
+                continue
+            layers.extend([path] * len(docs))
+            trees.extend(docs)
         if issues:
             raise SpecError(issues, hint="; ".join(hints) or None)
-        return trees
+        return layers, trees
 
-    def parse(self, path: str) -> Any:
+    def parse(self, path: str) -> list[Any]:
+        """The documents of one stack file (at least one), each a mapping whose keys are
+        strings. An empty file is an error, as in Compose."""
         shown = self.display(path)
-        tree = load_yaml(self.read(path), shown)
-        if not isinstance(tree, dict):
-            raise SpecError(Issue(
-                "a stack file must be a mapping at the top level (services:, networks:, ...)",
-                pos=getattr(tree, "pos", None) or Pos(shown, 1, 1)))
-        return tree
+        docs = [d for d in load_yaml_documents(self.read(path), shown) if d is not None]
+        if not docs:
+            raise SpecError(Issue(f"empty stack file {shown}", pos=Pos(shown, 1, 1)),
+                            hint="a stack file needs at least services:")
+        issues: list[Issue] = []
+        for tree in docs:
+            if not isinstance(tree, dict):
+                issues.append(Issue(
+                    "a stack file must be a mapping at the top level (services:, networks:, "
+                    "...)", pos=getattr(tree, "pos", None) or Pos(shown, 1, 1)))
+            else:
+                issues.extend(non_string_keys(tree, ()))
+        if issues:
+            raise SpecError(issues)
+        return docs
 
     # -- assembling
 
@@ -240,30 +259,33 @@ class _Loader:
 
     def build(self, files: list[str], trees: list[Any], project_dir: str,
               environ: Mapping[str, str], chain: tuple[str, ...]) -> PDict:
-        """Steps 4–7 for one project (the main one, or an included one)."""
+        """Steps 4–7 for one project (the main one, or an included one). As compose-go, a
+        file's ``include`` is resolved with that file (a service of the file tagged
+        ``!override`` replaces an included one), then the files are merged: a later ``-f``
+        file overrides what an earlier one included."""
         trees = self.interpolate(trees, environ)
         trees = [resolve_paths(t, project_dir, environ) for t in trees]
         issues: list[Issue] = []
-        extended = []
+        layers = []
         for path, tree in zip(files, trees):
             try:
-                extended.append(apply_extends(
-                    tree, path, lambda other: self.load_other(other, environ),
-                    display=self.display))
+                tree = apply_extends(tree, path, lambda other: self.load_other(other, environ),
+                                     display=self.display)
+                layers.append(apply_include(
+                    tree, lambda entry: self.load_included(entry, environ, chain + (path,))))
             except SpecError as exc:
                 issues.extend(exc.issues)
         if issues:
             raise SpecError(issues)
-        merged = merge_trees(extended)
-        return apply_include(
-            merged, lambda entry: self.load_included(entry, environ, chain + tuple(files)))
+        return merge_trees(layers)
 
     def load_other(self, path: str, environ: Mapping[str, str]) -> Any:
-        """A file named by ``extends.file``: interpolated, paths against its own directory."""
+        """A file named by ``extends.file``: interpolated, paths against its own directory
+        (its documents merged, when it has several)."""
         key = (path, repr(sorted(environ.items())))
         if key not in self._other:
-            tree = self.parse(path)
-            (tree,) = self.interpolate([tree], environ)
+            docs = self.parse(path)
+            tree = merge_trees(self.interpolate(docs, environ))
             self._other[key] = resolve_paths(tree, posixpath.dirname(path), environ)
         return self._other[key]
 
@@ -277,5 +299,45 @@ class _Loader:
             raise SpecError(Issue(f"include cycle: {names}", entry.key_path, entry.pos))
         sub_dir = entry.project_directory or posixpath.dirname(entry.paths[0])
         environ = proj.read_project_env(parent_env, sub_dir, entry.env_files, sub_dir)
-        trees = self.parse_all(entry.paths)
-        return self.build(entry.paths, trees, sub_dir, environ, chain)
+        layers, trees = self.parse_all(entry.paths)
+        tree = self.build(layers, trees, sub_dir, environ, chain)
+        return fill_bare_environment(tree, environ)
+
+
+def non_string_keys(node: Any, path: tuple) -> list[Issue]:
+    """Every mapping key that is not a string (``123:`` for a service, ``1:`` in
+    environment), located: Compose refuses them (``non-string key``)."""
+    out: list[Issue] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                pos = node.key_pos.get(key) if isinstance(node, PDict) else None
+                out.append(Issue(f"non-string key {key!r}: quote it (\"{key}\")",
+                                 format_path(path + (str(key),)), pos))
+            out.extend(non_string_keys(value, path + (str(key),)))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            if isinstance(item, (dict, list)):
+                out.extend(non_string_keys(item, path + (i,)))
+    return out
+
+
+def fill_bare_environment(tree: Any, environ: Mapping[str, str]) -> Any:
+    """An included project's services: ``environment`` entries named without a value (``- VAR``
+    or ``VAR:``) take it from the included project's environment (its ``env_file``/``.env``),
+    as compose-go resolves them while loading the included project. In place; returns
+    ``tree``."""
+    services = tree.get("services") if isinstance(tree, dict) else None
+    if not isinstance(services, dict):
+        return tree
+    for svc in services.values():
+        env = svc.get("environment") if isinstance(svc, dict) else None
+        if isinstance(env, dict):
+            for key, value in env.items():
+                if value is None and key in environ:
+                    env[key] = environ[key]
+        elif isinstance(env, PList):
+            for i, item in enumerate(env):
+                if isinstance(item, str) and "=" not in item and item in environ:
+                    env[i] = f"{item}={environ[item]}"
+    return tree

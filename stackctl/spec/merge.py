@@ -264,9 +264,10 @@ def _subnet_key(v: Any) -> Any:
 
 
 def _to_mapping(node: Any, sep: str = "=") -> PDict:
-    """``[K=V, K]`` -> ``{K: V, K: None}``, positions kept; a mapping is copied."""
+    """``[K=V, K]`` -> ``{K: V, K: None}``, positions kept; a mapping is copied (its
+    ``!reset`` markers kept, so that the merge removes those keys)."""
     if isinstance(node, dict):
-        return copy_tree(node)
+        return copy_tree(node, resolve=False)
     out = PDict(pos=getattr(node, "pos", None))
     for i, item in enumerate(node if isinstance(node, list) else [node]):
         if isinstance(item, Reset) or item is None:
@@ -291,16 +292,17 @@ def _host_entries(node: Any) -> PList:
         for host, ips in node.items():
             p = node.val_pos.get(host) if isinstance(node, PDict) else None
             for ip in ips if isinstance(ips, list) else [ips]:
-                out.append(f"{host}={ip}")
-                out.item_pos.append(p)
+                for one in str(ip).split(","):
+                    out.append(f"{host}={one}")
+                    out.item_pos.append(p)
         return out
     for i, item in enumerate(_as_list(node)):
         text = str(item)
-        if "=" not in text and ":" in text:
-            host, _, ip = text.partition(":")
-            text = f"{host}={ip}"
-        out.append(text)
-        out.item_pos.append(_item_pos(node, i) if isinstance(node, list) else out.pos)
+        sep = "=" if "=" in text else ":"
+        host, found, ips = text.partition(sep)
+        for ip in ips.split(",") if found else [None]:  # host=a,b: one entry per address
+            out.append(f"{host}={ip}" if ip is not None else text)
+            out.item_pos.append(_item_pos(node, i) if isinstance(node, list) else out.pos)
     return out
 
 

@@ -2,7 +2,8 @@
 environment and which profiles.
 
 - **Files.** ``-f`` options, in order (``-`` is standard input). Without ``-f``: the files
-  listed in ``STACKCTL_FILE`` (separated by ``:``; our analogue of ``COMPOSE_FILE``), else the
+  listed in ``STACKCTL_FILE`` (separated by ``:``), else in ``COMPOSE_FILE`` (separated by
+  ``COMPOSE_PATH_SEPARATOR``, default ``:``), else the
   first of :data:`DEFAULT_FILES` in the working directory, plus its override file
   (``stack.override.yml`` next to ``stack.yml``, ``compose.override.yaml`` next to
   ``compose.yaml``, ...) when there is one, as Compose does. Unlike Compose, parent directories
@@ -10,8 +11,11 @@ environment and which profiles.
 - **Project directory.** ``--project-directory``, else the directory of the first file, else
   the working directory (for ``-f -``).
 - **Environment.** The process environment over the ``.env`` file of the project directory; or,
-  given ``--env-file`` (several allowed, later wins), over those files instead of ``.env``.
-  ``STACKCTL_FILE``, ``STACKCTL_PROJECT_NAME`` and ``STACKCTL_PROFILES`` may come from there too.
+  given ``--env-file`` (several allowed, later wins; else ``STACKCTL_ENV_FILES`` or
+  ``COMPOSE_ENV_FILES``, comma separated), over those files instead of ``.env``.
+  ``STACKCTL_FILE``, ``STACKCTL_PROJECT_NAME`` and ``STACKCTL_PROFILES`` may come from there
+  too. Each ``STACKCTL_`` variable wins over its ``COMPOSE_`` namesake, which is read when
+  ours is not set, so CI set up for Compose keeps working.
 - **Name.** ``-p`` > ``STACKCTL_PROJECT_NAME`` > top-level ``name:`` (the last file that has
   one) > the project directory's name. A name from a directory or from ``name:`` is normalized
   as Compose does (lowercase; only ``a-z 0-9 _ -``; leading ``_``/``-`` dropped); a name given
@@ -39,6 +43,19 @@ DEFAULT_FILES = ("stack.yml", "stack.yaml", "compose.yaml", "compose.yml",
 FILE_VAR = "STACKCTL_FILE"
 NAME_VAR = "STACKCTL_PROJECT_NAME"
 PROFILES_VAR = "STACKCTL_PROFILES"
+ENV_FILES_VAR = "STACKCTL_ENV_FILES"
+#: Compose's names, read when ours are not set (users' CI sets them already)
+COMPOSE_VARS = {FILE_VAR: "COMPOSE_FILE", NAME_VAR: "COMPOSE_PROJECT_NAME",
+                PROFILES_VAR: "COMPOSE_PROFILES", ENV_FILES_VAR: "COMPOSE_ENV_FILES"}
+
+
+def env_setting(environ: Mapping[str, str], var: str) -> tuple[str, str]:
+    """``(value, name)`` of our variable ``var``, else of Compose's one; ``("", var)``."""
+    for name in (var, COMPOSE_VARS.get(var, var)):
+        value = environ.get(name, "")
+        if value:
+            return value, name
+    return "", var
 STDIN = "-"
 
 _VALID_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -54,7 +71,7 @@ def choose_project_name(option: str | None, environ: Mapping[str, str],
                         name_in_files: tuple[str, Pos | None] | None,
                         project_dir: str) -> str:
     """The project name, by the priority in the module docstring."""
-    for given, source in ((option, "-p"), (environ.get(NAME_VAR), NAME_VAR)):
+    for given, source in ((option, "-p"), env_setting(environ, NAME_VAR)):
         if given:
             if not _VALID_NAME.fullmatch(given):
                 suggestion = normalize_project_name(given)
@@ -83,8 +100,8 @@ def choose_project_name(option: str | None, environ: Mapping[str, str],
 
 def choose_profiles(option: Sequence[str], environ: Mapping[str, str]) -> list[str]:
     """``--profile`` values (repeatable, each may also be comma separated), else
-    ``STACKCTL_PROFILES``."""
-    source = list(option) if option else [environ.get(PROFILES_VAR, "")]
+    ``STACKCTL_PROFILES`` (else ``COMPOSE_PROFILES``)."""
+    source = list(option) if option else [env_setting(environ, PROFILES_VAR)[0]]
     out: list[str] = []
     for item in source:
         for p in item.split(","):
@@ -106,9 +123,10 @@ def discover_files(cwd: str, environ: Mapping[str, str],
 
     Raises :class:`SpecError` naming the directory and the names looked for.
     """
-    listed = environ.get(FILE_VAR, "")
+    listed, var = env_setting(environ, FILE_VAR)
     if listed:
-        return [absolute(f, cwd) for f in listed.split(":") if f]
+        sep = environ.get("COMPOSE_PATH_SEPARATOR", ":") if var != FILE_VAR else ":"
+        return [absolute(f, cwd) for f in listed.split(sep or ":") if f]
     for name in DEFAULT_FILES:
         path = posixpath.join(cwd, name)
         if is_file(path):
@@ -137,6 +155,15 @@ def project_environ(process_env: Mapping[str, str],
         env.update(values)
     env.update(process_env)
     return env
+
+
+def env_files_option(option: Sequence[str], process_env: Mapping[str, str]) -> list[str]:
+    """``--env-file`` values, else ``STACKCTL_ENV_FILES`` (else ``COMPOSE_ENV_FILES``),
+    comma separated, as Compose reads its variable."""
+    if option:
+        return list(option)
+    listed = env_setting(process_env, ENV_FILES_VAR)[0]
+    return [f.strip() for f in listed.split(",") if f.strip()]
 
 
 def read_project_env(process_env: Mapping[str, str], project_dir: str,

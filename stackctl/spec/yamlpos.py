@@ -455,3 +455,28 @@ def load_yaml(text: str, filename: str) -> Any:
         raise SpecError(Issue(f"expected a mapping, got {shown[:60]}",
                               pos=Pos(filename, node.start_mark.line + 1, node.start_mark.column + 1)))
     return data
+
+
+def load_yaml_documents(text: str, filename: str) -> list[Any]:
+    """Every document of a YAML stream (``---`` separated), as :func:`load_yaml` reads one;
+    an empty document is ``None``. Compose reads a multi-document stack file as layers merged
+    in order (``stackctl.spec.load``)."""
+    loader = _Loader(text, filename)
+    docs: list[Any] = []
+    try:
+        while loader.check_node():
+            docs.append(loader.construct_document(loader.get_node()))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = Pos(filename, mark.line + 1, mark.column + 1) if mark else Pos(filename, 1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem:
+            problem = f"{exc.problem} ({exc.context})"
+        raise SpecError(Issue(f"invalid YAML: {problem}", pos=pos)) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(Issue(f"invalid YAML: {exc}", pos=Pos(filename, 1, 1))) from None
+    finally:
+        loader.dispose()
+    if loader.issues:
+        raise SpecError(loader.issues)
+    return docs
