@@ -406,3 +406,9 @@ def bootstrap(refs: tuple[str, ...], dry_run: bool, stack_file: str | None,
     nodes = [inv.get(r) for r in refs]
     for n in nodes:
         B.bootstrap_node(inv, n, dry_run=dry_run, echo=click.echo)
+    if not dry_run:
+        from stackctl.cluster import connect
+
+        warning = connect.notify_inventory(inv)  # the manager (re)connects to its nodes
+        if warning:
+            click.echo(f"warning: {warning}", err=True)

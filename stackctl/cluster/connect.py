@@ -156,6 +156,18 @@ def node_statuses(inv: Inventory) -> tuple[dict[str, dict[str, Any]], str | None
     return out, None
 
 
+def inventory_params(inv: Inventory) -> dict[str, Any]:
+    """``cluster.update_inventory``'s params: every node (files' paths resolved from the
+    inventory's folder) and the manager's name."""
+    nodes = []
+    for n in inv.nodes:
+        row = n.public(inv.role_of(n))
+        row["identity"] = inv.resolve(n.identity)
+        row["known_hosts"] = inv.resolve(n.known_hosts)
+        nodes.append(row)
+    return {"nodes": nodes, "manager": inv.manager.name if inv.manager else None}
+
+
 def notify_inventory(inv: Inventory) -> str | None:
     """Tell the manager the inventory changed (``cluster.update_inventory``); a warning when
     it cannot be told (it reads the file again when it starts)."""
@@ -163,7 +175,7 @@ def notify_inventory(inv: Inventory) -> str | None:
     if manager is None:
         return None
     try:
-        manager_call(inv, "cluster.update_inventory", {"nodes": inv.public()})
+        manager_call(inv, "cluster.update_inventory", inventory_params(inv))
     except StackctlError as exc:
         if _method_missing(exc):
             return (f"the manager ({manager.name}) does not serve cluster.update_inventory: "
