@@ -44,7 +44,8 @@ def test_conflict_names_both_files() -> None:
         load_raw(LoadOptions(cwd=str(FIXTURES / "include_conflict"), environ={}))
     assert str(info.value) == (
         "stack.yml:2:5: include[0]: service 'db' is defined both here (stack.yml:4:3) and in "
-        "the included sub/stack.yml:2:3; rename one of them")
+        "the included sub/stack.yml:2:3; rename one of them, tag this one !override to "
+        "replace the included one, or change it from a later -f file")
 
 
 def test_identical_definitions_are_not_a_conflict() -> None:
