@@ -490,6 +490,11 @@ class SSHConnection:
 
         await run_aio(go)
 
+    async def wait_closed(self) -> None:
+        """Wait until the SSH connection is gone (closed, or lost: keepalives unanswered for
+        ``keepalive_interval`` x 3, a reset). Its channels end with it."""
+        await run_aio(lambda: self._conn.wait_closed())
+
     async def aclose(self) -> None:
         async def go() -> None:
             self._conn.close()
