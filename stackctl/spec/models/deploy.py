@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from stackctl.spec.models.core import Field, field_validator
@@ -88,33 +86,19 @@ class Resources(Model):
                            at=f"reservations.{key}")
 
 
-# node.labels.zone==east, engine.labels.x != y
-_CONSTRAINT = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(==|!=)\s*(.+?)\s*$")
-CONSTRAINT_KEYS = ("node.id", "node.hostname", "node.role", "node.platform.os",
-                   "node.platform.arch")
+def parse_constraint(text: str):  # -> stackctl.scheduler.constraints.Constraint
+    """Parse one placement constraint as Swarm does (:mod:`stackctl.scheduler.constraints`,
+    the one parser: validation here and matching in the scheduler agree); raises a
+    ValueError (``ConstraintError``) with a readable message."""
+    from stackctl.scheduler.constraints import parse_constraint as parse
+    return parse(text)
 
 
-@dataclass(frozen=True, slots=True)
-class Constraint:
-    """A parsed placement constraint (``node.labels.zone == east``)."""
-
-    key: str
-    op: str  # "==" or "!="
-    value: str
-
-
-def parse_constraint(text: str) -> Constraint:
-    """Parse one constraint; ValueError with a readable message if malformed."""
-    match = _CONSTRAINT.match(text)
-    if not match:
-        raise ValueError(f"invalid constraint {describe(text)}: expected KEY==VALUE or "
-                         "KEY!=VALUE, such as node.labels.zone==east")
-    key, op, value = match.groups()
-    if key not in CONSTRAINT_KEYS and not key.startswith(("node.labels.", "engine.labels.")):
-        raise ValueError(f"invalid constraint {describe(text)}: the key must be one of "
-                         + ", ".join(CONSTRAINT_KEYS) + ", node.labels.<label> or "
-                         "engine.labels.<label>")
-    return Constraint(key, op, value)
+def __getattr__(name: str):  # Constraint, imported from the scheduler when asked for
+    if name == "Constraint":
+        from stackctl.scheduler.constraints import Constraint
+        return Constraint
+    raise AttributeError(name)
 
 
 class Preference(Model):
@@ -156,7 +140,7 @@ class Placement(Model):
                 raise fail(f"item {i + 1}: {exc}") from None
         return list(value)
 
-    def parsed_constraints(self) -> list[Constraint]:
+    def parsed_constraints(self) -> list:
         return [parse_constraint(c) for c in self.constraints]
 
 

@@ -44,8 +44,8 @@ def test_full_deploy():
           rollback_config: {parallelism: 0, failure_action: continue}
         """)
     assert d.replicas == 3 and d.endpoint_mode == "dnsrr" and d.labels == {"a": "b"}
-    assert d.placement.parsed_constraints() == [Constraint("node.labels.zone", "==", "east"),
-                                                Constraint("node.role", "!=", "manager")]
+    assert [(c.key, c.op, c.value) for c in d.placement.parsed_constraints()] == [
+        ("node.labels.zone", "==", "east"), ("node.role", "!=", "manager")]
     assert d.placement.preferences[0].spread == "node.labels.zone"
     assert d.resources.limits.cpus == 500_000_000
     assert d.resources.limits.memory == 512 * 1024**2
@@ -112,6 +112,6 @@ def test_service_resource_shorthands():
 
 def test_parse_constraint():
     assert parse_constraint("engine.labels.os == linux") == Constraint(
-        "engine.labels.os", "==", "linux")
+        "engine.labels.os", "==", "linux", "engine.labels.os == linux")
     with pytest.raises(ValueError):
         parse_constraint("node.bogus==1")

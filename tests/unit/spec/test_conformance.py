@@ -1,0 +1,71 @@
+"""The conformance corpus: one YAML per case in ``conformance/``, each a small project
+(files written to a temporary directory) and what Compose (compose-go; docker/cli for the
+Swarm keys) does with it — load it and print these values, or refuse it with these errors.
+
+A case::
+
+    about: what it checks, and where the behaviour comes from
+    files: {stack.yml: "...", other.yml: "..."}   # the project's files
+    args: [stack.yml, override.yml]                # -f order (default: [stack.yml])
+    env: {VAR: value}                              # the process environment
+    valid: true | false
+    values: {services.web.ports.0.published: "8080"}   # dotted paths into `config --format json`
+    absent: [services.web.labels.b]                # paths that must not exist
+    errors: ["substring", ...]                     # invalid: each in some error line
+    warnings: ["substring", ...]                   # each in some warning line
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stackctl.errors import SpecError
+from stackctl.spec.dump import stack_data
+from stackctl.spec.load import LoadOptions, load_project
+
+CASES = sorted((Path(__file__).parent / "conformance").glob("*.yml"))
+_MISSING = object()
+
+
+def _get(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        elif isinstance(data, dict) and part in data:
+            data = data[part]
+        else:
+            return _MISSING
+    return data
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_case(case: Path, tmp_path: Path) -> None:
+    spec = yaml.safe_load(case.read_text())
+    root = tmp_path / "proj"
+    for name, text in spec.get("files", {}).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    env = {"HOME": str(tmp_path), **{k: str(v) for k, v in (spec.get("env") or {}).items()}}
+    opts = LoadOptions(files=list(spec.get("args", ["stack.yml"])), environ=env,
+                       cwd=str(root))
+    if not spec["valid"]:
+        with pytest.raises(SpecError) as info:
+            load_project(opts)
+        lines = str(info.value).splitlines()
+        for wanted in spec.get("errors", []):
+            assert any(wanted in line for line in lines), (wanted, lines)
+        return
+    project = load_project(opts)
+    data = stack_data(project.stack)
+    for path, wanted in (spec.get("values") or {}).items():
+        assert _get(data, path) == wanted, (path, _get(data, path))
+    for path in spec.get("absent") or []:
+        assert _get(data, path) is _MISSING, (path, _get(data, path))
+    warnings = [str(w) for w in project.warnings]
+    for wanted in spec.get("warnings", []):
+        assert any(wanted in line for line in warnings), (wanted, warnings)
