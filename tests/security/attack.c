@@ -4,6 +4,7 @@
  * `attack all` tries every syscall-level attack once and prints one line per attempt:
  *     <name> blocked <errno name>      (the kernel or the seccomp filter refused)
  *     <name> ALLOWED                   (the attempt worked: stackctl is looser than Docker)
+ *     attack forkbomb COUNT            fork until refused; ALLOWED if COUNT children
  * Other subcommands try one thing and exit 0 when it was blocked, 1 when it worked:
  *     attack chroot-escape HOSTPATH    classic chroot break-out, then look for HOSTPATH
  *     attack loopback-syn IF GWMAC PORT   a hand-made TCP SYN to 127.0.0.1:PORT sent to
@@ -275,6 +276,19 @@ static int dns_fuzz(const char *server, int count, unsigned seed) {
     return 0;
 }
 
+/* fork until the kernel refuses (or COUNT children), report how many, kill them all */
+static int fork_bomb(int count) {
+    int n = 0;
+    for (; n < count; n++) {
+        pid_t p = fork();
+        if (p < 0) { printf("forkbomb stopped after %d: %s\n", n, ename(errno)); break; }
+        if (p == 0) { pause(); _exit(0); }
+    }
+    if (n == count) printf("forkbomb ALLOWED: %d processes\n", n);
+    kill(0, SIGKILL);
+    return n == count;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && !strcmp(argv[1], "all")) {
@@ -282,6 +296,7 @@ int main(int argc, char **argv) {
         all();
         return 0;
     }
+    if (argc == 3 && !strcmp(argv[1], "forkbomb")) return fork_bomb(atoi(argv[2]));
     if (argc == 3 && !strcmp(argv[1], "chroot-escape")) return chroot_escape(argv[2]);
     if (argc == 5 && !strcmp(argv[1], "loopback-syn")) return loopback_syn(argv[2], argv[3], atoi(argv[4]));
     if (argc == 5 && !strcmp(argv[1], "dns-fuzz")) return dns_fuzz(argv[2], atoi(argv[3]), (unsigned)atoi(argv[4]));
