@@ -185,3 +185,19 @@ def test_the_blocking_openssh_path(shared_cluster, tmp_path):
             agent.call("agent.info")
     assert err.value.message.startswith(
         f"host key of {n1.address}:22 has CHANGED (now {_fingerprint(c, n1)})")
+
+
+async def test_proxyjump_from_the_users_config(shared_cluster, tmp_path):
+    """A node reached only through another (ProxyJump in the config), by both clients."""
+    c = shared_cluster
+    n3 = c.node("n3")
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Include {c.ssh_config}\n"
+                      f"Host behind\n    HostName {n3.address}\n    ProxyJump n1\n")
+    # the config's `Host n1 n2 n3 10.213.k.*` block gives `behind` no key: name it here
+    opts = SSHOptions(config=str(config), identity=c.client_key, known_hosts=c.known_hosts)
+    async with connect_ssh(SSHTarget.parse("ssh://root@behind"), opts, name="behind") as conn:
+        rc, out, _ = await conn.run(["sh", "-c", 'echo "$(hostname) ${SSH_CLIENT%% *}"'])
+        assert (rc, out.decode()) == (0, f"n3 {c.node('n1').address}\n")  # it came through n1
+    with AgentClient.over_ssh(SSHTarget.parse("ssh://root@behind"), opts, name="behind") as agent:
+        assert agent.call("agent.info")["paths"]["state"] == n3.state
