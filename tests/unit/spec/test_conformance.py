@@ -10,6 +10,7 @@ A case::
     env: {VAR: value}                              # the process environment
     valid: true | false
     values: {services.web.ports.0.published: "8080"}   # dotted paths into `config --format json`
+                                                   # ("{root}" is the project directory)
     absent: [services.web.labels.b]                # paths that must not exist
     errors: ["substring", ...]                     # invalid: each in some error line
     warnings: ["substring", ...]                   # each in some warning line
@@ -29,6 +30,16 @@ from stackctl.spec.load import LoadOptions, load_project
 
 CASES = sorted((Path(__file__).parent / "conformance").glob("*.yml"))
 _MISSING = object()
+
+
+def _rooted(value: Any, root: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{root}", root)
+    if isinstance(value, dict):
+        return {k: _rooted(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rooted(v, root) for v in value]
+    return value
 
 
 def _get(data: Any, path: str) -> Any:
@@ -63,7 +74,7 @@ def test_case(case: Path, tmp_path: Path) -> None:
     project = load_project(opts)
     data = stack_data(project.stack)
     for path, wanted in (spec.get("values") or {}).items():
-        assert _get(data, path) == wanted, (path, _get(data, path))
+        assert _get(data, path) == _rooted(wanted, str(root)), (path, _get(data, path))
     for path in spec.get("absent") or []:
         assert _get(data, path) is _MISSING, (path, _get(data, path))
     warnings = [str(w) for w in project.warnings]
