@@ -441,11 +441,11 @@ def _make_node(c: DemoCluster, node: DemoNode, client_pub: str) -> str:
            "STACKCTL_CGROUP_PARENT": node.cgroup_parent, "STACKCTL_NODE_NAME": node.name,
            # `node bootstrap`: one filesystem for all nodes, so each installs into its own
            # prefix and keeps the manager's key in its own authorized_keys (docs/nodes.md)
+           # (until a node is bootstrapped, its prefix has no stackctl and the remote command,
+           # controller/members.REMOTE_COMMAND, runs the one on PATH: this checkout's)
            "STACKCTL_PREFIX": os.path.join(node.dir, "prefix"),
            "STACKCTL_AUTHORIZED_KEYS": authorized,
            "PATH": f"{c.bin_dir}:{SYSTEM_PATH}",
-           # cluster/connect.py runs "${STACKCTL_PREFIX:-/opt/stackctl}/bin/stackctl" there
-           "STACKCTL_PREFIX": c.dir,
            # bash reads ~/.bashrc for a command run by sshd only as a top-level shell (SHLVL
            # < 2); a node looks like a fresh host, not like this machine's root account
            "SHLVL": "1"}
