@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from stackctl.scheduler.constraints import Constraint, check_spread, parse_constraints
 
@@ -67,9 +68,9 @@ class NodeSnapshot:
         return self.status == READY and self.availability == ACTIVE
 
 
-@dataclass(frozen=True, slots=True)
-class HostPort:
-    """A port published in host mode (``ports: - {published: 80, mode: host}``)."""
+class HostPort(NamedTuple):
+    """A port published in host mode (``ports: - {published: 80, mode: host}``); a tuple, so
+    that the scheduler's port sets hash it cheaply."""
 
     port: int
     protocol: str = "tcp"  # tcp | udp | sctp
@@ -142,6 +143,11 @@ class TaskToPlace:
     spec: PlacementSpec = field(default_factory=PlacementSpec)
     mode: str = "replicated"
     node: str | None = None
+
+    def __hash__(self) -> int:
+        # (stack, service, slot) names a task; hashing the spec for every dict lookup would
+        # cost more than placing the task
+        return hash((self.stack, self.service, self.slot))
 
     @property
     def name(self) -> str:
