@@ -76,3 +76,17 @@ def test_hosts_file():
     assert "10.89.0.2\tweb\n" in text
     assert "10.0.0.9\tdb\n" in text and "fd00::1\tv6\n" in text
     assert text.startswith("127.0.0.1\tlocalhost\n")
+
+
+def test_default_bridge_has_no_name_resolution():
+    from stackctl.net.model import DEFAULT_BRIDGE, Endpoint, Network, Sandbox
+
+    st = sample_state()
+    br = "d" * 64
+    st.networks[br] = Network(id=br, name=DEFAULT_BRIDGE, subnet="10.89.9.0/24", gateway="10.89.9.1")
+    for n, addr in ((7, "10.89.9.2"), (8, "10.89.9.3")):
+        c = f"{n:064x}"
+        st.endpoints.setdefault(br, {})[c] = Endpoint(network_id=br, container_id=c, address=addr, names=[f"c{n}"])
+        st.sandboxes[c] = Sandbox(container_id=c, netns="/x", networks=[br])
+    assert names.decide(st, "10.89.9.2", "c8").kind == "nxdomain"
+    assert names.scope_of(st, "10.89.9.2", None)[0] == []
