@@ -26,6 +26,7 @@ from stackctl.spec.graph import ServiceGraph, active_services
 from stackctl.spec.issues import issue_at, issues_from_validation, sort_issues, written_key
 from stackctl.spec.models import Network, Service, Stack
 from stackctl.spec.models.base import Model
+from stackctl.spec.models.deploy import parse_constraint
 from stackctl.spec.models.core import BaseModel, ValidationFailed
 from stackctl.spec.models.support import LOG_DRIVERS, NOT_SUPPORTED, SUPPORTED_VALUES
 from stackctl.spec.yamlpos import PDict
@@ -144,6 +145,12 @@ def not_runnable(stack: Stack, raw: Any) -> Iterator[Issue]:
                                f"{kind[:-1]} {key} comes from the driver {driver}, which "
                                "stackctl does not support (use file, environment or content)")
     for name, service in stack.services.items():
+        for i, text in enumerate(service.deploy.placement.constraints):
+            try:
+                parse_constraint(text)
+            except ValueError as exc:
+                yield issue_at(raw, ("services", name, "deploy", "placement", "constraints", i),
+                               str(exc))
         provider = service.unsupported.get("provider")
         if provider is not None:
             kind = provider.get("type") if isinstance(provider, dict) else provider

@@ -79,7 +79,6 @@ def test_global_and_jobs():
      "expected one of: continue, pause"),
     ("deploy: {update_config: {max_failure_ratio: 2}}", "between 0 and 1"),
     ("deploy: {update_config: {delay: soon}}", 'invalid duration "soon"'),
-    ("deploy: {placement: {constraints: [node.zone=east]}}", "invalid constraint"),
     ("deploy: {restart_policy: {condition: always}}", "expected one of: none, on-failure, any"),
     ("deploy: {endpoint_mode: dns}", "expected one of: vip, dnsrr"),
 ])
