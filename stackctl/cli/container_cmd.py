@@ -196,6 +196,8 @@ def exec_(detach: bool, interactive: bool, tty: bool, env, env_file, workdir: st
     rec = mgr.get(container)
     if rec.state.status != "running":
         raise StackctlError(f"container {container} is not running")
+    if rec.state.paused:
+        raise StackctlError(f"container {container} is paused, unpause the container before exec")
     if workdir and not workdir.startswith("/"):
         raise UsageError(f"the working directory {workdir!r} is invalid: it must be an absolute path")
     environ = resolve_env(read_env_files(env_file) + list(env), os.environ)

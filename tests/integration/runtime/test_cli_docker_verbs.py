@@ -192,6 +192,8 @@ def test_pause_unpause_freezes_the_cgroup(cli):
     assert cli("ps", "-q", "--filter", "status=paused", check=0).stdout.strip() == cid[:12]
     p = cli("pause", "p1")
     assert p.returncode == 1 and "already paused" in p.stderr
+    p = cli("exec", "p1", "true")
+    assert p.returncode == 1 and "unpause the container before exec" in p.stderr
     cli("unpause", "p1", check=0)
     assert json.loads(cli("inspect", "p1", check=0).stdout)[0]["State"]["Status"] == "running"
     t1 = cli("exec", "p1", "cat", "/tmp/tick", check=0).stdout
