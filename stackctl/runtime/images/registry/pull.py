@@ -7,11 +7,14 @@ The order of things, so that a failed pull leaves nothing half-stored:
    wanted platform's manifest, fetched by its digest and checked.
 2. The config blob is fetched and checked.
 3. Layers the store lacks are fetched several at a time into a staging directory under the
-   store's ``tmp/``: each is streamed to disk while being hashed, and fed as it arrives to a
-   thread that unpacks it (so unpacking overlaps the transfer). A broken connection resumes
+   store's ``tmp/``: each is streamed to disk while being hashed; a broken connection resumes
    with ``Range`` from the bytes already received. When the stream ends, its sha256 must equal
-   the layer's digest and its uncompressed sha256 the config's diff ID; otherwise the pull
-   fails with :class:`DigestMismatchError` and the staging directory is removed.
+   the layer's digest — only then is it unpacked (in the staging directory, while other
+   layers are still downloading), and its uncompressed sha256 must equal the config's diff ID.
+   Otherwise the pull fails with :class:`DigestMismatchError` and the staging directory is
+   removed. (Unpacking while the bytes arrive, through a queue to another thread, was tried:
+   with the GIL it was slower than downloading then unpacking, and it would unpack bytes not
+   yet verified.)
 4. Only when every layer is verified are blobs and unpacked layers renamed into the store and
    the image committed (tag, manifest exactly as received, so the digest stays the registry's).
 
@@ -24,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import shutil
 import tempfile
 import threading
@@ -56,7 +58,7 @@ ACCEPT = ", ".join((oci.MT_MANIFEST, oci.MT_INDEX, oci.MT_DOCKER_MANIFEST, oci.M
 MAX_MANIFEST = 4 << 20
 CONCURRENT_DOWNLOADS = 3  # Docker's max-concurrent-downloads
 RESUME_ATTEMPTS = 5
-_QUEUE_CHUNKS = 64
+UNPACK_IN_CHILD = True  # see unpack_apart
 
 
 @dataclass
@@ -257,113 +259,100 @@ def _fetch_layers(store: ImageStore, c: RegistryClient, repository: str, todo: l
     return out
 
 
-class _Feed:
-    """Chunks from the downloading thread to the unpacking thread: a bounded queue read as a
-    file. ``close`` ends the stream; once the reader gave up, ``put`` drops data."""
-
-    def __init__(self) -> None:
-        self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-        self.buf = memoryview(b"")
-        self.eof = False
-        self.dead = threading.Event()
-
-    def put(self, chunk: bytes) -> None:
-        while not self.dead.is_set():
-            try:
-                self.q.put(chunk, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def close(self) -> None:
-        self.put(None)  # type: ignore[arg-type]
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            parts = []
-            while chunk := self.read(1 << 20):
-                parts.append(chunk)
-            return b"".join(parts)
-        while not self.buf and not self.eof:
-            chunk = self.q.get()
-            if chunk is None:
-                self.eof = True
-            else:
-                self.buf = memoryview(chunk)
-        out, self.buf = bytes(self.buf[:n]), self.buf[n:]
-        return out
-
-
 def _fetch_layer(store: ImageStore, c: RegistryClient, repository: str, desc: dict[str, Any], diff_id: str,
                  stage: str, progress: Progress, cancel: threading.Event) -> tuple[str, str, int]:
+    """Download one layer blob into ``stage`` (resuming with Range), verify it, unpack it.
+    The unpacking of one layer overlaps the download of the next ones (other workers)."""
     digest, size = desc["digest"], int(desc.get("size") or 0)
     key = short_id(digest)
     hexd = oci.hex_of(digest)
     if store.has_blob(digest):  # blob here, layer not unpacked: unpack from the store's verified blob
         return "", "", 0
-    need_unpack = not store.has_layer(diff_id)
     blob_tmp = os.path.join(stage, hexd + ".blob")
-    layer_root = os.path.join(stage, hexd + ".layer")
-    feed = _Feed() if need_unpack else None
-    unpacked: dict[str, Any] = {}
-    worker = None
-    if feed is not None:
-        os.mkdir(layer_root, 0o755)
-
-        def unpack() -> None:
-            from stackctl.runtime.images.layers import apply_layer
-
-            try:
-                unpacked["info"] = apply_layer(feed, layer_root, overlay=True)  # type: ignore[arg-type]
-            except BaseException as exc:  # noqa: BLE001 - reported by the downloading thread
-                unpacked["error"] = exc
-            finally:
-                feed.dead.set()
-
-        worker = threading.Thread(target=unpack, name=f"unpack-{key}", daemon=True)
-        worker.start()
     sha = hashlib.sha256()
     got = 0
+    with open(blob_tmp, "wb") as f:
+        for attempt in range(RESUME_ATTEMPTS):
+            try:
+                got = _stream(c, repository, digest, size, got, f, sha, progress, key, cancel)
+                break
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                if attempt == RESUME_ATTEMPTS - 1:
+                    raise RegistryError(f"{c.subject}: the download of layer {key} kept failing "
+                                        f"({exc.__class__.__name__}: {exc}); retry later") from None
+                time.sleep(0.2 * (attempt + 1))
+    progress.layer(key, "Verifying Checksum")
+    actual = "sha256:" + sha.hexdigest()
+    if actual != digest or (size and got != size):
+        raise DigestMismatchError(
+            f"{c.subject}: digest mismatch for layer {digest}: received {got} bytes hashing to {actual}; "
+            "nothing was stored — the registry's copy is corrupt or was tampered with: push the image again")
+    progress.layer(key, "Download complete")
+    if store.has_layer(diff_id) or cancel.is_set():
+        return blob_tmp, "", 0
+    progress.layer(key, "Extracting", 0, size)
+    layer_root = os.path.join(stage, hexd + ".layer")
+    os.mkdir(layer_root, 0o755)
     try:
-        with open(blob_tmp, "wb") as f:
-            for attempt in range(RESUME_ATTEMPTS):
-                try:
-                    got = _stream(c, repository, digest, size, got, f, sha, feed, progress, key, cancel)
-                    break
-                except (httpx.TransportError, httpx.StreamError) as exc:
-                    if attempt == RESUME_ATTEMPTS - 1:
-                        raise RegistryError(f"{c.subject}: the download of layer {key} kept failing "
-                                            f"({exc.__class__.__name__}: {exc}); retry later") from None
-                    time.sleep(0.2 * (attempt + 1))
-        progress.layer(key, "Verifying Checksum")
-        actual = "sha256:" + sha.hexdigest()
-        if actual != digest or (size and got != size):
-            raise DigestMismatchError(
-                f"{c.subject}: digest mismatch for layer {digest}: received {got} bytes hashing to {actual}; "
-                "nothing was stored — the registry's copy is corrupt or was tampered with: push the image again")
-        progress.layer(key, "Download complete")
-        if feed is not None:
-            progress.layer(key, "Extracting", size, size)
-    finally:
-        if feed is not None:
-            feed.close()
-            if worker is not None:
-                worker.join()
-    if feed is not None:
-        if "error" in unpacked:
-            err = unpacked["error"]
-            if isinstance(err, StackctlError):
-                raise StackctlError(f"{c.subject}: layer {key}: {err.message}") from None
-            raise err
-        info = unpacked["info"]
-        if info.diff_id != diff_id:
-            raise DigestMismatchError(f"{c.subject}: layer {digest} unpacks to {info.diff_id}, but the image "
-                                      f"config says {diff_id}; nothing was stored — the image is corrupt: push it again")
-        return blob_tmp, layer_root, info.size
-    return blob_tmp, "", 0
+        info = unpack_apart(blob_tmp, layer_root) if UNPACK_IN_CHILD else _unpack(blob_tmp, layer_root)
+    except StackctlError as exc:
+        raise StackctlError(f"{c.subject}: layer {key}: {exc.message}") from None
+    if info.diff_id != diff_id:
+        raise DigestMismatchError(f"{c.subject}: layer {digest} unpacks to {info.diff_id}, but the image "
+                                  f"config says {diff_id}; nothing was stored — the image is corrupt: push it again")
+    progress.layer(key, "Extracting", size, size)
+    return blob_tmp, layer_root, info.size
 
 
-def _stream(c: RegistryClient, repository: str, digest: str, size: int, got: int, f, sha, feed: _Feed | None,
+def _unpack(blob: str, dest: str):
+    from stackctl.runtime.images.layers import apply_layer
+
+    with open(blob, "rb") as f:
+        return apply_layer(f, dest, overlay=True)  # type: ignore[arg-type]
+
+
+def unpack_apart(blob: str, dest: str):
+    """``apply_layer`` in a forked child, so that unpacking (CPU-bound Python: tarfile, the
+    diff ID's sha256) runs beside the downloads instead of taking turns with them for the GIL.
+    The child only unpacks into ``dest`` and reports the result on a pipe; an error there is
+    raised here as the same one line."""
+    from stackctl.runtime.images.layers import LayerInfo, apply_layer
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            os.close(r)
+            with open(blob, "rb") as f:
+                info = apply_layer(f, dest, overlay=True)  # type: ignore[arg-type]
+            msg = {"diff_id": info.diff_id, "size": info.size, "tar_size": info.tar_size}
+        except StackctlError as exc:
+            msg = {"error": exc.message}
+        except BaseException as exc:  # noqa: BLE001 - reported by the parent
+            msg = {"error": f"unpacking failed: {exc.__class__.__name__}: {exc}"}
+        try:
+            os.write(w, json.dumps(msg).encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    with os.fdopen(r, "rb") as f:
+        while data := f.read(65536):
+            chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    try:
+        msg = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        msg = {}
+    if "error" in msg:
+        raise StackctlError(msg["error"])
+    if "diff_id" not in msg:
+        raise StackctlError(f"the unpacking process died (status {status})")
+    return LayerInfo(diff_id=msg["diff_id"], size=int(msg["size"]), tar_size=int(msg["tar_size"]))
+
+
+def _stream(c: RegistryClient, repository: str, digest: str, size: int, got: int, f, sha,
             progress: Progress, key: str, cancel: threading.Event) -> int:
     headers = {"Range": f"bytes={got}-"} if got else {}
     resp = c.request("GET", f"/v2/{repository}/blobs/{digest}", [pull_scope(repository)], headers=headers, stream=True)
@@ -383,8 +372,6 @@ def _stream(c: RegistryClient, repository: str, digest: str, size: int, got: int
                 chunk, skip = chunk[skip:], 0
             f.write(chunk)
             sha.update(chunk)
-            if feed is not None:
-                feed.put(chunk)
             got += len(chunk)
             if size and got > size:
                 break  # more than the descriptor says: the digest check below fails
