@@ -88,7 +88,7 @@ class Manager:
         local = node if isinstance(node, LocalNode) else LocalNode(node, net, paths=paths)
         self.paths = paths
         self.cluster = Cluster({local.name: local}, local=local.name)
-        self.members = Members(self.cluster, local, paths.state)
+        self.members = Members(self.cluster, local, paths.state, on_event=self.trigger)
         self.members.load()
         self.ctx = Ctx(self.cluster, store, wall)
         self.pending: dict[str, Placed] = {}  # stack -> its last placement

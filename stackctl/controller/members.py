@@ -101,7 +101,11 @@ class UnreachableNode:
 class Members:
     """The nodes of the cluster (see the module docstring)."""
 
-    def __init__(self, cluster: Cluster, local: Any, state_dir: str | None = None) -> None:
+    def __init__(self, cluster: Cluster, local: Any, state_dir: str | None = None, *,
+                 on_event: Any = None) -> None:
+        """``on_event()``: something happened on a node (a container started, exited, was
+        removed...): the manager reconciles soon."""
+        self.on_event = on_event or (lambda: None)
         self.cluster = cluster
         self.local = local
         self.state_dir = state_dir
@@ -275,8 +279,12 @@ class Members:
                             self.last_seen[name] = time.time()
                             self._member(name, RemoteNode(name, client))
                             log.info("node %s connected", name)
+                            self.on_event()
                             delay = RECONNECT_MIN
-                            lost = await client.wait_lost()
+                            async with trio.open_nursery() as nursery:
+                                nursery.start_soon(self._events, client)
+                                lost = await client.wait_lost()
+                                nursery.cancel_scope.cancel()
                             raise lost
                     finally:
                         with trio.CancelScope(shield=True):
@@ -289,6 +297,15 @@ class Members:
                     self._member(name, UnreachableNode(name, exc.message))
                 await trio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX)
+
+    async def _events(self, client: Any) -> None:
+        """The node's container events wake the manager's reconcile loop."""
+        try:
+            async with client.stream("stack.events", {"local": True}) as events:
+                async for _ in events:
+                    self.on_event()
+        except StackctlError:
+            return  # the connection's loss is handled by _keep
 
     def _member(self, name: str, node: Any) -> None:
         if name in self.cluster.members:
