@@ -536,7 +536,10 @@ def down(cluster: DemoCluster | str) -> list[str]:
     for node in c.nodes:
         with contextlib.suppress(OSError, ValueError):
             with open(node.pid_file) as f:
-                os.kill(int(f.read().strip()), signal.SIGKILL)
+                pid = int(f.read().strip())
+            with open(f"/proc/{pid}/cmdline", "rb") as f:  # ours, not a reused pid
+                if os.fsencode(os.path.join(node.ssh_dir, "sshd_config")) in f.read():
+                    os.kill(pid, signal.SIGKILL)
     for _ in range(3):  # a process may fork while we kill; a few rounds catch those
         pids: list[int] = []
         for node in c.nodes:
@@ -607,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
                       ("env", "print shell exports for a cluster")):
         p = sub.add_parser(cmd, help=what)
         p.add_argument("name", nargs="?", default="demo")
+        p.add_argument("--dir", default=None,
+                       help="the cluster's directory, wherever it is (e.g. a test's, left "
+                            "behind by a killed pytest)")
     sub.add_parser("ls", help="list the clusters")
     args = ap.parse_args(argv)
     try:
@@ -618,13 +624,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"      eval \"$(scripts/demo-cluster env {c.name})\"; stackctl node ls")
             print(f"down: scripts/demo-cluster down {c.name}")
         elif args.cmd == "down":
-            left = down(os.path.join(args.base, args.name))
+            left = down(args.dir or os.path.join(args.base, args.name))
             if left:
                 print("could not remove: " + ", ".join(left), file=sys.stderr)
                 return 1
             print(f"demo cluster {args.name} removed")
         elif args.cmd == "env":
-            c = DemoCluster.load(os.path.join(args.base, args.name))
+            c = DemoCluster.load(args.dir or os.path.join(args.base, args.name))
             for key, value in c.env().items():
                 print(f"export {key}={value}")
         else:

@@ -14,20 +14,26 @@ from stackctl.errors import ConflictError
 pytestmark = pytest.mark.root
 
 
-def _snapshot() -> dict[str, set[str]]:
-    def run(*argv: str) -> str:
-        return subprocess.run(argv, capture_output=True, text=True).stdout
-
-    cgroups = set()
-    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
-        if root.count("/") > 5:  # the top levels of each hierarchy are enough
-            dirs[:] = []
-        cgroups.update(os.path.join(root, d) for d in dirs if d.startswith("stackctl-t"))
+def _leftovers(c: demo.DemoCluster) -> dict[str, list[str]]:
+    """Kernel objects and processes of cluster ``c`` that still exist (others' objects, made
+    by tests running beside this one, are not looked at)."""
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    cgroups = []
+    for base in ["/sys/fs/cgroup"] + [os.path.join("/sys/fs/cgroup", d)
+                                      for d in os.listdir("/sys/fs/cgroup")]:
+        if os.path.isdir(base):
+            cgroups += [os.path.join(base, d) for d in os.listdir(base)
+                        if d.startswith(f"stackctl-{c.name}-")]
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line for line in f if c.dir in line]
     return {
-        "netns": set(run("ip", "netns", "list").split()),
-        "links": set(os.listdir("/sys/class/net")),
-        "mounts": set(open("/proc/self/mountinfo").read().splitlines()),
+        "netns": [n for n in netns.split() if n.startswith(f"stackctl-{c.name}-")],
+        "links": [ln for ln in os.listdir("/sys/class/net")
+                  if ln == c.bridge or ln.startswith(f"{c.bridge}n")],
         "cgroups": cgroups,
+        "mounts": mounts,
+        "processes": _processes_mentioning(c.dir),
+        "files": [c.dir] if os.path.exists(c.dir) else [],
     }
 
 
@@ -45,7 +51,6 @@ def _processes_mentioning(text: str) -> list[str]:
 
 
 def test_nodes_are_reachable_with_their_own_paths_and_down_leaves_nothing(tmp_path):
-    before = _snapshot()
     c = demo.up(2, name="tharn", cluster_dir=str(tmp_path / "c"), warm=False)
     try:
         assert c.subnet.startswith("10.213.") and os.path.exists(f"/sys/class/net/{c.bridge}")
@@ -60,34 +65,39 @@ def test_nodes_are_reachable_with_their_own_paths_and_down_leaves_nothing(tmp_pa
             assert lines[0] == f"{node.name} {node.state} {node.cgroup_parent} {node.name}"
             assert lines[1] == os.path.join(c.dir, "bin", "stackctl")
             assert f"inet {node.address}/24" in lines[2]
-            # the node's agent starts on demand (dial-stdio) inside the node's namespaces
+            # the node's agent starts on demand inside the node's namespaces
             info = subprocess.run(c.ssh_command(node.name, "stackctl agent serve"),
                                   capture_output=True, text=True, timeout=60)
             assert info.returncode == 0, info.stderr
-        assert _processes_mentioning(c.dir), "the nodes' agents should run now"
+        # a container on n1: its cgroups are the node's, its mounts stay in the node's own
+        # mount namespace (none shows in ours)
+        run = subprocess.run(c.ssh_command("n1", "stackctl image build-busybox -q && "
+                                                 "stackctl run -d --name sleeper "
+                                                 "stackctl/busybox sleep 1000"),
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        made = _leftovers(c)
+        assert len(made["netns"]) == 2 and len(made["links"]) == 3 and made["processes"]
+        assert any("stackctl-tharn-n1" in cg for cg in made["cgroups"])
+        assert made["mounts"] == []
     finally:
         assert demo.down(c) == []
-    after = _snapshot()
-    assert not os.path.exists(c.dir)
-    assert _processes_mentioning(c.dir) == []
-    for key in before:
-        assert after[key] - before[key] == set(), key
+    assert _leftovers(c) == {k: [] for k in made}
 
 
 def test_a_half_made_cluster_is_removed(tmp_path, monkeypatch):
-    before = _snapshot()
+    seen = []
 
-    def broken(_c):
+    def broken(c):
+        seen.append(c)
+        assert _leftovers(c)["netns"]  # the nodes exist by now
         raise RuntimeError("injected failure after the nodes were made")
 
     monkeypatch.setattr(demo, "_write_ssh_config", broken)
     with pytest.raises(RuntimeError, match="injected"):
         demo.up(2, name="thalf", cluster_dir=str(tmp_path / "c"), warm=False)
-    after = _snapshot()
-    assert not os.path.exists(tmp_path / "c")
-    assert _processes_mentioning(str(tmp_path / "c")) == []
-    for key in before:
-        assert after[key] - before[key] == set(), key
+    left = _leftovers(seen[0])
+    assert left == {k: [] for k in left}
 
 
 def test_a_taken_subnet_or_name_is_refused(make_cluster, tmp_path):
