@@ -274,3 +274,42 @@ def test_update_writes_live_cgroup_limits(cli):
     assert p.returncode == 1 and "minimum memory limit allowed is 6MB" in p.stderr
     p = cli("update", "u1")
     assert p.returncode == 2
+
+
+def test_attach_streams_output_and_returns_the_exit_code(cli):
+    # docs.docker.com/reference/cli/docker/container/attach: "Attach local standard input,
+    # output, and error streams to a running container"; "--no-stdin", "--sig-proxy"; when
+    # the container exits, attach returns its exit code.
+    cli("run", "-d", "--name", "a1", IMG, "sh", "-c",
+        "trap 'echo bye; exit 3' TERM; while true; do echo tick; sleep 0.1; done", check=0)
+    proc = subprocess.Popen([*_stackctl(), "attach", "--no-stdin", "a1"], env=cli.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "tick\n"  # live output, not the log's past
+        cli("stop", "-t", "5", "a1", check=0)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert out.rstrip().endswith("bye") and proc.returncode == 3, (out, err)
+    p = cli("attach", "a1")
+    assert p.returncode == 1 and "start it first" in p.stderr
+
+
+def test_info_version_and_image_shortcuts(cli):
+    # docs.docker.com/reference/cli/docker/system/info: "Containers: 14 / Running: 3 /
+    # Paused: 1 / Stopped: 10 / Images: 52 / Server Version: …"; --format '{{json .}}'.
+    cli("run", "-d", "--name", "i1", IMG, *LOOP, check=0)
+    cli("create", "--name", "i2", IMG, "true", check=0)
+    info = json.loads(cli("info", "--format", "{{json .}}", check=0).stdout)
+    assert (info["Containers"], info["ContainersRunning"], info["ContainersStopped"], info["Images"]) == (2, 1, 1, 1)
+    assert info["Driver"] == "overlay" and info["CgroupVersion"] in ("1", "2")
+    text = cli("info", check=0).stdout
+    assert " Containers: 2\n  Running: 1\n  Paused: 0\n  Stopped: 1\n Images: 1\n" in text
+    assert cli("version", "-f", "{{.Client.Version}}", check=0).stdout.strip()
+    # docker images / tag / rmi / history are `image ls / tag / rm / history`
+    cli("tag", IMG, "bb:other", check=0)
+    rows = cli("images", "--format", "{{.Repository}}:{{.Tag}}", check=0).stdout.split()
+    assert sorted(rows) == ["bb:latest", "bb:other"]
+    assert cli("rmi", "bb:other", check=0).stdout.strip() == "Untagged: bb:other"
+    assert cli("history", "-q", IMG, check=0).stdout.strip()
