@@ -542,6 +542,16 @@ async def open_ssh_client(conn: SSHConnection, *, node: str | None = None,
                               hint=hint) from None
 
 
+@asynccontextmanager
+async def open_ssh_agent(target: SSHTarget, options: SSHOptions | None = None, *,
+                         node: str | None = None, hello: dict[str, Any] | None = None):
+    """A connection of its own and an agent client on it, for the block (a CLI-side tool or a
+    test; a manager keeps the :class:`SSHConnection` and opens clients on it)."""
+    async with connect_ssh(target, options, name=node) as conn:
+        async with open_ssh_client(conn, node=node, hello=hello) as client:
+            yield client
+
+
 async def fetch_host_key(target: SSHTarget, options: SSHOptions | None = None
                          ) -> tuple[str, str]:
     """The node's host key as a known_hosts line (``[host]:port alg base64``, host as the SSH

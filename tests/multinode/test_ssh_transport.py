@@ -201,3 +201,41 @@ async def test_proxyjump_from_the_users_config(shared_cluster, tmp_path):
         assert (rc, out.decode()) == (0, f"n3 {c.node('n1').address}\n")  # it came through n1
     with AgentClient.over_ssh(SSHTarget.parse("ssh://root@behind"), opts, name="behind") as agent:
         assert agent.call("agent.info")["paths"]["state"] == n3.state
+
+
+def _kill_ssh_sessions(netns: str) -> int:
+    """SIGKILL the per-connection sshd processes in ``netns`` (not the listener)."""
+    pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True,
+                          text=True).stdout.split()
+    killed = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if cmd.startswith(b"sshd: root"):
+            os.kill(int(pid), signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+async def test_a_dropped_ssh_connection_fails_its_requests(shared_cluster):
+    c = shared_cluster
+    n2 = c.node("n2")
+    conn = await SSHConnection.connect(_target("n2"), c.ssh_options(), name="n2")
+    try:
+        async with open_ssh_client(conn, node="n2") as agent:
+            await agent.call("agent.info", timeout=30)
+            assert _kill_ssh_sessions(n2.netns) >= 1
+            with trio.fail_after(15):
+                lost = await agent.wait_lost()
+                await conn.wait_closed()
+            assert lost.message.startswith("node n2 is unreachable: ")
+    finally:
+        await conn.aclose()
+    # a new connection works again (the node's agent kept running)
+    from stackctl.transport.ssh import open_ssh_agent
+
+    async with open_ssh_agent(_target("n2"), c.ssh_options(), node="n2") as agent:
+        assert (await agent.call("agent.info", timeout=30))["paths"]["state"] == n2.state
