@@ -213,6 +213,24 @@ def load(input_: str, quiet: bool) -> None:
         click.echo("\n".join(lines))
 
 
+@image.command("have", hidden=True)
+@click.argument("names", nargs=-1)
+def have(names: tuple[str, ...]) -> None:
+    """Print which of the given blob digests and image ids this node's store has (what
+    `up` asks a node before it sends an image: only the layers it lacks travel)."""
+    store = _store()
+    for name in names:
+        if name.startswith("image:"):
+            try:
+                found = store.resolve(name[len("image:"):]).id
+            except Exception:  # noqa: BLE001 - not there (or a bad name): not listed
+                continue
+            if found == name[len("image:"):]:
+                click.echo(name)
+        elif store.has_blob(name):
+            click.echo(name)
+
+
 @image.command("save")
 @click.option("-o", "--output", default="-", help="Write to a file, instead of STDOUT.")
 @click.argument("images", nargs=-1, required=True)

@@ -180,6 +180,11 @@ def up(stack: StackArgs, detach: bool, wait: bool, wait_timeout: float | None, b
 
         build_services(project, services, fmt)
     with agent() as client:
+        from stackctl.cli.stack_client import selected_inventory
+
+        inv = selected_inventory()
+        if inv is not None and any(not n.is_local for n in inv.nodes):
+            send_images(client, project, params, services, fmt, built=build)
         run_stream(client, "stack.deploy", params, fmt, title=f"Running {project.name}",
                    stack=project.name, services=services)
         if detach:
@@ -187,6 +192,57 @@ def up(stack: StackArgs, detach: bool, wait: bool, wait_timeout: float | None, b
         from stackctl.cli.stack_verbs import attach_and_stop
 
         attach_and_stop(client, project.name, services, colour=not no_color)
+
+
+def send_images(client, project, params: dict[str, Any], services: tuple[str, ...],
+                fmt: str, *, built: bool) -> None:
+    """On a cluster: the images of this machine's store that the stack's tasks need go to
+    the nodes the manager places those tasks on (only the layers a node lacks); services
+    with a ``build:`` whose image is not here are built here first, as Compose builds where
+    it runs. An image this machine does not have is left to the nodes (already there, or
+    pulled from its registry)."""
+    from stackctl.cli.progress import renderer_for
+    from stackctl.cli.remote import ssh_argv
+    from stackctl.cli.stack_build import build_services, image_name
+    from stackctl.cli.stack_client import selected_inventory
+    from stackctl.cluster.ship import ship
+    from stackctl.paths import default_paths
+    from stackctl.runtime.images.store import ImageStore
+
+    store = ImageStore(default_paths().images)
+    wanted = {name: image_name(project.name, name, svc)
+              for name, svc in project.stack.services.items()
+              if not services or name in services}
+    if not built:
+        missing = tuple(n for n, ref in wanted.items()
+                        if getattr(project.stack.services[n], "build", None) is not None
+                        and not store.exists(ref))
+        if missing:
+            build_services(project, missing, fmt)
+    local = {n: ref for n, ref in wanted.items() if store.exists(ref)}
+    if not local:
+        return
+    result = client.call("stack.plan", params)
+    the_plan = result.get("plan", result) if isinstance(result, dict) else {}
+    inv = selected_inventory()
+    here = {n.name for n in inv.nodes if n.is_local}
+    per_node: dict[str, set[str]] = {}
+    for level in the_plan.get("levels", []):
+        for svc in level.get("services", []):
+            actions = [a for w in svc.get("waves", []) for a in w.get("actions", [])]
+            actions += svc.get("unchanged", [])
+            for a in actions:
+                node, name = a.get("node"), a.get("service")
+                if node and node not in here and name in local:
+                    per_node.setdefault(node, set()).add(local[name])
+    if not per_node:
+        return
+    out = renderer_for(fmt, title=f"Sending images of {project.name}")
+    try:
+        ship(store, {n: sorted(refs) for n, refs in per_node.items()},
+             lambda node: (lambda argv: ssh_argv((inv, inv.get(node)), argv)), out=out)
+    finally:
+        out.close()
 
 
 # --- down ---------------------------------------------------------------------------------

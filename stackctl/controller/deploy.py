@@ -165,11 +165,19 @@ async def ensure_images(ctx: Ctx, progress: Progress, stack: Stack, project_dir:
                                 "FILE`)")
         if len(ctx.node.members) > 1:
             for node in service_nodes(ctx, stack.name, name) or []:
-                if await ctx.node.image_id(ref, node=node) is None:
+                there = await ctx.node.image_id(ref, node=node)
+                if there is None:
                     raise NotFoundError(
                         f"service {name}: image {ref} is not on node {node}",
                         hint="run `stackctl up` from the machine that has the image: it "
                         "sends images to the nodes that need them")
+                if there != image_id:
+                    # every replica runs the very same image, whichever node it is on
+                    raise StackctlError(
+                        f"service {name}: image {ref} on node {node} is {there[:19]}, "
+                        f"not {image_id[:19]} as elsewhere",
+                        hint="run `stackctl up` from the machine that has the image you "
+                        "mean: it sends that image to every node")
         ids[name] = image_id
     return ids
 

@@ -223,8 +223,13 @@ def _pick_manifest(reader: _TarReader, desc: dict[str, Any]) -> dict[str, Any]:
 
 # --- save -----------------------------------------------------------------------------------
 
-def save(store: ImageStore, refs: list[str], out: BinaryIO) -> None:
-    """Write the images to ``out`` as one docker-save + OCI-layout tar (streamed)."""
+def save(store: ImageStore, refs: list[str], out: BinaryIO, *,
+         omit: set[str] | frozenset[str] = frozenset()) -> None:
+    """Write the images to ``out`` as one docker-save + OCI-layout tar (streamed).
+
+    ``omit``: layer blobs to leave out because the reader has them already (what stackctl
+    sends a node: ``load`` takes a layer it has from its own store). Manifests and configs
+    always go."""
     if not refs:
         raise UsageError("image save needs at least one image")
     chosen: list[tuple[Image, str]] = []  # (image, "name:tag" or "")
@@ -260,7 +265,12 @@ def save(store: ImageStore, refs: list[str], out: BinaryIO) -> None:
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         _add_dir(tar, "blobs")
         _add_dir(tar, "blobs/sha256")
+        layers_only = {lay for img, _ in chosen
+                       for lay in (x["digest"] for x in store.read_json_blob(
+                           img.manifest_digest)["layers"])}
         for d in blobs:
+            if d in omit and d in layers_only:
+                continue
             path = store.blob_path(d)
             info = tarfile.TarInfo(_blob_name(d))
             info.size, info.mode, info.mtime = os.path.getsize(path), 0o444, 0
