@@ -34,6 +34,7 @@ asyncssh object is touched only on that thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shlex
 import threading
@@ -256,6 +257,7 @@ class SSHChannelStream(trio.abc.HalfCloseableStream):
         return ": ".join(parts)
 
 
+@functools.cache
 def _session_class(asyncssh):
     class _Session(asyncssh.SSHClientSession):
         """The asyncio side of a channel: forwards callbacks to the trio stream."""
