@@ -320,3 +320,106 @@ def _closed_port() -> int:
 
     return free_port()
 
+
+
+class _CuttingProxy:
+    """A reverse proxy in front of a registry that cuts the first response of every blob GET
+    in the middle (headers promise the whole body, half of it is sent, the connection closes),
+    and records the Range headers it forwards."""
+
+    def __init__(self, upstream: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from conftest import free_port
+
+        self.port = free_port()
+        self.ranges: list[str] = []
+        self.cut: set[str] = set()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _forward(self, method):
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "range", "authorization")}
+                if "Range" in self.headers:
+                    proxy.ranges.append(self.headers["Range"])
+                with httpx.stream(method, f"http://{upstream}{self.path}", headers=headers) as r:
+                    body = r.read()
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                cut = method == "GET" and "/blobs/" in self.path and r.status_code == 200 \
+                    and len(body) > 100_000 and self.path not in proxy.cut
+                if cut:
+                    proxy.cut.add(self.path)
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                if method == "GET":
+                    self.wfile.write(body[: len(body) // 2] if cut else body)
+                if cut:
+                    self.wfile.flush()
+                    self.close_connection = True
+
+            def do_GET(self):
+                self._forward("GET")
+
+            def do_HEAD(self):
+                self._forward("HEAD")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_broken_download_resumes_with_range(registry, store, node_paths, tmp_path, busybox_rootfs, creds):
+    img = _busybox(node_paths, store, f"{registry.host}/resume:1")
+    push(store, f"{registry.host}/resume:1", credentials=creds, config=RegistryConfig())
+    proxy = _CuttingProxy(registry.host)
+    try:
+        fresh = ImageStore(str(tmp_path / "fresh"))
+        res = pull(fresh, f"127.0.0.1:{proxy.port}/resume:1", credentials=creds, config=RegistryConfig())
+    finally:
+        proxy.close()
+    assert res.image.id == img.id and res.downloaded == [lay["digest"] for lay in img.layers]
+    half = img.layers[0]["size"] // 2
+    assert proxy.cut and proxy.ranges == [f"bytes={half}-"], proxy.ranges
+
+
+def test_ensure_image_resolves_once_and_pins_every_node(registry, store, node_paths, tmp_path, busybox_rootfs,
+                                                       monkeypatch):
+    from stackctl.paths import NodePaths
+    from stackctl.runtime.images.registry.policy import ensure_image
+
+    monkeypatch.setenv("STACKCTL_AUTH_FILE", str(tmp_path / "auth.json"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    ref = f"{registry.host}/moving:1"
+    first = _busybox(node_paths, store, ref)
+    push(store, ref, credentials=None, config=RegistryConfig())
+    manager = NodePaths(state=str(tmp_path / "manager"), run=str(tmp_path / "mrun"), cgroup_parent="x")
+    e = ensure_image(manager, ref, "always")
+    assert e.pulled and e.image_id == first.id and e.node_ref.startswith(f"{ref}@sha256:")
+    # the tag moves during the rollout: a node given node_ref still gets the first image, tagged
+    store.tag(ref, f"{registry.host}/keep:1")
+    from stackctl.runtime.images import archive
+
+    second = archive.import_rootfs(store, busybox_rootfs, ref, changes=["CMD [\"true\"]"])
+    assert second.id != first.id
+    push(store, ref, credentials=None, config=RegistryConfig())
+    worker = NodePaths(state=str(tmp_path / "worker"), run=str(tmp_path / "wrun"), cgroup_parent="y")
+    w = ensure_image(worker, e.node_ref, "missing")
+    assert w.pulled and w.image_id == first.id
+    assert ImageStore(worker.images).resolve(ref).id == first.id
+    again = ensure_image(worker, e.node_ref, "always")  # a digest already here is not asked again
+    assert not again.pulled and again.image_id == first.id
+    assert ensure_image(worker, ref, "always").image_id == second.id  # the tag itself has moved

@@ -206,6 +206,7 @@ def test_ensure_image_follows_the_policy(tmp_path):
         ensure_image(paths, ref, "never", _pull=fake)
     first = ensure_image(paths, ref, "missing", _pull=fake)
     assert first.pulled and first.pinned == "reg.lan:5000/app@" + "sha256:" + f"{1:064x}"
+    assert first.node_ref == "reg.lan:5000/app:1@sha256:" + f"{1:064x}"
     again = ensure_image(paths, ref, "missing", _pull=fake)
     assert not again.pulled and again.image_id == first.image_id and again.pinned == first.pinned
     assert not ensure_image(paths, ref, "daily", now=1000.0 + 3600, _pull=fake).pulled

@@ -82,6 +82,7 @@ class EnsuredImage:
     image_id: str
     pinned: str  # registry/repo@sha256:... ("" when the image was never pulled: built or loaded here)
     pulled: bool  # this call went to the registry
+    node_ref: str = ""  # what to hand the other nodes: repo:tag@sha256:... (the tag names it locally)
 
 
 def ensure_image(paths: NodePaths, ref: str, policy: str = "missing", auth: RegistryAuth | None = None,
@@ -99,7 +100,7 @@ def ensure_image(paths: NodePaths, ref: str, policy: str = "missing", auth: Regi
     now = time.time() if now is None else now
     local = _local(store, records, r)
     if r.digest and local is not None:
-        return EnsuredImage(local.id, f"{r.full_name}@{r.digest}", False)
+        return EnsuredImage(local.id, f"{r.full_name}@{r.digest}", False, _node_ref(r, r.digest))
     last = records.last_pull(r.local_tag) if r.local_tag else None
     last_at = float(last["pulled_at"]) if last and local is not None and last.get("image_id") == local.id else None
     if not should_pull(policy, local is not None, last_at, now):
@@ -107,14 +108,18 @@ def ensure_image(paths: NodePaths, ref: str, policy: str = "missing", auth: Regi
             how = "build it" if policy == "build" else f"pull it (stackctl pull {ref})"
             raise NotFoundError(f"image {ref} is not on this node and pull_policy is {policy}; {how} "
                                 "or change pull_policy")
-        pinned = ""
         if last and last.get("image_id") == local.id:
-            pinned = f"{r.full_name}@{last['digest']}"
-        return EnsuredImage(local.id, pinned, False)
+            return EnsuredImage(local.id, f"{r.full_name}@{last['digest']}", False, _node_ref(r, last["digest"]))
+        return EnsuredImage(local.id, "", False)
     if _pull is None:
         from stackctl.runtime.images.registry.pull import pull as _pull
     result = _pull(store, r, auth=auth, progress=progress, platform=platform)
-    return EnsuredImage(result.image.id, result.pinned, True)
+    return EnsuredImage(result.image.id, result.pinned, True, _node_ref(r, result.digest))
+
+
+def _node_ref(r, digest: str) -> str:
+    name = r.local_tag or r.familiar_repository
+    return f"{name}@{digest}"
 
 
 def _local(store, records: Records, r):

@@ -270,11 +270,11 @@ def _fetch_layer(store: ImageStore, c: RegistryClient, repository: str, desc: di
         return "", "", 0
     blob_tmp = os.path.join(stage, hexd + ".blob")
     sha = hashlib.sha256()
-    got = 0
+    got = [0]  # bytes kept so far, updated as they arrive (a broken stream resumes from there)
     with open(blob_tmp, "wb") as f:
         for attempt in range(RESUME_ATTEMPTS):
             try:
-                got = _stream(c, repository, digest, size, got, f, sha, progress, key, cancel)
+                _stream(c, repository, digest, size, got, f, sha, progress, key, cancel)
                 break
             except (httpx.TransportError, httpx.StreamError) as exc:
                 if attempt == RESUME_ATTEMPTS - 1:
@@ -283,9 +283,9 @@ def _fetch_layer(store: ImageStore, c: RegistryClient, repository: str, desc: di
                 time.sleep(0.2 * (attempt + 1))
     progress.layer(key, "Verifying Checksum")
     actual = "sha256:" + sha.hexdigest()
-    if actual != digest or (size and got != size):
+    if actual != digest or (size and got[0] != size):
         raise DigestMismatchError(
-            f"{c.subject}: digest mismatch for layer {digest}: received {got} bytes hashing to {actual}; "
+            f"{c.subject}: digest mismatch for layer {digest}: received {got[0]} bytes hashing to {actual}; "
             "nothing was stored — the registry's copy is corrupt or was tampered with: push the image again")
     progress.layer(key, "Download complete")
     if store.has_layer(diff_id) or cancel.is_set():
@@ -352,15 +352,16 @@ def unpack_apart(blob: str, dest: str):
     return LayerInfo(diff_id=msg["diff_id"], size=int(msg["size"]), tar_size=int(msg["tar_size"]))
 
 
-def _stream(c: RegistryClient, repository: str, digest: str, size: int, got: int, f, sha,
-            progress: Progress, key: str, cancel: threading.Event) -> int:
-    headers = {"Range": f"bytes={got}-"} if got else {}
+def _stream(c: RegistryClient, repository: str, digest: str, size: int, got: list[int], f, sha,
+            progress: Progress, key: str, cancel: threading.Event) -> None:
+    """Append the blob from byte ``got[0]`` on to ``f`` and ``sha``; ``got[0]`` follows."""
+    headers = {"Range": f"bytes={got[0]}-"} if got[0] else {}
     resp = c.request("GET", f"/v2/{repository}/blobs/{digest}", [pull_scope(repository)], headers=headers, stream=True)
     try:
         if resp.status_code not in (200, 206):
             resp.read()
             raise c.error_for(resp, what=c.subject, repository=repository)
-        skip = got if resp.status_code == 200 else 0  # the server ignored Range: drop what we have
+        skip = got[0] if resp.status_code == 200 else 0  # the server ignored Range: drop what we have
         last = 0.0
         for chunk in resp.iter_raw():
             if cancel.is_set():
@@ -372,15 +373,14 @@ def _stream(c: RegistryClient, repository: str, digest: str, size: int, got: int
                 chunk, skip = chunk[skip:], 0
             f.write(chunk)
             sha.update(chunk)
-            got += len(chunk)
-            if size and got > size:
-                break  # more than the descriptor says: the digest check below fails
+            got[0] += len(chunk)
+            if size and got[0] > size:
+                break  # more than the descriptor says: the digest check fails
             now = time.monotonic()
             if now - last > 0.1:
                 last = now
-                progress.layer(key, "Downloading", got, size)
-        progress.layer(key, "Downloading", got, size)
-        return got
+                progress.layer(key, "Downloading", got[0], size)
+        progress.layer(key, "Downloading", got[0], size)
     finally:
         resp.close()
 
