@@ -114,7 +114,10 @@ def main() -> int:
         compileall.compile_dir(os.path.join(os.path.dirname(HERE), "stackctl"), quiet=1)
         env = dict(os.environ, STACKCTL_STATE_DIR=state, STACKCTL_RUN_DIR=run, STACKCTL_CGROUP_PARENT=cgparent)
         stackctl = [sys.executable, "-m", "stackctl"]
-        results["stackctl run --rm (python3 -m)"] = measure(lambda i: [*stackctl, "run", "--rm", "bench-bb:latest", "true"], n, env)
+        # crun/runc make no network and podman runs with --network none: stackctl too (its
+        # default is Docker's `bridge` network, whose setup is not what this compares)
+        NO_NET = ["--network", "none"]
+        results["stackctl run --rm (python3 -m)"] = measure(lambda i: [*stackctl, "run", "--rm", *NO_NET, "bench-bb:latest", "true"], n, env)
         # the `stackctl` command as scripts/setup installs it (stackctl/launcher.py), called by
         # its path: a pyenv shim in front of it would add its own ~50 ms of bash
         import sysconfig
@@ -128,14 +131,14 @@ def main() -> int:
         except OSError:
             is_launcher = False
         if is_launcher:
-            results["stackctl run --rm (launcher)"] = measure(lambda i: [fast, "run", "--rm", "bench-bb:latest", "true"], n, env)
+            results["stackctl run --rm (launcher)"] = measure(lambda i: [fast, "run", "--rm", *NO_NET, "bench-bb:latest", "true"], n, env)
             # With the node's agent running, as on any node stackctl manages (Docker's daemon
             # runs too when `docker run` is measured): the agent's warm server takes the run.
             subprocess.run([fast, "agent", "serve"], env=env, check=True, capture_output=True)
             try:
                 _wait_warm(run)
                 results["stackctl run --rm (agent up: warm)"] = measure(
-                    lambda i: [fast, "run", "--rm", "bench-bb:latest", "true"], n, env)
+                    lambda i: [fast, "run", "--rm", *NO_NET, "bench-bb:latest", "true"], n, env)
             finally:
                 subprocess.run([fast, "agent", "stop"], env=env, capture_output=True)
         else:
