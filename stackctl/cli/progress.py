@@ -102,6 +102,10 @@ def plain_line(event: dict[str, Any]) -> str:
     message = event.get("message") or ""
     if action == "done" and not event.get("service"):
         return f"{mark} {message or 'done'}"  # the end of the whole request
+    if action == "warning":
+        return f"[!] warning: {message}"
+    if action == "image" and not event.get("service"):  # images sent to a node
+        return f"{mark} image: {message}"
     what = subject(event)
     if action in _OBJECT_ACTIONS:
         text = f"{mark} {what}: {state_word(event)}"  # "[+] network shop_back: created"

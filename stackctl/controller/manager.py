@@ -44,7 +44,7 @@ from stackctl.errors import NotFoundError, StackctlError
 from stackctl.paths import NodePaths
 from stackctl.scheduler.confighash import content_digest
 from stackctl.controller.members import Members
-from stackctl.controller.placement import Placed, assign
+from stackctl.controller.placement import Placed, assign, split_networks
 from stackctl.scheduler.nodes import NodeSnapshot
 from stackctl.scheduler.observed import StackObserved
 from stackctl.scheduler.planner import Pending, Plan, plan as make_plan
@@ -289,6 +289,8 @@ class Manager:
             desired = placed.desired
             for key, why in sorted(placed.moved.items()):
                 await prog(key[0], "move", "started", f"{why}: moving", slot=key[1])
+            for line in split_networks(new.stack, placed.nodes):
+                await prog("", "warning", "done", line)
             await ensure_resources(self.ctx, prog, new.stack, selected, made)
             await write_objects(self.ctx, new, desired, selected, contents)
             the_plan = make_plan(desired, observed, options=opts.plan_options())

@@ -131,3 +131,25 @@ def single_node(name: str, *, cpus: int = 0, memory: int = 0,
     """This host as the only node (no inventory): a ready, active manager."""
     return NodeSnapshot(name=name, role="manager", cpus=cpus, memory=memory,
                         labels=dict(labels or {}))
+
+
+def split_networks(stack: Stack, where: Mapping[SlotKey, str]) -> list[str]:
+    """Networks whose services' tasks are on more than one node, with several services on
+    them: those tasks cannot reach each other by name or address until overlay networks
+    span the nodes (docs/nodes.md). One warning line per such network."""
+    nodes_of: dict[str, set[str]] = {}
+    for (svc, _slot), node in where.items():
+        nodes_of.setdefault(svc, set()).add(node)
+    out = []
+    for key in sorted(stack.networks):
+        members = sorted(name for name, s in stack.services.items()
+                         if key in s.networks and name in nodes_of)
+        spread = sorted({n for m in members for n in nodes_of[m]})
+        if len(members) < 2 or len(spread) < 2:
+            continue
+        detail = ", ".join(f"{m} on {'/'.join(sorted(nodes_of[m]))}" for m in members)
+        out.append(f"network {stack.name}_{key} spans nodes {', '.join(spread)} ({detail}): "
+                   "replicas on different nodes cannot reach each other by name yet (no "
+                   "overlay network); constrain the services that talk to each other to one "
+                   "node")
+    return out
