@@ -243,13 +243,10 @@ def add(url: str, name: str | None, labels: tuple[str, ...], identity: str | Non
     except ValueError as exc:
         raise UsageError(f'invalid URL "{url}": {exc}') from None
     ctx = _Ctx(stack_file, nodes_file)
-    name = name or _default_name(url)
+    name = I.check_name(name or _default_name(url))
     node = I.Node(name=name, url=url, id=I.new_node_id(), role=role, availability=availability,
                   labels=dict(I.parse_label(t) for t in labels), identity=identity,
                   known_hosts=known_hosts)
-    if not I._NAME_RE.fullmatch(name):
-        raise UsageError(f'invalid node name "{name}": letters, digits, _, . and -, starting '
-                         "with a letter or digit, at most 63")
     ctx.inv.add(node)  # checks names, ids, addresses and the one manager before any network
     if not node.is_local:
         from stackctl.cluster import connect

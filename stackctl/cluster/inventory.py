@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -42,6 +41,8 @@ from typing import Any
 
 from stackctl.errors import Issue, NotFoundError, Pos, SpecError, StackctlError, UsageError
 from stackctl.spec.yamlpos import PDict, PList, format_path, load_yaml
+from stackctl.transport.errors import SSHTargetError
+from stackctl.transport.target import SSHTarget
 
 FILE_NAME = "nodes.yml"
 ENV_VAR = "STACKCTL_NODES"
@@ -51,11 +52,11 @@ LOCAL_URL = "local"
 NODE_KEYS = ("name", "url", "id", "role", "availability", "labels", "identity", "known_hosts")
 TOP_KEYS = ("nodes",)
 ID_LENGTH = 25  # as Docker's node IDs: 128 random bits in base 36, 25 characters
+NAME_RULE = "letters, digits, _, . and -, starting with a letter or digit, at most 63"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _ID_RE = re.compile(r"[a-z0-9]{1,64}")
 _LABEL_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]*")
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?")
-_USER_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?")
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -67,74 +68,23 @@ class InventoryError(SpecError):
 # URLs and ids
 
 
-@dataclass(frozen=True, slots=True)
-class SSHAddress:
-    """Where a node's sshd listens: ``ssh://[user@]host[:port]``. ``user``/``port`` None: as
-    the user's ``~/.ssh/config`` (or OpenSSH's defaults) says."""
-
-    host: str
-    user: str | None = None
-    port: int | None = None
-
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        user = f"{self.user}@" if self.user else ""
-        port = f":{self.port}" if self.port is not None else ""
-        return f"ssh://{user}{host}{port}"
-
-
-def parse_url(text: str) -> SSHAddress | None:
-    """``ssh://[user@]host[:port]`` -> :class:`SSHAddress`; ``local`` -> None (this machine).
+def parse_url(text: str) -> SSHTarget | None:
+    """``ssh://[user@]host[:port]`` -> :class:`~stackctl.transport.target.SSHTarget` (the one
+    reader of node URLs, shared with both SSH clients); ``local`` -> None (this machine).
     Raises ValueError with the reason (worded to follow ``invalid URL "...": ``)."""
     if not isinstance(text, str):
         raise ValueError("expected a string like ssh://root@10.0.0.2")
     if text == LOCAL_URL:
         return None
-    scheme, sep, rest = text.partition("://")
-    if not sep:
+    if "://" not in text:
         hint = f' (write "ssh://{text}")' if "@" in text or _HOSTNAME_RE.fullmatch(text) else ""
         raise ValueError(f"expected ssh://[user@]host[:port] or `local`{hint}")
-    if scheme != "ssh":
-        raise ValueError(f'the scheme must be "ssh", got "{scheme}"')
-    if any(c in rest for c in "/?#"):
-        raise ValueError("an ssh:// URL has no path, query or fragment")
-    user = None
-    if "@" in rest:
-        user, _, rest = rest.rpartition("@")
-        if ":" in user:
-            raise ValueError("no password in the URL: stackctl logs in with SSH keys")
-        if not _USER_RE.fullmatch(user):
-            raise ValueError(f'invalid user name "{user}"')
-    port: int | None = None
-    if rest.startswith("["):
-        host, close, after = rest[1:].partition("]")
-        if not close:
-            raise ValueError("unclosed [ in the host")
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f'"{host}" in [...] is not an IPv6 address') from None
-        if after:
-            if not after.startswith(":"):
-                raise ValueError(f'unexpected "{after}" after the host')
-            port = _port(after[1:])
-    else:
-        if rest.count(":") > 1:
-            raise ValueError("an IPv6 address is written in brackets: ssh://root@[fd00::2]:22")
-        host, colon, p = rest.partition(":")
-        if colon:
-            port = _port(p)
-        if not host:
-            raise ValueError("no host")
-        if not _HOSTNAME_RE.fullmatch(host):
-            raise ValueError(f'invalid host "{host}"')
-    return SSHAddress(host=host, user=user, port=port)
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f'invalid port "{text}": ports are 1 to 65535')
-    return int(text)
+    try:
+        return SSHTarget.parse(text)
+    except SSHTargetError as exc:
+        prefix = f"invalid SSH URL {text!r}: "
+        raise ValueError(exc.message[len(prefix):] if exc.message.startswith(prefix)
+                         else exc.message) from None
 
 
 def _base36(n: int) -> str:
@@ -156,6 +106,13 @@ def derived_node_id(name: str) -> str:
     every read and every machine until a save writes it down."""
     digest = hashlib.sha256(f"stackctl-node:{name}".encode()).digest()
     return _base36(int.from_bytes(digest[:16], "big")).rjust(ID_LENGTH, "0")[-ID_LENGTH:]
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid node name, else a UsageError saying what one is."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise UsageError(f"invalid node name {_show(name)}: {NAME_RULE}")
+    return name
 
 
 def parse_label(text: str) -> tuple[str, str]:
@@ -192,7 +149,7 @@ class Node:
             self.id = derived_node_id(self.name)
 
     @property
-    def address(self) -> SSHAddress | None:
+    def address(self) -> SSHTarget | None:
         """Where its sshd is; None for the ``local`` node (this machine)."""
         return parse_url(self.url)
 
@@ -340,7 +297,7 @@ def parse_inventory(text: str, filename: str) -> Inventory:
         raise InventoryError(issues)
     names: dict[str, Pos | None] = {}
     ids: dict[str, Pos | None] = {}
-    addrs: dict[SSHAddress, tuple[str, Pos | None]] = {}
+    addrs: dict[SSHTarget, tuple[str, Pos | None]] = {}
     manager: tuple[str, Pos | None] | None = None
     for i, item in enumerate(raw):
         ipos = raw.item_pos[i] if i < len(raw.item_pos) else raw.pos
@@ -418,8 +375,7 @@ def _parse_node(item: Any, i: int, ipos: Pos | None, issues: list[Issue]) -> Nod
     if name is None:
         issues.append(Issue('missing "name"', format_path(here), ipos))
     elif not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        bad("name", f"invalid node name {_show(name)}: letters, digits, _, . and -, "
-                    "starting with a letter or digit, at most 63")
+        bad("name", f"invalid node name {_show(name)}: {NAME_RULE}")
     url = item.get("url")
     if url is None:
         issues.append(Issue('missing "url" (ssh://user@host[:port], or `local`)', format_path(here), ipos))
