@@ -55,12 +55,15 @@ class SourceRoot:
         return not (self.matcher and rel not in ("", ".") and self.matcher.excluded(rel))
 
     def host_path(self, rel: str) -> str:
-        """The host path of ``rel``; in a stage root, symlinks are resolved inside it."""
+        """The host path of ``rel``, symlinks on the way resolved inside the root (as
+        Docker's FollowSymlinkInScope): a link in the context that points at a host
+        directory leads into the context, never out of it. In the context, the last
+        component itself is not followed (a link is copied as a link)."""
         parts = [p for p in rel.split("/") if p not in ("", ".")]
         if not parts:
             return self.root
         if self.is_context:
-            return os.path.join(self.root, *parts)
+            return os.path.join(resolve_in_root(self.root, parts[:-1], what=rel), parts[-1])
         return resolve_in_root(self.root, parts, what=rel) if _is_dir_in_root(self.root, parts) else \
             os.path.join(resolve_in_root(self.root, parts[:-1], what=rel), parts[-1])
 
@@ -72,8 +75,11 @@ class SourceRoot:
             raise CopyError(f"{instr} failed: forbidden path outside the build context: {pattern}")
         if not _GLOB.search(clean):
             rel = clean or "."
-            path = self.host_path(rel)
-            if not os.path.lexists(path) or not self.included(rel):
+            try:
+                path = self.host_path(rel)
+            except StackctlError:  # a parent that is missing, not a directory, or loops
+                path = ""
+            if not path or not os.path.lexists(path) or not self.included(rel):
                 where = "build context" if self.is_context else "source stage"
                 raise CopyError(f"{instr} failed: file not found in {where} or excluded by .dockerignore: {pattern}",
                                 hint="paths are relative to the build context" if self.is_context else None)
