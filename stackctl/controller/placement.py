@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from stackctl.scheduler.nodes import ExistingTask, HostPort, NodeSnapshot, PlacementSpec, \
     TaskToPlace
 from stackctl.scheduler.observed import StackObserved
-from stackctl.scheduler.placement import Unplaced, displaced, global_nodes, place
+from stackctl.scheduler.placement import Unplaced, choose_removals, displaced, \
+    global_nodes, place, slot_key
 from stackctl.scheduler.tasks import Desired, ServiceTasks
 from stackctl.spec.models import Service, Stack
 
@@ -94,6 +95,15 @@ def assign(stack: Stack, desired: Desired, observed: StackObserved,
     for st in desired.services.values():
         spec = specs[st.name]
         tasks = st.tasks
+        live = [t for t in existing if t.service == st.name and t.stack == desired.stack
+                and t.active and keep.get((t.service, t.slot)) == t.node]
+        if not st.is_global and st.replicas is not None and tasks and \
+                len(live) > st.replicas:
+            # scaling down: the most loaded nodes lose tasks first (swarmkit's order); the
+            # slots that stay keep their numbers, as in Swarm
+            gone = {t.slot for t in choose_removals(live, len(live) - st.replicas)}
+            stay = sorted((t.slot for t in live if t.slot not in gone), key=slot_key)
+            tasks = tuple(dataclasses.replace(tasks[0], slot=slot) for slot in stay)
         if st.is_global:
             has = [t.node for t in staying if t.service == st.name]
             eligible = set(global_nodes(spec, nodes, has))
