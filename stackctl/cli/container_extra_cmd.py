@@ -275,6 +275,11 @@ def update(cpus: float | None, memory: str | None, memory_reservation: str | Non
                                cpus=cpus, pids=pids_limit, restart=restart)
     if upd.empty():
         raise UsageError("you must provide one or more flags when using this command")
+    if restart is not None and restart != "no":
+        # said, not dropped: nothing restarts a single container yet (a stack's restart_policy
+        # is the agent's); the policy is recorded and shown by inspect
+        click.echo(f"warning: --restart {restart} is recorded (HostConfig.RestartPolicy) but not carried out: "
+                   "single containers are not restarted by stackctl yet; use a stack's restart_policy", err=True)
     mgr = manager()
 
     def one(c: str) -> None:
