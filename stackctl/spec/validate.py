@@ -75,8 +75,8 @@ def walk_models(model: BaseModel, path: tuple = ()) -> Iterator[tuple[tuple, Mod
     """Every model below (and including) ``model`` with its key path."""
     if isinstance(model, Model):
         yield path, model
-    for name in type(model).field_names():
-        value = getattr(model, name)
+    for name in type(model).nested_fields():
+        value = model.__dict__[name]
         key = name
         if isinstance(value, BaseModel):
             yield from walk_models(value, path + (key,))

@@ -387,11 +387,20 @@ def compile_printer(hint: Any) -> Printer:
 # Models
 
 
+def _holds_models(hint: Any) -> bool:
+    """Whether a value of type ``hint`` may hold models (for walks over a model tree)."""
+    if isinstance(hint, type):
+        return issubclass(hint, BaseModel)
+    return any(_holds_models(a) for a in typing.get_args(hint))
+
+
 class _FieldPlan:
-    __slots__ = ("name", "default", "factory", "exclude", "check", "printer", "serializer")
+    __slots__ = ("name", "default", "factory", "exclude", "check", "printer", "serializer",
+                 "nested")
 
     def __init__(self, name: str, default: Any, factory: Any, exclude: bool, check: Checker,
-                 printer: Printer, serializer: Any) -> None:
+                 printer: Printer, serializer: Any, nested: bool = False) -> None:
+        self.nested = nested
         self.name = name
         self.default = default
         self.factory = factory
@@ -452,7 +461,8 @@ class BaseModel:
             serializers = [m for m in marks if m.role == "serializer"]
             fields.append(_FieldPlan(name, info.default, info.default_factory, info.exclude,
                                      check, compile_printer(hint),
-                                     serializers[-1].func if serializers else None))
+                                     serializers[-1].func if serializers else None,
+                                     _holds_models(hint)))
         plan = tuple(fields)
         cls._plan_ = plan
         cls._privates_ = privates
@@ -461,6 +471,15 @@ class BaseModel:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in cls._compiled()]
+
+    @classmethod
+    def nested_fields(cls) -> list[str]:
+        """The fields whose values may hold models."""
+        names = cls.__dict__.get("_nested_")
+        if names is None:
+            names = [f.name for f in cls._compiled() if f.nested]
+            cls._nested_ = names
+        return names
 
     # -- validating
 
