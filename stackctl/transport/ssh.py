@@ -82,9 +82,12 @@ def _aio_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-async def run_aio(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+async def run_aio(make: Callable[[], Coroutine[Any, Any, T]], *,
+                  abandon: Callable[[T], Any] | None = None) -> T:
     """Run the coroutine ``make()`` on the asyncio thread and wait for it from trio. Cancelling
-    the trio caller cancels the asyncio task."""
+    the trio caller cancels the asyncio task; if that task still completes (it was past its
+    last await), ``abandon(result)`` runs on the asyncio thread, e.g. to close a connection
+    nobody will use."""
     loop = _aio_loop()
     token = trio.lowlevel.current_trio_token()
     done = trio.Event()
@@ -105,6 +108,14 @@ async def run_aio(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         await done.wait()
     except BaseException:
         fut.cancel()
+        if abandon is not None:
+            def drop(f: Any) -> None:  # on whichever thread completes the future
+                if not f.cancelled() and f.exception() is None:
+                    try:
+                        loop.call_soon_threadsafe(abandon, f.result())
+                    except RuntimeError:  # the loop is gone
+                        pass
+            fut.add_done_callback(drop)
         raise
     return fut.result()
 
@@ -430,7 +441,7 @@ class SSHConnection:
                 raise SSHError(f"SSH to {resolved.host}:{resolved.port} failed: "
                                f"{exc.reason}") from None
 
-        conn = await run_aio(go)
+        conn = await run_aio(go, abandon=lambda c: c.close())
         return cls(target, options, conn, name)
 
     async def open_stream(self, command: str) -> SSHChannelStream:
@@ -439,16 +450,17 @@ class SSHConnection:
         stream = SSHChannelStream(_aio_loop(), trio.lowlevel.current_trio_token(), self.name)
         session = _session_class(asyncssh)
 
-        async def go() -> None:
+        async def go() -> Any:
             try:
-                await self._conn.create_session(lambda: session(stream), command,
-                                                encoding=None)
+                chan, _ = await self._conn.create_session(lambda: session(stream), command,
+                                                          encoding=None)
+                return chan
             except asyncssh.Error as exc:
                 raise NodeUnreachable(self.name, f"cannot open an SSH channel: {exc.reason}")
             except OSError as exc:
                 raise NodeUnreachable(self.name, f"cannot open an SSH channel: {exc}")
 
-        await run_aio(go)
+        await run_aio(go, abandon=lambda chan: chan.close())
         return stream
 
     async def open_agent_stream(self) -> SSHChannelStream:
