@@ -80,7 +80,8 @@ def manager_client(inv: Inventory | None, *, timeout: float | None = 30.0):
     assert inv is not None and inv.manager is not None
     from stackctl.transport import openssh  # helper-7's blocking OpenSSH path
 
-    return openssh.ssh_agent_client(ssh_target(inv.manager), ssh_options(inv, inv.manager),
+    options = ssh_options(inv, inv.manager, connect_timeout=timeout and min(timeout, 10.0))
+    return openssh.ssh_agent_client(ssh_target(inv.manager), options,
                                     node=inv.manager.name, timeout=timeout)
 
 
@@ -92,32 +93,11 @@ def _method_missing(exc: BaseException) -> bool:
 
 def manager_call(inv: Inventory | None, method: str, params: dict[str, Any] | None = None,
                  *, timeout: float = STATUS_TIMEOUT) -> Any:
-    """One call on the manager. For a remote manager over asyncssh (the CLI holds no
-    OpenSSH session here). Raises the agent's error, AgentUnavailable or NodeUnreachable."""
-    if manager_is_local(inv):
-        from stackctl.agent.client import AgentClient
-        from stackctl.paths import default_paths
-
-        with AgentClient(default_paths(), timeout=timeout) as c:
-            return c.call(method, params or {})
-    assert inv is not None and inv.manager is not None
-    import trio
-
-    manager = inv.manager
-
-    async def go() -> Any:
-        from stackctl.transport.ssh import open_ssh_client
-
-        with trio.fail_after(timeout * 3):
-            async with open_node(inv, manager) as conn, open_ssh_client(conn, node=manager.name) as c:
-                return await c.call(method, params or {}, timeout=timeout)
-
-    try:
-        return trio.run(go)
-    except trio.TooSlowError:
-        from stackctl.transport.errors import RequestTimeout
-
-        raise RequestTimeout(manager.name, method, timeout * 3) from None
+    """One call on the manager through :func:`manager_client` (the local socket, or OpenSSH
+    with the user's SSH setup). Raises the agent's error, AgentUnavailable or the transport's
+    NodeUnreachable / host-key errors."""
+    with manager_client(inv, timeout=timeout) as c:
+        return c.call(method, params or {})
 
 
 def _reason(exc: BaseException) -> str:
