@@ -80,3 +80,25 @@ def test_case(case: Path, tmp_path: Path) -> None:
     warnings = [str(w) for w in project.warnings]
     for wanted in spec.get("warnings", []):
         assert any(wanted in line for line in warnings), (wanted, warnings)
+
+
+def test_compose_go_examples_script(tmp_path: Path) -> None:
+    """The script that runs a compose-go checkout's examples: one line per file, and the
+    exit status says whether an expectation failed."""
+    import subprocess
+    import sys
+
+    (tmp_path / "good.yml").write_text("services:\n  web: {image: x}\n")
+    (tmp_path / "bad.yaml").write_text("services:\n  web: {image: x, ports: [99999]}\n")
+    (tmp_path / "expect").write_text("valid good.yml\ninvalid bad.yaml\n")
+    script = Path(__file__).parent / "compose_go_examples.py"
+    run = subprocess.run([sys.executable, str(script), str(tmp_path), "--expect",
+                          str(tmp_path / "expect")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "ok       good.yml  (1 services, 0 warnings)" in run.stdout
+    assert "refused  bad.yaml  bad.yaml:2:27: services.web.ports[0]: invalid container port" \
+        in run.stdout
+    (tmp_path / "expect").write_text("invalid good.yml\n")
+    run = subprocess.run([sys.executable, str(script), str(tmp_path), "--expect",
+                          str(tmp_path / "expect")], capture_output=True, text=True)
+    assert run.returncode == 1 and "<- expected invalid" in run.stdout
