@@ -217,9 +217,17 @@ class RegistryClient:
         if self.auth is None:
             return RegistryAuthError(f"{self.subject}: authentication required by {self.registry}; "
                                      f"log in first (stackctl login {self.registry})")
-        return RegistryAuthError(f"{self.subject}: {self.registry} refused the credentials of "
-                                 f"{self.auth.username or 'the saved token'!r} (wrong username or password?); "
-                                 f"log in again (stackctl login {self.registry})")
+        if self._challenge and self._challenge[0] == "bearer":  # the token was issued, but without access
+            return RegistryAuthError(f"{self.subject}: access denied to {self.auth.username or 'the saved token'!r} "
+                                     f"by {self.registry}; check the repository name and the account's rights")
+        return self._wrong_password()
+
+    def _wrong_password(self) -> RegistryAuthError:
+        who = self.auth.username if self.auth and self.auth.username else "the saved token"
+        todo = ("check the username and password" if self.subject.startswith("login")
+                else f"log in again (stackctl login {self.registry})")
+        return RegistryAuthError(f"{self.subject}: {self.registry} refused the credentials of {who!r} "
+                                 f"(wrong username or password?); {todo}")
 
     def _authorization(self, scopes: tuple[str, ...]) -> str:
         if self._challenge is None:
@@ -262,9 +270,7 @@ class RegistryClient:
             raise self._connect_error(exc, https=realm.startswith("https"), what=f"token server {realm}") from None
         if r.status_code in (401, 403):
             if auth is not None:
-                raise RegistryAuthError(f"{self.subject}: {self.registry} refused the credentials of "
-                                        f"{auth.username or 'the saved token'!r} (wrong username or password?); "
-                                        f"log in again (stackctl login {self.registry})")
+                raise self._wrong_password()
             raise RegistryAuthError(f"{self.subject}: {self.registry} needs credentials; "
                                     f"log in first (stackctl login {self.registry})")
         if r.status_code != 200:
