@@ -1,17 +1,19 @@
 """Loading a project: stack files in, one merged, interpolated raw tree (and the Stack) out.
 
-The pipeline, in Compose's order (see docs/spec-loading.md):
+The pipeline, in compose-go's order (see docs/spec-loading.md):
 
 1. find the files and the project directory; read the environment (process over ``.env``);
-2. read and parse every file (YAML with positions) — every file's syntax errors at once;
+2. read and parse every file (YAML with positions; several documents in a file are layers)
+   — every file's syntax errors at once; empty files and non-string keys refused;
 3. choose the project name (``name:`` may use variables);
 4. interpolate every file — every error of every file in one :class:`SpecError`;
 5. per file: make relative paths absolute (against the project directory), then resolve
    ``extends`` (files named there are read, interpolated and resolved against their own
    directory);
-6. merge the files in order (override rules, ``!reset``/``!override``);
-7. ``include``: each entry loaded as its own sub-project (steps 2–7, own directory and
-   ``.env``), its resources added;
+6. per file: ``include`` — each entry loaded as its own sub-project (steps 2–7, own
+   directory and ``.env``), its resources added (``!override`` in the file wins);
+7. merge the files in order (override rules, ``!reset``/``!override``): a later file may
+   change what an earlier one included;
 8. :func:`load_project` only: ``build_stack`` validates, normalizes, applies profiles and
    builds the service graph.
 
