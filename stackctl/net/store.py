@@ -42,13 +42,23 @@ def load(paths: NodePaths) -> NetState:
 
 
 def save(paths: NodePaths, state: NetState) -> None:
+    """Write the state by rename; a full disk is one DiskFullError naming the file, and no
+    temporary file is left behind."""
+    from stackctl.errors import writing
+
     path = state_file(paths)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(state.to_json(), f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with writing(path):
+        try:
+            with open(tmp, "w") as f:
+                json.dump(state.to_json(), f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
 
 @contextlib.contextmanager

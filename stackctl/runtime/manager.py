@@ -535,9 +535,14 @@ class ContainerManager:
 
     def _release_network_locked(self, rec: Record) -> None:
         if "NetworkSettings" in rec.meta:
+            from stackctl.errors import DiskFullError
             from stackctl.net import runtime_hooks
 
-            runtime_hooks.release(self.paths, rec.id)
+            # Removing never needs free space: on a full disk the kernel side is gone but the
+            # networking state still lists the sandbox; the next create or ps releases it
+            # again (release_orphans: idempotent) once the state can be written.
+            with contextlib.suppress(DiskFullError):
+                runtime_hooks.release(self.paths, rec.id)
 
     def _remove_anonymous_locked(self, rec: Record) -> None:
         if not rec.meta.get("AnonymousVolumes"):
