@@ -248,11 +248,23 @@ def bootstrap_node(inv: Inventory, node: Node, *, dry_run: bool = False,
                    cache: str | None = None) -> dict[str, Any] | None:
     """Bootstrap ``node`` (see the module doc); ``dry_run`` prints the plan only. Returns
     what was done (the probe, the install, the agent before and after)."""
+    if dry_run and node.is_local:
+        echo(f"bootstrap {node.name} (dry run): this machine runs this stackctl already"
+             + ("; make the manager's key <state>/manager_id_ed25519 (once)" if node is inv.manager else ""))
+        return None
     if dry_run:
         echo(f"bootstrap {node.name} (dry run, nothing changes):")
         for line in plan(inv, node, root=root, cache=cache):
             echo(f"  {line}")
         return None
+    if node.is_local:
+        # this machine runs the stackctl the CLI is: nothing to install or restart
+        echo(f"{node.name}: this machine (url: local) runs this stackctl already; nothing to install")
+        if node is not inv.manager:
+            return None
+        import trio
+
+        return {"manager_key": trio.run(_manager_key, inv, node, _Remote(node, None), echo)}
     wheel = build_wheel(root, cache=cache)
     echo(f"{node.name}: wheel stackctl {wheel.version} (sources {wheel.source_hash})"
          + (" from the cache" if wheel.cached else " built"))

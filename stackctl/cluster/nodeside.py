@@ -169,6 +169,7 @@ def install(args: dict) -> dict:
     version = _run([exe, "--version"], what=f"{exe} --version").strip().split()[-1]
     if version != args["version"]:
         raise Failed(f"{exe} reports version {version}, expected {args['version']}")
+    linked = _link_on_path(prefix, exe)
     build = {"version": args["version"], "source_hash": args["source_hash"],
              "installed_at": time.time()}
     tmp = os.path.join(prefix, BUILD_FILE + ".tmp")
@@ -180,7 +181,28 @@ def install(args: dict) -> dict:
     except OSError:
         pass
     return {"prefix": prefix, "created_venv": created, "python_deps_installed": missing,
-            "build": build}
+            "build": build, "linked": linked}
+
+
+def _link_on_path(prefix: str, exe: str, link: str = "/usr/local/bin/stackctl") -> str | None:
+    """On a host installed at the default prefix, ``stackctl`` on PATH for its users: a
+    symlink in /usr/local/bin, made only where nothing else is (another install is kept)."""
+    if prefix != DEFAULT_PREFIX:
+        return None  # a per-node prefix (the demo cluster): PATH is not ours to change
+    try:
+        current = os.readlink(link)
+    except FileNotFoundError:
+        current = None
+    except OSError:
+        return None  # a regular file: someone else's stackctl
+    if current not in (None, exe):
+        return None
+    if current is None:
+        try:
+            os.symlink(exe, link)
+        except OSError:
+            return None
+    return link
 
 
 def restart_agent(args: dict) -> dict:

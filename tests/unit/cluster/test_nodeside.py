@@ -99,3 +99,26 @@ def test_plan_for_the_manager_and_for_a_worker(tmp_path):
     assert len(for_manager) == 6 and "make the manager's key" in for_manager[-1]
     assert len(for_worker) == 8 and "authorize it on w" in for_worker[6]
     assert f"into {tmp_path}" in for_worker[0]  # nothing cached there
+
+
+def test_link_on_path_only_at_the_default_prefix_and_never_over_another(tmp_path):
+    link = str(tmp_path / "stackctl")
+    exe = "/opt/stackctl/bin/stackctl"
+    assert N._link_on_path("/elsewhere", exe, link) is None and not os.path.lexists(link)
+    assert N._link_on_path(N.DEFAULT_PREFIX, exe, link) == link and os.readlink(link) == exe
+    assert N._link_on_path(N.DEFAULT_PREFIX, exe, link) == link  # again: kept
+    other = tmp_path / "other"
+    other.write_text("#!/bin/sh\n")
+    assert N._link_on_path(N.DEFAULT_PREFIX, exe, str(other)) is None
+    assert other.read_text() == "#!/bin/sh\n"
+
+
+def test_bootstrap_of_the_local_manager_only_makes_its_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("STACKCTL_STATE_DIR", str(tmp_path / "state"))
+    inv = I.Inventory(path=None)
+    here = inv.add(I.Node("here", "local"))
+    lines: list[str] = []
+    out = B.bootstrap_node(inv, here, echo=lines.append, cache=str(tmp_path / "cache"))
+    assert out["manager_key"]["made"] and lines[0].startswith("here: this machine")
+    assert os.path.exists(tmp_path / "state" / N.MANAGER_KEY_NAME)
+    assert not (tmp_path / "cache").exists()  # nothing built
