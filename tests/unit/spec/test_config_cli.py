@@ -101,3 +101,23 @@ def test_bad_yaml_and_missing_file(project: Path):
 def test_help():
     out = CliRunner().invoke(cli, ["config", "--help"])
     assert out.exit_code == 0 and "--profile" in out.output and "--format" in out.output
+
+
+def test_up_refuses_what_config_only_warns_of(tmp_path: Path):
+    """A driver stackctl does not implement: `config` loads the file with a warning, `up`
+    stops with one located line per problem before it contacts any agent."""
+    (tmp_path / "stack.yml").write_text(
+        "services:\n  web: {image: x, networks: [lan]}\n"
+        "networks:\n  lan: {driver: macvlan}\n")
+    config = run(["config", "-q", "-f", "stack.yml"], tmp_path)
+    assert config.returncode == 0, config.stderr
+    up = subprocess.run([sys.executable, "-m", "stackctl", "up", "-d", "-f", "stack.yml"],
+                        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                             "STACKCTL_STATE_DIR": str(tmp_path / "state"),
+                             "STACKCTL_RUN_DIR": str(tmp_path / "run")})
+    assert up.returncode == 2
+    assert ("error: stack.yml:4:17: networks.lan.driver: network driver macvlan is not "
+            "supported by stackctl (bridge and overlay are)") in up.stderr
+    assert "Traceback" not in up.stderr
+    assert not (tmp_path / "run").exists()  # no agent was started
