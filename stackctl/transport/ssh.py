@@ -91,9 +91,19 @@ async def run_aio(make: Callable[[], Coroutine[Any, Any, T]], *,
     loop = _aio_loop()
     token = trio.lowlevel.current_trio_token()
     done = trio.Event()
+    state: dict[str, Any] = {"task": None, "cancel": False}  # asyncio thread only
 
     async def wrapper() -> T:
+        state["task"] = asyncio.current_task()
+        if state["cancel"]:
+            raise asyncio.CancelledError()
         return await make()
+
+    def cancel_task() -> None:
+        if state["task"] is not None:
+            state["task"].cancel()
+        else:
+            state["cancel"] = True  # cancelled before it started
 
     fut = asyncio.run_coroutine_threadsafe(wrapper(), loop)
 
@@ -107,13 +117,18 @@ async def run_aio(make: Callable[[], Coroutine[Any, Any, T]], *,
     try:
         await done.wait()
     except BaseException:
-        fut.cancel()
+        # cancel the task, not the future: a task that completes anyway (it was past its
+        # last await) must still hand its result to `abandon`
+        try:
+            loop.call_soon_threadsafe(cancel_task)
+        except RuntimeError:  # the loop is gone
+            pass
         if abandon is not None:
             def drop(f: Any) -> None:  # on whichever thread completes the future
                 if not f.cancelled() and f.exception() is None:
                     try:
                         loop.call_soon_threadsafe(abandon, f.result())
-                    except RuntimeError:  # the loop is gone
+                    except RuntimeError:
                         pass
             fut.add_done_callback(drop)
         raise
