@@ -75,9 +75,23 @@ class Cluster:
         if len(names) == 1:
             await one(names[0])
             return out
+        failed: dict[str, StackctlError] = {}
+
+        async def guarded(name: str) -> None:
+            try:
+                await one(name)
+            except StackctlError as exc:
+                failed[name] = exc
+
         async with trio.open_nursery() as nursery:
             for name in names:
-                nursery.start_soon(one, name)
+                nursery.start_soon(guarded, name)
+        if len(failed) == 1:
+            raise next(iter(failed.values()))
+        if failed:  # one line naming every node that failed
+            first = next(iter(failed.values()))
+            raise NodeUnavailable("; ".join(e.message for _, e in sorted(failed.items())),
+                                  hint=first.hint)
         return out
 
     # -- containers --------------------------------------------------------------------------

@@ -175,7 +175,10 @@ class Members:
                 members[name] = current
             else:
                 members[name] = UnreachableNode(name, "not connected yet")
-                self.status.setdefault(name, "unknown")
+                self.status[name] = "unknown"
+        for gone in [n for n in self.status if n not in members]:
+            for d in (self.status, self.errors, self.facts, self.versions, self.last_seen):
+                d.pop(gone, None)
         self.cluster.set_members(members)
         self.cluster.local = manager
         self._wanted.set()

@@ -45,6 +45,8 @@ from stackctl.errors import StackctlError
 
 PROTOCOL_VERSION = "1.0"
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+ENDED_KEPT = 1024  # how many ended request ids a connection remembers (late cancels)
+_LATE = object()  # a late cancel/input for an ended request: dropped
 HEADER_SIZE = 4
 _MAX_ENCODABLE = 2**32 - 1
 
@@ -229,6 +231,9 @@ class Connection:
         self._broken: RemoteProtocolError | None = None
         self._open: set[int] = set()
         self._cancelled: set[int] = set()
+        #: ids of requests that ended lately (oldest first): a cancel or input for one of
+        #: them crossed its end on the wire and is dropped
+        self._ended: dict[int, None] = {}
         self._next_id = 1
 
     # -- queries -----------------------------------------------------------------------------
@@ -358,6 +363,12 @@ class Connection:
             raise
 
     def _next_event(self) -> Event | _Sentinel:
+        while True:
+            ev = self._read_frame()
+            if ev is not _LATE:
+                return ev
+
+    def _read_frame(self) -> Event | _Sentinel | object:
         if len(self._buffer) < HEADER_SIZE:
             return self._at_boundary()
         size = int.from_bytes(self._buffer[:HEADER_SIZE], "big")
@@ -423,6 +434,10 @@ class Connection:
             self._open.add(mid)
             return Request(mid, method, params)
         if mid not in self._open:
+            if kind in ("cancel", "event") and mid in self._ended:
+                # the client's cancel (or input) crossed our end of that request on the
+                # wire: a race every client can lose, not a protocol violation
+                return _LATE  # type: ignore[return-value]
             raise RemoteProtocolError(f"the peer sent a {kind} message for request {mid}, "
                                       "which is not open")
         if kind == "event":
@@ -494,6 +509,10 @@ class Connection:
             raise LocalProtocolError(f"cannot send {kind}: request {id!r} is not open")
 
     def _finish(self, id: int) -> None:
+        if id in self._open:
+            self._ended[id] = None
+            if len(self._ended) > ENDED_KEPT:
+                del self._ended[next(iter(self._ended))]
         self._open.discard(id)
         self._cancelled.discard(id)
 

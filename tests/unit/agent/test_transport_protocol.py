@@ -342,3 +342,28 @@ def test_goodbye_closes_and_later_frames_are_refused():
         client.send_request(1, "ps")
     with pytest.raises(RemoteProtocolError, match="after closing"):
         feed(client, raw({"kind": "event", "id": 1, "event": 1}))
+
+
+def test_a_cancel_that_crosses_the_end_of_its_request_is_dropped():
+    """The client cancels while the server's response is on the wire: the server drops the
+    late cancel (and late input) instead of breaking the connection; a cancel for an id that
+    was never opened is still a protocol error."""
+    from stackctl.transport import protocol as P
+
+    client, server = P.Connection(P.CLIENT), P.Connection(P.SERVER)
+    server.receive_data(client.send_hello({}))
+    assert isinstance(server.next_event(), P.Hello)
+    client.receive_data(server.send_hello({}))
+    assert isinstance(client.next_event(), P.Hello)
+    rid = client.next_request_id()
+    server.receive_data(client.send_request(rid, "m", {}))
+    assert isinstance(server.next_event(), P.Request)
+    late = client.send_cancel(rid)  # sent before the response arrives
+    answer = server.send_response(rid, {"ok": True})
+    server.receive_data(late)
+    assert server.next_event() is P.NEED_DATA  # dropped, connection fine
+    client.receive_data(answer)
+    assert isinstance(client.next_event(), P.Response)
+    server.receive_data(P.encode_frame({"kind": "cancel", "id": 999}))
+    with pytest.raises(P.RemoteProtocolError):
+        server.next_event()
