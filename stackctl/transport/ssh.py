@@ -166,6 +166,7 @@ class SSHChannelStream(trio.abc.HalfCloseableStream):
         self._write_paused = False
         self._writable = trio.Event()
         self._read_paused = False
+        self.read_pauses = 0  # times reading paused for a slow consumer (observability)
         self._ended = trio.Event()
 
     # -- called on the trio thread by the asyncio side (run_sync_soon) --
@@ -175,6 +176,7 @@ class SSHChannelStream(trio.abc.HalfCloseableStream):
         self._readable.set()
         if not self._read_paused and len(self._buf) > READ_HIGH:
             self._read_paused = True
+            self.read_pauses += 1
             self._on_aio(lambda chan: chan.pause_reading())
 
     def _on_stderr(self, data: bytes) -> None:
