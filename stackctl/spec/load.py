@@ -265,8 +265,8 @@ class _Loader:
         file's ``include`` is resolved with that file (a service of the file tagged
         ``!override`` replaces an included one), then the files are merged: a later ``-f``
         file overrides what an earlier one included."""
-        trees = self.interpolate(trees, environ)
-        trees = [resolve_paths(t, project_dir, environ) for t in trees]
+        trees = self.interpolate(trees, environ)  # fresh trees: paths resolved in place
+        trees = [resolve_paths(t, project_dir, environ, in_place=True) for t in trees]
         issues: list[Issue] = []
         layers = []
         for path, tree in zip(files, trees):
@@ -288,7 +288,8 @@ class _Loader:
         if key not in self._other:
             docs = self.parse(path)
             tree = merge_trees(self.interpolate(docs, environ))
-            self._other[key] = resolve_paths(tree, posixpath.dirname(path), environ)
+            self._other[key] = resolve_paths(tree, posixpath.dirname(path), environ,
+                                             in_place=True)
         return self._other[key]
 
     def load_included(self, entry: IncludeEntry, parent_env: Mapping[str, str],

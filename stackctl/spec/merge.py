@@ -411,7 +411,11 @@ def _rule_for(path: Path) -> Rule | None:
 def merge_trees(trees: Sequence[Any]) -> PDict:
     """Merge the top-level trees of several files, later ones winning. Also resolves the
     ``!reset``/``!override`` markers of a single file. Raises :class:`SpecError` with every
-    conflict found."""
+    conflict found. The result is new, except for a single tree without markers, which is
+    returned as it is."""
+    trees = [t for t in trees if t is not None]
+    if len(trees) == 1 and isinstance(trees[0], PDict) and not _has_markers(trees[0]):
+        return trees[0]  # nothing to merge or resolve (the common case: one file)
     m = _Merger()
     result: Any = PDict()
     for i, tree in enumerate(trees):
@@ -421,6 +425,17 @@ def merge_trees(trees: Sequence[Any]) -> PDict:
     if m.issues:
         raise SpecError(m.issues)
     return result if isinstance(result, PDict) else copy_tree(result)
+
+
+def _has_markers(node: Any) -> bool:
+    """Whether ``!reset`` / ``!override`` occur anywhere below ``node``."""
+    if isinstance(node, (OverrideDict, OverrideList, Reset)):
+        return True
+    if isinstance(node, dict):
+        return any(_has_markers(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_markers(v) for v in node)
+    return False
 
 
 def merge_service(base: Any, local: Any, name: str) -> PDict:

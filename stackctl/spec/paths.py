@@ -49,14 +49,16 @@ def absolute(path: str, base_dir: str, environ: Mapping[str, str]) -> str:
     return posixpath.normpath(posixpath.join(base_dir, path))
 
 
-def resolve_paths(tree: Any, base_dir: str, environ: Mapping[str, str]) -> Any:
-    """A copy of a top-level tree with its relative paths made absolute against ``base_dir``.
+def resolve_paths(tree: Any, base_dir: str, environ: Mapping[str, str], *,
+                  in_place: bool = False) -> Any:
+    """A copy of a top-level tree with its relative paths made absolute against ``base_dir``
+    (with ``in_place``, the tree itself: for a fresh tree nobody else holds).
 
     Values of the wrong type are left for validation to report.
     """
     if not isinstance(tree, dict):
         return tree
-    out = copy_tree(tree, resolve=False)
+    out = tree if in_place else copy_tree(tree, resolve=False)
 
     def abs_(p: Any) -> Any:
         return absolute(p, base_dir, environ) if isinstance(p, str) and p else p
