@@ -63,6 +63,26 @@ class _Pending:
     recv: trio.MemoryReceiveChannel | None = None
 
 
+class _Events:
+    """A stream's events (an iterator rather than an async generator: nothing to finalize when
+    the consumer leaves early)."""
+
+    def __init__(self, req: _Pending) -> None:
+        self._req = req
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> Any:
+        assert self._req.recv is not None
+        try:
+            return await self._req.recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            if self._req.error is not None:
+                raise self._req.error from None
+            raise StopAsyncIteration from None
+
+
 class AsyncAgentClient:
     """One agent connection shared by many tasks. Made by :func:`open_client`."""
 
@@ -102,7 +122,7 @@ class AsyncAgentClient:
         :class:`NodeUnreachable`, or :class:`RequestTimeout` after ``timeout`` seconds
         (``None``: the caller's own cancel scopes bound it). A streaming method called this
         way returns None at its end (its events are dropped)."""
-        with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+        with trio.move_on_after(math.inf if timeout is None else timeout):
             req = await self._start(method, params, streaming=False)
             try:
                 await req.done.wait()
@@ -122,17 +142,10 @@ class AsyncAgentClient:
         cancellation — sends ``cancel``."""
         req = await self._start(method, params, streaming=True)
         try:
-            yield self._events(req)
+            yield _Events(req)
         finally:
             if not req.done.is_set():
                 await self._abandon(req)
-
-    async def _events(self, req: _Pending) -> AsyncIterator[Any]:
-        assert req.recv is not None
-        async for item in req.recv:
-            yield item
-        if req.error is not None:
-            raise req.error
 
     async def _start(self, method: str, params: dict[str, Any] | None, *,
                      streaming: bool) -> _Pending:
