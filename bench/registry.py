@@ -120,7 +120,7 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="bench-registry-")
     dockerd = peers.Dockerd(os.path.join(tmp, "docker"))
     try:
-        with registry(os.path.join(tmp, "registry")) as host:
+        with peers.host_snapshot(), registry(os.path.join(tmp, "registry")) as host:
             src_env = stackctl_env(os.path.join(tmp, "src"))
             plain, gz = f"{host}/bench/app:plain", f"{host}/bench/app:gzip"
             build_image(tmp, src_env, plain, args.layers, args.mb)
@@ -182,6 +182,7 @@ def main() -> int:
                             rows[idx][1].append(time.perf_counter() - t0)
             print("push, plain layers (into an empty registry):")
             print_table([r for r in rows if r[1]], baseline="skopeo copy" if have_skopeo else None)
+            dockerd.stop()  # inside host_snapshot: what dockerd left (docker0, nft tables) is undone
     finally:
         dockerd.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -77,7 +77,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def run_registry(base: str, auth: dict | None = None, token_server=None):
+def run_registry(base: str, auth: dict | None = None, token_server=None, tls: tuple[str, str] | None = None):
     if not shutil.which("docker-registry"):
         pytest.skip("docker-registry is not installed (scripts/setup installs it)")
     port = free_port()
@@ -91,6 +91,8 @@ def run_registry(base: str, auth: dict | None = None, token_server=None):
     }
     if auth:
         config["auth"] = auth
+    if tls:
+        config["http"]["tls"] = {"certificate": tls[0], "key": tls[1]}
     cfg = os.path.join(base, "config.yml")
     with open(cfg, "w") as f:
         json.dump(config, f)  # JSON is YAML
@@ -272,3 +274,42 @@ def creds(tmp_path):
 
     return CredentialStore(path=str(tmp_path / "auth.json"), docker_config=str(tmp_path / "docker-config.json"),
                            environ={})
+
+
+@pytest.fixture
+def registry_tls(tmp_path):
+    """A registry serving HTTPS on 127.0.0.1 with a certificate of a private CA; yields
+    (registry, certs_dir) where certs_dir/<host>/ca.crt holds that CA (for STACKCTL_CERTS_DIR)."""
+    pytest.importorskip("cryptography")
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    base = tmp_path / "registry-tls"
+    base.mkdir()
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stackctl test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    (base / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (base / "server.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                        serialization.PrivateFormat.TraditionalOpenSSL,
+                                                        serialization.NoEncryption()))
+    with run_registry(str(base), None, tls=(str(base / "server.crt"), str(base / "server.key"))) as reg:
+        certs = tmp_path / "certs.d"
+        (certs / reg.host).mkdir(parents=True)
+        (certs / reg.host / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        yield reg, str(certs)

@@ -423,3 +423,20 @@ def test_ensure_image_resolves_once_and_pins_every_node(registry, store, node_pa
     again = ensure_image(worker, e.node_ref, "always")  # a digest already here is not asked again
     assert not again.pulled and again.image_id == first.id
     assert ensure_image(worker, ref, "always").image_id == second.id  # the tag itself has moved
+
+
+def test_tls_is_verified(registry_tls, store, node_paths, tmp_path, busybox_rootfs, creds, monkeypatch):
+    """A TLS registry on loopback: an untrusted certificate is one TLS line naming where the
+    CA goes; with its CA in the certs directory, push and pull work over verified HTTPS."""
+    from stackctl.runtime.images.registry.errors import RegistryConnectError
+
+    reg, certs = registry_tls
+    ref = f"{reg.host}/tls/bb:1"
+    img = _busybox(node_paths, store, ref)
+    monkeypatch.setenv("STACKCTL_CERTS_DIR", str(tmp_path / "no-certs"))
+    with pytest.raises(RegistryConnectError, match=rf"^push {ref}: TLS failure .*certs.d/{reg.host}/ca.crt"):
+        push(store, ref, credentials=creds, config=RegistryConfig())
+    monkeypatch.setenv("STACKCTL_CERTS_DIR", certs)
+    push(store, ref, credentials=creds, config=RegistryConfig())
+    res = pull(ImageStore(str(tmp_path / "fresh")), ref, credentials=creds, config=RegistryConfig())
+    assert res.image.id == img.id

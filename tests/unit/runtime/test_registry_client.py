@@ -118,7 +118,7 @@ def test_plain_http_only_for_loopback_and_insecure_registries():
     def handler(req):
         if req.url.scheme == "https":
             raise httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
-        return httpx.Response(200)
+        return httpx.Response(200, headers={"Docker-Distribution-Api-Version": "registry/2.0"})
 
     with pytest.raises(RegistryConnectError, match="STACKCTL_INSECURE_REGISTRIES"):
         _ = _client(handler, registry="10.0.0.5:5000").base
@@ -131,6 +131,13 @@ def test_plain_http_only_for_loopback_and_insecure_registries():
 
     with pytest.raises(RegistryConnectError, match=r"TLS failure .*ca.crt"):
         _ = _client(verify_fails).base
+
+    def tls_only(req):  # a loopback registry with TLS: plain HTTP gets the 400 of an HTTPS port
+        if req.url.scheme == "http":
+            return httpx.Response(400, text="Client sent an HTTP request to an HTTPS server.")
+        return httpx.Response(200, headers={"Docker-Distribution-Api-Version": "registry/2.0"})
+
+    assert _client(tls_only, registry="127.0.0.1:5443").base == "https://127.0.0.1:5443"
 
 
 # --- credentials -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """One registry, spoken to over HTTP with httpx: scheme choice, auth, retries, errors.
 
 - The first request pings ``/v2/``: HTTPS, verified; a loopback or insecure registry (see
-  :mod:`.config`) falls back to plain HTTP when HTTPS fails to connect.
+  :mod:`.config`) is asked over plain HTTP first.
 - A 401 carries a ``WWW-Authenticate`` challenge. ``Bearer``: a token is fetched from the
   realm for the request's scopes (``repository:NAME:pull[,push]``; a mount adds
   ``repository:FROM:pull``), with basic credentials if there are any, else anonymously, and is
@@ -75,7 +75,8 @@ class RegistryClient:
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
-        self._http = httpx.Client(verify=self._ssl_context(), timeout=httpx.Timeout(timeout, connect=15.0),
+        self._ctx = self._ssl_context()
+        self._http = httpx.Client(verify=self._ctx, timeout=httpx.Timeout(timeout, connect=15.0),
                                   follow_redirects=True, headers={"User-Agent": "stackctl"},
                                   limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
                                   transport=transport)
@@ -91,7 +92,18 @@ class RegistryClient:
 
     # --- setup ----------------------------------------------------------------------------
     def _ssl_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
+        """The client's TLS context, without certificates yet: loading the system's CAs costs
+        ~30 ms (much more on a busy machine), which a plain-HTTP loopback registry never needs;
+        :meth:`_load_certs` adds them before the first HTTPS connection."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies peer and host name
+        self._certs_loaded = False
+        return ctx
+
+    def _load_certs(self) -> None:
+        if self._certs_loaded:
+            return
+        ctx = self._ctx
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
         ca, client = cert_files(self.registry)
         if ca:
             ctx.load_verify_locations(ca)
@@ -100,7 +112,7 @@ class RegistryClient:
         if self.config.skip_verify(self.registry):
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        self._certs_loaded = True
 
     @property
     def auth(self) -> RegistryAuth | None:
@@ -119,19 +131,23 @@ class RegistryClient:
             return self._base
 
     def _ping(self) -> str:
-        https = f"https://{self.host}"
+        """HTTPS, verified. A registry allowed plain HTTP (loopback, insecure) is asked over
+        plain HTTP first — one round trip, no TLS set-up; a TLS registry answers that with 400
+        ("Client sent an HTTP request to an HTTPS server") and is then spoken to over HTTPS."""
+        https, http = f"https://{self.host}", f"http://{self.host}"
+        if self.config.plain_http_allowed(self.registry):
+            try:
+                r = self._http.get(http + "/v2/")
+                if r.status_code in (200, 401) and _looks_like_registry(r):
+                    self._note_challenge(r)
+                    return http
+            except httpx.TransportError:
+                pass
+        self._load_certs()
         try:
             r = self._http.get(https + "/v2/")
         except httpx.TransportError as exc:
-            if not self.config.plain_http_allowed(self.registry):
-                raise self._connect_error(exc, https=True) from None
-            http = f"http://{self.host}"
-            try:
-                r = self._http.get(http + "/v2/")
-            except httpx.TransportError as exc2:
-                raise self._connect_error(exc2, https=False) from None
-            self._note_challenge(r)
-            return http
+            raise self._connect_error(exc, https=True) from None
         self._note_challenge(r)
         return https
 
@@ -334,6 +350,12 @@ class RegistryClient:
             return RegistryNotFound(f"{what}: a blob of {repo} is missing on the registry; push the image again")
         detail = message or r.reason_phrase
         return RegistryError(f"{what}: {self.registry} answered {r.status_code} ({_short(detail)})")
+
+
+def _looks_like_registry(r: httpx.Response) -> bool:
+    """An answer to ``GET /v2/`` from a distribution registry (not an HTTPS server's 400)."""
+    return bool(r.headers.get("docker-distribution-api-version")) or r.status_code == 401 or \
+        r.headers.get("content-type", "").startswith("application/json")
 
 
 def _scope_key(scopes: tuple[str, ...], params: dict[str, str]) -> str:

@@ -4,10 +4,11 @@ Docker's rules, which stackctl follows:
 
 - TLS is verified against the system's CAs, plus ``ca.crt`` (and a client ``client.cert`` /
   ``client.key`` pair) in ``/etc/stackctl/certs.d/<host[:port]>/`` or Docker's
-  ``/etc/docker/certs.d/<host[:port]>/``.
+  ``/etc/docker/certs.d/<host[:port]>/`` (``STACKCTL_CERTS_DIR`` names another such directory,
+  looked at first).
 - A registry on a loopback address (127.0.0.0/8, ::1, ``localhost``) or listed as insecure may
-  use plain HTTP: HTTPS is tried first (without verification for an insecure one), plain HTTP
-  after.
+  use plain HTTP: it is asked over plain HTTP first, and over HTTPS (without verification for
+  an insecure one) when that port speaks TLS.
 - The insecure list (Docker's ``insecure-registries``) comes from ``STACKCTL_INSECURE_REGISTRIES``
   (comma- or space-separated ``host[:port]`` or CIDR blocks such as ``10.0.0.0/8``) and from
   ``/etc/stackctl/registries.json`` (``{"insecure-registries": [...]}``; the path can be changed
@@ -99,9 +100,16 @@ def load_config(environ: Mapping[str, str] | None = None) -> RegistryConfig:
     return RegistryConfig(insecure=tuple(entries))
 
 
-def cert_files(registry: str, dirs: Iterable[str] = CERT_DIRS) -> tuple[str | None, tuple[str, str] | None]:
+def cert_dirs(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """``STACKCTL_CERTS_DIR`` (if set) before the standard certs.d directories."""
+    env = os.environ if environ is None else environ
+    extra = env.get("STACKCTL_CERTS_DIR", "")
+    return ((extra,) if extra else ()) + CERT_DIRS
+
+
+def cert_files(registry: str, dirs: Iterable[str] | None = None) -> tuple[str | None, tuple[str, str] | None]:
     """(CA bundle, (client cert, client key)) for ``registry`` from the certs.d directories."""
-    for d in dirs:
+    for d in cert_dirs() if dirs is None else dirs:
         base = os.path.join(d, registry)
         ca = os.path.join(base, "ca.crt")
         cert, key = os.path.join(base, "client.cert"), os.path.join(base, "client.key")
