@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -51,10 +52,30 @@ def sh(argv: list[str], env: dict[str, str] | None = None) -> str:
     return p.stdout
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+CPU: dict[str, list[float]] = {}  # tool -> user+sys seconds of its own processes, per run
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None, cpu: str = "") -> float:
+    """Wall seconds of one run; with ``cpu``, also records the run's CPU seconds (user+sys of
+    the process and the children it waited for) — a figure a busy machine disturbs less."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     sh(argv, env)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu:
+        CPU.setdefault(cpu, []).append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+    return wall
+
+
+def print_cpu(names: list[str], docker: bool = False) -> None:
+    import statistics
+
+    shown = [n for n in names if CPU.get(n)]
+    if shown:
+        print("  CPU s (user+sys, median): " + ", ".join(f"{n} {statistics.median(CPU[n]):.2f}" for n in shown)
+              + ("; docker's work is in dockerd, not counted" if docker else ""))
+    CPU.clear()
 
 
 @contextlib.contextmanager
@@ -141,12 +162,13 @@ def main() -> int:
                 rows: list[tuple[str, list[float]]] = [("stackctl pull", []), ("skopeo copy", []), ("docker pull", [])]
                 for i in range(args.n):
                     state = os.path.join(tmp, f"pull-{name}-{i}")
-                    rows[0][1].append(timed([sys.executable, "-m", "stackctl", "pull", "-q", ref], stackctl_env(state)))
+                    rows[0][1].append(timed([sys.executable, "-m", "stackctl", "pull", "-q", ref], stackctl_env(state),
+                                            cpu="stackctl pull"))
                     shutil.rmtree(state, ignore_errors=True)
                     if have_skopeo:
                         dest = os.path.join(tmp, f"oci-{name}-{i}")
                         rows[1][1].append(timed(["skopeo", "copy", "-q", "--preserve-digests", "--src-tls-verify=false",
-                                                 f"docker://{ref}", f"oci:{dest}:app"]))
+                                                 f"docker://{ref}", f"oci:{dest}:app"], cpu="skopeo copy"))
                         shutil.rmtree(dest, ignore_errors=True)
                     if have_docker:
                         dockerd.docker("rmi", "-f", ref, check=False)
@@ -156,6 +178,7 @@ def main() -> int:
                         rows[2][1].append(time.perf_counter() - t0)
                 print(f"pull, {name} layers:")
                 print_table([r for r in rows if r[1]], baseline="skopeo copy" if have_skopeo else None)
+                print_cpu(["stackctl pull", "skopeo copy"], have_docker)
                 print()
             # push: each run into a fresh registry
             rows = [("stackctl push", []), ("skopeo copy", []), ("docker push", [])]
@@ -169,12 +192,13 @@ def main() -> int:
                         target = f"{dest}/bench/app:plain"
                         if tool == "stackctl":
                             sh([sys.executable, "-m", "stackctl", "image", "tag", plain, target], src_env)
-                            rows[idx][1].append(timed([sys.executable, "-m", "stackctl", "push", "-q", target], src_env))
+                            rows[idx][1].append(timed([sys.executable, "-m", "stackctl", "push", "-q", target], src_env,
+                                                      cpu="stackctl push"))
                             sh([sys.executable, "-m", "stackctl", "image", "rm", target], src_env)
                         elif tool == "skopeo":
                             rows[idx][1].append(timed(["skopeo", "copy", "-q", "--preserve-digests",
                                                        "--dest-tls-verify=false", f"oci:{layout}:app",
-                                                       f"docker://{target}"]))
+                                                       f"docker://{target}"], cpu="skopeo copy"))
                         else:
                             dockerd.docker("tag", plain, target)
                             t0 = time.perf_counter()
@@ -182,6 +206,7 @@ def main() -> int:
                             rows[idx][1].append(time.perf_counter() - t0)
             print("push, plain layers (into an empty registry):")
             print_table([r for r in rows if r[1]], baseline="skopeo copy" if have_skopeo else None)
+            print_cpu(["stackctl push", "skopeo copy"], have_docker)
             dockerd.stop()  # inside host_snapshot: what dockerd left (docker0, nft tables) is undone
     finally:
         dockerd.stop()
