@@ -491,22 +491,26 @@ class BaseModel:
 
     @classmethod
     def _fill(cls, data: dict[str, Any], loc: Loc, errs: list) -> Any:
-        plan = cls._compiled()
-        values: dict[str, Any] = {}
+        fill = cls.__dict__.get("_fill_")
+        if fill is None:
+            fill = cls._fill_plan()
+        by_name, statics, factories, required = fill
+        values: dict[str, Any] = dict(statics)
         bad = False
-        for f in plan:
-            if f.name in data:
-                value = f.check(data[f.name], loc + (f.name,), errs)
-                bad = bad or value is _BAD
-            elif f.factory is not None:
-                value = f.factory()
-            elif f.default is not _MISSING:
-                value = f.default
-            else:
-                errs.append(ErrorItem(loc + (f.name,), "missing", "required key is missing"))
-                bad = True
+        for name, raw in data.items():
+            f = by_name.get(name)
+            if f is None:
                 continue
-            values[f.name] = value
+            value = f.check(raw, loc + (name,), errs)
+            bad = bad or value is _BAD
+            values[name] = value
+        for name, factory in factories:
+            if name not in data:
+                values[name] = factory()
+        for name in required:
+            if name not in data:
+                errs.append(ErrorItem(loc + (name,), "missing", "required key is missing"))
+                bad = True
         if bad:
             return _BAD
         instance = cls.__new__(cls)
@@ -515,6 +519,19 @@ class BaseModel:
         for name, private in cls._privates_.items():
             d[name] = private.make()
         return instance
+
+    @classmethod
+    def _fill_plan(cls) -> tuple:
+        """What :meth:`_fill` needs, per class: fields by name, plain defaults, factories,
+        required fields."""
+        plan = cls._compiled()
+        fill = ({f.name: f for f in plan},
+                {f.name: f.default for f in plan if f.factory is None
+                 and f.default is not _MISSING},
+                [(f.name, f.factory) for f in plan if f.factory is not None],
+                [f.name for f in plan if f.factory is None and f.default is _MISSING])
+        cls._fill_ = fill
+        return fill
 
     @classmethod
     def model_validate(cls, data: Any) -> Any:
