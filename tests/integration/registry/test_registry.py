@@ -53,6 +53,7 @@ def test_built_image_pushed_removed_pulled_and_run(registry, cli, node_paths, bu
     pushed_digest = p.stdout.split("digest: ")[1].split()[0]
     # a second push sends no layer again: every blob is found by HEAD
     patches = registry.requests("PATCH", "/blobs/uploads/")
+    assert patches >= 2  # the layer and the config were uploaded (the log shows uploads)
     p = cli("push", ref, check=0)
     assert "Layer already exists" in p.stdout and ": Pushed" not in p.stdout
     assert registry.requests("PATCH", "/blobs/uploads/") == patches
@@ -106,9 +107,14 @@ def test_skopeo_pushed_image_pulls_and_runs(registry, cli, tmp_path, busybox_roo
 
 
 @needs_skopeo
-def test_stackctl_pushed_image_copied_by_skopeo(registry, store, node_paths, tmp_path, busybox_rootfs, creds):
+def test_stackctl_pushed_image_copied_by_skopeo(registry, store, node_paths, tmp_path, busybox_rootfs, creds,
+                                                monkeypatch):
+    import stackctl.runtime.images.registry.push as push_module
+
     img = _busybox(node_paths, store, f"{registry.host}/bb:copyme")
+    monkeypatch.setattr(push_module, "CHUNK", 256 * 1024)  # the ~2 MB layer goes in several PATCHes
     res = push(store, f"{registry.host}/bb:copyme", credentials=creds, config=RegistryConfig())
+    assert registry.requests("PATCH", "/v2/bb/blobs/uploads/") >= img.layers[0]["size"] // (256 * 1024)
     out = tmp_path / "copied"
     subprocess.run(["skopeo", "copy", "-q", "--preserve-digests", "--src-tls-verify=false",
                     f"docker://{registry.host}/bb:copyme",

@@ -271,7 +271,7 @@ def _fetch_layer(store: ImageStore, c: RegistryClient, repository: str, desc: di
     blob_tmp = os.path.join(stage, hexd + ".blob")
     sha = hashlib.sha256()
     got = [0]  # bytes kept so far, updated as they arrive (a broken stream resumes from there)
-    with open(blob_tmp, "wb") as f:
+    with open(blob_tmp, "wb", buffering=1 << 20) as f:  # 64 KiB reads, 1 MiB writes
         for attempt in range(RESUME_ATTEMPTS):
             try:
                 _stream(c, repository, digest, size, got, f, sha, progress, key, cancel)
