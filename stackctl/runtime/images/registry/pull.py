@@ -290,7 +290,7 @@ def _fetch_layer(store: ImageStore, c: RegistryClient, repository: str, desc: di
     progress.layer(key, "Download complete")
     if store.has_layer(diff_id) or cancel.is_set():
         return blob_tmp, "", 0
-    progress.layer(key, "Extracting", 0, size)
+    progress.layer(key, "Extracting")  # in a child process: no byte count to show
     layer_root = os.path.join(stage, hexd + ".layer")
     os.mkdir(layer_root, 0o755)
     try:
@@ -300,7 +300,6 @@ def _fetch_layer(store: ImageStore, c: RegistryClient, repository: str, desc: di
     if info.diff_id != diff_id:
         raise DigestMismatchError(f"{c.subject}: layer {digest} unpacks to {info.diff_id}, but the image "
                                   f"config says {diff_id}; nothing was stored — the image is corrupt: push it again")
-    progress.layer(key, "Extracting", size, size)
     return blob_tmp, layer_root, info.size
 
 
