@@ -391,3 +391,18 @@ def test_explain_nodes_for_plan():
         "b": "constraint not satisfied: node.labels.zone==east",
         "c": "node is paused",
     }
+
+
+def test_nested_spread_never_places_more_than_a_subtree_owes():
+    """Regression: Swarm asks a branch for its share without capping it at what the subtree
+    still owes; a nested subtree could then overshoot, find a negative share for every branch
+    and never finish. Here zone b has tasks only on a down node."""
+    nodes = [node("n0", "b", labels={"rack": "x"}, status="down"),
+             node("n1", "a", labels={"rack": "x"}), node("n2", "a", labels={"rack": "x"}),
+             node("n3", "a", labels={"rack": "y"})]
+    existing = [ExistingTask("s", "web", n, str(100 + i))
+                for i, n in enumerate(["n1", "n0", "n2", "n1", "n0", "n2"])]
+    spec = PlacementSpec.build(preferences=["node.labels.zone", "node.labels.rack"])
+    result = place(tasks("web", 4, spec), nodes, existing)
+    assert result.complete
+    assert per_node(result) == {"n3": 4}  # rack y catches up with rack x's 4
