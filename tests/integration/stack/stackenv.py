@@ -148,7 +148,8 @@ class Node:
         vdir = os.path.join(self.paths.state, "volumes")
         out["volumes"] = sorted(os.listdir(vdir)) if os.path.isdir(vdir) else []
         try:
-            out["networks"] = sorted(store.load(self.paths).networks)
+            # Docker's default `bridge` network (made by a plain `run`) is node infrastructure
+            out["networks"] = sorted(nid for nid, n in store.load(self.paths).networks.items() if n.name != "bridge")
         except Exception as exc:  # noqa: BLE001
             out["networks"] = [f"unreadable: {exc}"]
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
