@@ -30,8 +30,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections import namedtuple
 from functools import lru_cache
-from typing import NamedTuple
 
 from stackctl.errors import StackctlError
 from stackctl.runtime.containers.syscalls import TABLES
@@ -192,27 +192,11 @@ DEFAULT_PROFILE: dict = _default_profile()
 
 # --- the profile model -------------------------------------------------------------------
 
-class Arg(NamedTuple):
-    index: int
-    value: int
-    value_two: int
-    op: str
-
-
-class Rule(NamedTuple):
-    names: tuple[str, ...]
-    action: int  # RET_* | errno
-    args: tuple[Arg, ...] = ()
-    caps_in: tuple[str, ...] = ()
-    caps_out: tuple[str, ...] = ()
-    arches_in: tuple[str, ...] = ()
-    arches_out: tuple[str, ...] = ()
-    min_kernel: tuple[int, ...] = ()
-
-
-class Profile(NamedTuple):
-    default: int
-    rules: tuple[Rule, ...]
+# plain named tuples (typing.NamedTuple would import typing on the start path)
+Arg = namedtuple("Arg", "index value value_two op")
+Rule = namedtuple("Rule", "names action args caps_in caps_out arches_in arches_out min_kernel",
+                  defaults=((), (), (), (), (), ()))  # action: RET_* | errno
+Profile = namedtuple("Profile", "default rules")
 
 
 def _action(name: object, errno: object, default_errno: int, where: str) -> int:
