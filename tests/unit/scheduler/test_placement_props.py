@@ -141,3 +141,39 @@ def test_spread_with_room_everywhere_is_even(nodes, spec, n):
     got = [counts.get(z, 0) for z in usable]
     assert max(got) - min(got) <= 1
     assert result.complete
+
+
+@st.composite
+def spread_scenarios(draw):
+    nodes = [NodeSnapshot(f"n{i}", labels={"zone": draw(st.sampled_from("ab")),
+                                           "rack": draw(st.sampled_from("xy"))},
+                          status=draw(st.sampled_from(["ready", "ready", "down"])))
+             for i in range(draw(st.integers(1, 7)))]
+    existing = [ExistingTask("s", "web", draw(st.sampled_from(nodes)).name, str(100 + j))
+                for j in range(draw(st.integers(0, 10)))]
+    prefs = draw(st.sampled_from(PREFS[1:]))
+    return nodes, existing, prefs, draw(st.integers(1, 10))
+
+
+@settings(max_examples=300, deadline=5000)
+@given(spread_scenarios())
+def test_spread_around_existing_tasks_always_finishes(scenario):
+    """Spread alone never leaves a task pending while a ready node exists — also with the
+    service's tasks already on nodes in any branch, down ones included — and always ends."""
+    import signal
+
+    nodes, existing, prefs, n = scenario
+    spec = PlacementSpec(preferences=prefs)
+
+    def hang(*_):
+        raise AssertionError("place() did not finish within 2 s")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.setitimer(signal.ITIMER_REAL, 2.0)
+    try:
+        result = place([TaskToPlace("s", "web", str(i), "v1", spec) for i in range(1, n + 1)],
+                       nodes, existing)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert result.complete == any(node.schedulable for node in nodes)
