@@ -11,6 +11,8 @@ Rows:
 - agent.info over a kept asyncssh connection and channel (what the manager does per request;
   target issue 10: <= 10 ms);
 - the same, 8 requests in flight at once (per request: wall time / requests);
+- a round trip over a direct-streamlocal channel to the agent socket (no dial-stdio process:
+  what that hop costs);
 - connect + open the channel + first request (a manager reaching a node anew);
 - `ssh n1 true` over a ControlMaster connection (OpenSSH, the peer named by the issue);
 - the CLI's path: `ssh -T n1 stackctl agent dial-stdio` over the ControlMaster, hello and one
@@ -77,6 +79,11 @@ def main() -> None:
                     rows.append(("agent.info, kept asyncssh connection", await timed(agent, runs)))
                     rows.append(("round trip, kept asyncssh connection",
                                  await timed(agent, runs, "bench.no-such-method")))
+                    direct = await conn.open_unix_stream(os.path.join(node.run, "agent.sock"))
+                    async with open_client(direct, node="n1") as unix_fwd:
+                        await timed(unix_fwd, 20)
+                        rows.append(("round trip, asyncssh to the agent socket (no dial-stdio)",
+                                     await timed(unix_fwd, runs, "bench.no-such-method")))
                     burst = []
                     for _ in range(max(1, runs // 8)):
                         t0 = time.perf_counter()

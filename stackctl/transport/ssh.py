@@ -480,6 +480,27 @@ class SSHConnection:
         await run_aio(go, abandon=lambda chan: chan.close())
         return stream
 
+    async def open_unix_stream(self, remote_path: str) -> SSHChannelStream:
+        """A channel to a unix socket on the node (OpenSSH's direct-streamlocal, as ``ssh -L
+        ...:/path``): the node's agent socket without a ``dial-stdio`` process between —
+        but only to an agent that already runs, at a path the caller knows, and only where
+        sshd allows stream-local forwarding (a key restricted to a forced command does not)."""
+        asyncssh = _import_asyncssh()
+        stream = SSHChannelStream(_aio_loop(), trio.lowlevel.current_trio_token(), self.name)
+        session = _session_class(asyncssh)
+
+        async def go() -> Any:
+            try:
+                chan, _ = await self._conn.create_unix_connection(lambda: session(stream),
+                                                                  remote_path)
+                return chan
+            except (asyncssh.Error, OSError) as exc:
+                raise NodeUnreachable(self.name, f"cannot reach {remote_path} there: "
+                                      f"{getattr(exc, 'reason', None) or exc}") from None
+
+        await run_aio(go, abandon=lambda chan: chan.close())
+        return stream
+
     async def open_agent_stream(self) -> SSHChannelStream:
         """A channel to the node's agent (``options.remote_command``, by default
         ``stackctl agent dial-stdio``, which starts the agent when none runs)."""

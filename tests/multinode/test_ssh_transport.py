@@ -275,3 +275,18 @@ async def test_a_channel_stream_moves_large_data_both_ways_with_flow_control(sha
         assert got == "".join(f"{i}\n" for i in range(1, 1500001)).encode()
         await stream.wait_closed()
         assert stream.exit_status == 0
+
+
+async def test_a_channel_straight_to_the_agent_socket(shared_cluster):
+    c = shared_cluster
+    n1 = c.node("n1")
+    async with connect_ssh(_target("n1"), c.ssh_options(), name="n1") as conn:
+        async with open_ssh_client(conn, node="n1") as agent:  # starts the agent if needed
+            pid = (await agent.call("agent.info", timeout=30))["pid"]
+        from stackctl.transport.aclient import open_client
+
+        stream = await conn.open_unix_stream(os.path.join(n1.run, "agent.sock"))
+        async with open_client(stream, node="n1") as agent:
+            assert (await agent.call("agent.info", timeout=30))["pid"] == pid
+        with pytest.raises(NodeUnreachable, match="cannot reach /nonexistent.sock there"):
+            await conn.open_unix_stream("/nonexistent.sock")
