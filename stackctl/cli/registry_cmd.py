@@ -44,23 +44,26 @@ def pull(all_tags: bool, platform: str, quiet: bool, disable_content_trust: bool
         with RegistryClient(r.registry) as client:
             if all_tags:
                 client.subject = f"pull {r.familiar_repository} --all-tags"
-                tags = list_tags(client, r.repository)
+                tags = sorted(list_tags(client, r.repository))
                 if not tags:
-                    raise UsageError(f"pull {r.familiar_repository}: the repository has no tags")
-                results = [do_pull(store, r.with_tag(t), platform=platform or None, progress=prog, client=client)
-                           for t in sorted(tags)]
-                for res in results:
-                    prog.line(f"Digest: {res.digest}")
-                new = any(not res.up_to_date for res in results)
-                prog.close()
-                if not quiet:
-                    status = "Downloaded newer image for" if new else "Image is up to date for"
-                    click.echo(f"Status: {status} {r.familiar_repository}")
-                click.echo(r.full_name)
-                return
-            res = do_pull(store, r, platform=platform or None, progress=prog, client=client)
+                    raise UsageError(f"pull {r.familiar_repository}: the repository has no tags; push one first")
+                results = []
+                for t in tags:
+                    results.append(do_pull(store, r.with_tag(t), platform=platform or None, progress=prog,
+                                           client=client))
+                    prog.line(f"Digest: {results[-1].digest}")
+            else:
+                results = [do_pull(store, r, platform=platform or None, progress=prog, client=client)]
     finally:
         prog.close()
+    if all_tags:
+        if not quiet:
+            new = any(not res.up_to_date for res in results)
+            status = "Downloaded newer image for" if new else "Image is up to date for"
+            click.echo(f"Status: {status} {r.familiar_repository}")
+        click.echo(r.full_name)
+        return
+    res = results[0]
     if not quiet:
         click.echo(f"Digest: {res.digest}")
         status = "Image is up to date for" if res.up_to_date else "Downloaded newer image for"

@@ -182,3 +182,10 @@ def test_progress_shapes():
         p.layer("abc", "Downloading", cur, 10)
     p.layer("abc", "Pull complete")
     assert out.getvalue().splitlines() == ["1: Pulling from app", "abc: Downloading", "abc: Pull complete"]
+
+
+def test_bars_fit_narrow_terminals():
+    wide = layer_line("0123456789ab", "Downloading", 5, 10)
+    narrow = layer_line("0123456789ab", "Downloading", 5, 10, columns=60)
+    assert len(wide) > 60 >= len(narrow) and "[" in narrow and narrow.endswith("5B/10B")
+    assert len(layer_line("0123456789ab", "Downloading", 5, 10, columns=20)) > 20  # never below 10 columns of bar
