@@ -163,6 +163,7 @@ def inspect_record(rec: Record, log_path: Any = None) -> dict[str, Any]:
             "DnsSearch": spec.dns_search,
             "ExtraHosts": spec.extra_hosts or None,
             "Privileged": spec.privileged,
+            "SecurityOpt": list(spec.security_opt) or None,
             "ReadonlyRootfs": spec.read_only,
             "ShmSize": r.shm_size,
             "Init": spec.init,
