@@ -487,7 +487,17 @@ class BaseModel:
     def _check(cls, data: Any, loc: Loc, errs: list) -> Any:
         """Validate ``data`` into an instance, recording errors in ``errs`` (subclasses
         hook in here: see :class:`stackctl.spec.models.base.Model`)."""
-        return cls._fill(data, loc, errs)
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, dict):
+            errs.append(ErrorItem(loc, "invalid", f"expected a mapping, got {_describe(data)}"))
+            return _BAD
+        known = set(cls.field_names())
+        unknown = [k for k in data if k not in known]
+        for key in unknown:
+            errs.append(ErrorItem(loc + (key,), "unknown", "unknown key", data[key]))
+        result = cls._fill(data, loc, errs)
+        return _BAD if unknown else result
 
     @classmethod
     def _fill(cls, data: dict[str, Any], loc: Loc, errs: list) -> Any:
