@@ -117,6 +117,13 @@ def test_network_connect_gives_a_running_container_a_second_network(cli):
     assert p.stdout == "hello from the default bridge\n"
     p = cli("network", "connect", "side", "web")
     assert p.returncode == 1 and "already exists in network side" in p.stderr
+    # rename: the container answers to its new name on the network (DNS), not the old one
+    cli("rename", "web", "web2", check=0)
+    p = cli("run", "--rm", "--network", "side", IMG, "wget", "-q", "-O", "-", "http://web2/", check=0)
+    assert p.stdout == "hello from the default bridge\n"
+    p = cli("run", "--rm", "--network", "side", IMG, "wget", "-q", "-O", "-", "http://web/")
+    assert p.returncode != 0 and "bad address" in p.stderr
+    cli("rename", "web2", "web", check=0)
     p = cli("network", "connect", "--alias", "x", "bridge", "web")
     assert p.returncode == 1 and "user defined networks" in p.stderr
     # off the default bridge: the published port now goes over the other network
