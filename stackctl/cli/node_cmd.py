@@ -400,12 +400,21 @@ def bootstrap(refs: tuple[str, ...], dry_run: bool, stack_file: str | None,
 
     ctx = _Ctx(stack_file, nodes_file)
     inv = ctx.need_file()
-    nodes = [inv.get(r) for r in refs]
-    for n in nodes:
-        B.bootstrap_node(inv, n, dry_run=dry_run, echo=click.echo)
-    if not dry_run:
-        from stackctl.cluster import connect
+    from stackctl.cli.common import print_error
 
-        warning = connect.notify_inventory(inv)  # the manager (re)connects to its nodes
-        if warning:
-            click.echo(f"warning: {warning}", err=True)
+    nodes = [inv.get(r) for r in refs]
+    if dry_run:
+        for n in nodes:
+            B.bootstrap_node(inv, n, dry_run=True, echo=click.echo)
+        return
+    results = B.bootstrap_nodes(inv, nodes, echo=click.echo)
+    failed = [r for r in results.values() if isinstance(r, StackctlError)]
+    for exc in failed:
+        print_error(exc)
+    from stackctl.cluster import connect
+
+    warning = connect.notify_inventory(inv)  # the manager (re)connects to its nodes
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    if failed:
+        raise SystemExit(1)

@@ -257,23 +257,64 @@ def bootstrap_node(inv: Inventory, node: Node, *, dry_run: bool = False,
         for line in plan(inv, node, root=root, cache=cache):
             echo(f"  {line}")
         return None
-    if node.is_local:
-        # this machine runs the stackctl the CLI is: nothing to install or restart
-        echo(f"{node.name}: this machine (url: local) runs this stackctl already; nothing to install")
-        if node is not inv.manager:
-            return None
-        import trio
+    result = bootstrap_nodes(inv, [node], echo=echo, root=root, cache=cache)[node.name]
+    if isinstance(result, StackctlError):
+        raise result
+    return result
 
-        return {"manager_key": trio.run(_manager_key, inv, node, _Remote(node, None), echo)}
-    wheel = build_wheel(root, cache=cache)
-    echo(f"{node.name}: wheel stackctl {wheel.version} (sources {wheel.source_hash})"
-         + (" from the cache" if wheel.cached else " built"))
+
+def bootstrap_nodes(inv: Inventory, nodes: list[Node], *, echo: Echo = print,
+                    root: str | None = None, cache: str | None = None
+                    ) -> dict[str, dict[str, Any] | None | StackctlError]:
+    """Bootstrap several nodes: the wheel built once; the manager first (its key is made
+    there), then the others in parallel, each over its own connection. One node's failure
+    does not stop the others: its result is the error."""
     import trio
 
-    return trio.run(_bootstrap, inv, node, wheel, echo)
+    results: dict[str, dict[str, Any] | None | StackctlError] = {}
+    todo = list({n.name: n for n in nodes}.values())  # once each, in the order given
+    todo.sort(key=lambda n: n is not inv.manager)  # the manager first (a stable sort)
+    for n in [n for n in todo if n.is_local]:
+        # this machine runs the stackctl the CLI is: nothing to install or restart
+        echo(f"{n.name}: this machine (url: local) runs this stackctl already; nothing to install")
+        if n is inv.manager:
+            try:
+                results[n.name] = {"manager_key": trio.run(_manager_key, inv, n, _Remote(n, None),
+                                                           echo, trio.Lock())}
+            except StackctlError as exc:
+                results[n.name] = exc
+        else:
+            results[n.name] = None
+    remote = [n for n in todo if not n.is_local]
+    if not remote:
+        return results
+    wheel = build_wheel(root, cache=cache)
+    echo(f"wheel stackctl {wheel.version} (sources {wheel.source_hash})"
+         + (" from the cache" if wheel.cached else " built") + f": {wheel.path}")
+
+    async def run_all() -> None:
+        keys = trio.Lock()  # the manager's key and known_hosts: one change at a time
+
+        async def one(n: Node) -> None:
+            try:
+                results[n.name] = await _bootstrap(inv, n, wheel, echo, keys)
+            except StackctlError as exc:
+                results[n.name] = exc
+
+        rest = remote
+        if remote[0] is inv.manager:
+            await one(remote[0])
+            rest = remote[1:]
+        async with trio.open_nursery() as nursery:
+            for n in rest:
+                nursery.start_soon(one, n)
+
+    trio.run(run_all)
+    return results
 
 
-async def _bootstrap(inv: Inventory, node: Node, wheel: Wheel, echo: Echo) -> dict[str, Any]:
+async def _bootstrap(inv: Inventory, node: Node, wheel: Wheel, echo: Echo,
+                     keys: Any) -> dict[str, Any]:
     from stackctl.cluster import connect
 
     async with connect.open_node(inv, node) as conn:
@@ -307,7 +348,7 @@ async def _bootstrap(inv: Inventory, node: Node, wheel: Wheel, echo: Echo) -> di
                                         "containers kept running" if old else
                                         f"started (pid {agent['new']['pid']})"))
         result = {"probe": probe, "install": installed, "agent": agent}
-        result["manager_key"] = await _manager_key(inv, node, remote, echo)
+        result["manager_key"] = await _manager_key(inv, node, remote, echo, keys)
     return result
 
 
@@ -324,7 +365,14 @@ async def _ship(conn: Any, node: Node, wheel: Wheel) -> str:
     return remote
 
 
-async def _manager_key(inv: Inventory, node: Node, remote: _Remote, echo: Echo) -> dict[str, Any]:
+async def _manager_key(inv: Inventory, node: Node, remote: _Remote, echo: Echo,
+                       keys: Any) -> dict[str, Any]:
+    async with keys:
+        return await _manager_key_locked(inv, node, remote, echo)
+
+
+async def _manager_key_locked(inv: Inventory, node: Node, remote: _Remote,
+                              echo: Echo) -> dict[str, Any]:
     from stackctl.cluster import connect
 
     manager = inv.manager
