@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import posixpath
 import re
-import shlex
 import signal as _signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from stackctl import shellwords
 from stackctl.errors import UsageError
 from stackctl.runtime.names import NAME_RE
 from stackctl.runtime.security import check_sysctl_network, parse_security_opts
@@ -220,7 +220,7 @@ def shell_split(value: str | list[str] | None) -> list[str] | None:
     """A stack file's string form of ``command``/``entrypoint`` (split like a shell)."""
     if value is None or isinstance(value, list):
         return value
-    return shlex.split(value)
+    return shellwords.split(value)
 
 
 # --- mounts --------------------------------------------------------------------------------

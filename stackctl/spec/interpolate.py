@@ -34,6 +34,9 @@ from stackctl.spec.yamlpos import PDict, PList, format_path
 
 _NAME = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
 _OPERATORS = (":-", ":?", ":+", "-", "?", "+")
+# ``${A:-${B:-...}}`` nests; each level is a Python call. Compose files nest two or three
+# levels; deeper is refused with a clear error instead of exhausting the stack.
+MAX_NESTING = 50
 
 
 class TemplateError(Exception):
@@ -57,13 +60,16 @@ def substitute(text: str, environ: Mapping[str, str]) -> Substitution:
     """Interpolate one string. Raises :class:`TemplateError` (malformed, or a required
     variable missing)."""
     unset: list[str] = []
-    value = _expand(text, environ, unset)
+    value = _expand(text, environ, unset, 0)
     return Substitution(value, unset)
 
 
-def _expand(text: str, env: Mapping[str, str], unset: list[str]) -> str:
+def _expand(text: str, env: Mapping[str, str], unset: list[str], depth: int) -> str:
     if "$" not in text:
         return text
+    if depth > MAX_NESTING:
+        raise TemplateError(f"invalid interpolation: variables are nested deeper than "
+                            f"{MAX_NESTING} levels (${{A:-${{B:-...}}}})")
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -77,11 +83,14 @@ def _expand(text: str, env: Mapping[str, str], unset: list[str]) -> str:
             out.append("$")
             i = j + 2
         elif nxt == "{":
-            end = _closing_brace(text, j + 2)
+            end, deepest = _closing_brace(text, j + 2)
+            if depth + deepest > MAX_NESTING:
+                raise TemplateError(f"invalid interpolation: variables are nested deeper than "
+                                    f"{MAX_NESTING} levels (${{A:-${{B:-...}}}})")
             if end < 0:
                 raise TemplateError(
                     f'invalid interpolation "{text[j:]}": missing the closing "}}"')
-            out.append(_braced(text[j + 2:end], text[j:end + 1], env, unset))
+            out.append(_braced(text[j + 2:end], text[j:end + 1], env, unset, depth))
             i = end + 1
         else:
             m = _NAME.match(text, j + 1)
@@ -94,9 +103,10 @@ def _expand(text: str, env: Mapping[str, str], unset: list[str]) -> str:
     return "".join(out)
 
 
-def _closing_brace(text: str, start: int) -> int:
-    """Index of the "}" closing a "${" whose body starts at ``start``; -1 if there is none."""
-    depth = 0
+def _closing_brace(text: str, start: int) -> tuple[int, int]:
+    """Index of the "}" closing a "${" whose body starts at ``start`` (-1 if there is none),
+    and how deep "${" nest inside it."""
+    depth = deepest = 0
     i, n = start, len(text)
     while i < n:
         c = text[i]
@@ -105,14 +115,15 @@ def _closing_brace(text: str, start: int) -> int:
             continue
         if c == "$" and i + 1 < n and text[i + 1] == "{":
             depth += 1
+            deepest = max(deepest, depth)
             i += 2
             continue
         if c == "}":
             if depth == 0:
-                return i
+                return i, deepest
             depth -= 1
         i += 1
-    return -1
+    return -1, deepest
 
 
 def _lookup(name: str, env: Mapping[str, str], unset: list[str]) -> str:
@@ -123,7 +134,7 @@ def _lookup(name: str, env: Mapping[str, str], unset: list[str]) -> str:
     return value
 
 
-def _braced(body: str, whole: str, env: Mapping[str, str], unset: list[str]) -> str:
+def _braced(body: str, whole: str, env: Mapping[str, str], unset: list[str], depth: int) -> str:
     m = _NAME.match(body)
     if not m:
         raise TemplateError(
@@ -145,13 +156,13 @@ def _braced(body: str, whole: str, env: Mapping[str, str], unset: list[str]) -> 
     present = nonempty if op.startswith(":") else is_set
     kind = op[-1]
     if kind == "-":
-        return value if present else _expand(word, env, unset)  # type: ignore[return-value]
+        return value if present else _expand(word, env, unset, depth + 1)  # type: ignore[return-value]
     if kind == "+":
-        return _expand(word, env, unset) if present else ""
+        return _expand(word, env, unset, depth + 1) if present else ""
     # "?": required
     if present:
         return value  # type: ignore[return-value]
-    message = _expand(word, env, unset)
+    message = _expand(word, env, unset, depth + 1)
     state = "empty" if is_set else "missing"
     text = f"required variable {name} is {state}"
     if message:

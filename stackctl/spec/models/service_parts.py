@@ -3,9 +3,9 @@ secret/config references and env_file entries."""
 
 from __future__ import annotations
 
-import shlex
 from typing import Any, ClassVar
 
+from stackctl import shellwords
 from stackctl.spec.models.core import Field, field_validator
 
 from stackctl.spec import units
@@ -260,7 +260,7 @@ def command_list(value: Any) -> list[str] | None:
         return None
     if isinstance(value, str):
         try:
-            return shlex.split(value)
+            return shellwords.split(value)
         except ValueError as exc:
             raise fail(f"cannot split the command {describe(value)}: {exc}") from None
     if isinstance(value, list):
