@@ -5,6 +5,7 @@ output shapes; errors of the daemon side exit 1, bad usage 2 (click), as ``docke
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -82,14 +83,12 @@ def cp(archive: bool, follow_link: bool, quiet: bool, src: str, dest: str) -> No
         if dest == "-":
             if sys.stdout.isatty():
                 raise StackctlError("cowardly refusing to write an archive to a terminal", hint="redirect stdout")
-            with mgr.locked():
-                rec = mgr.get(name)
+            with _held(mgr, name) as rec:
                 out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
                 fs.with_root(mgr, rec, lambda root: _flush_after(out, lambda: fs.write_archive(
                     root, path, out, follow=follow_link, contents_only=contents_only)))
             return
-        with mgr.locked(), _spool() as tmp:
-            rec = mgr.get(name)
+        with _held(mgr, name) as rec, _spool() as tmp:
             local = os.path.abspath(dest) + ("/" if dest.endswith("/") else "")
             fs.with_root(mgr, rec, lambda root: _flush_after(tmp, lambda: fs.write_archive(
                 root, path, tmp, follow=follow_link, contents_only=contents_only)))
@@ -101,8 +100,7 @@ def cp(archive: bool, follow_link: bool, quiet: bool, src: str, dest: str) -> No
         return
     name, path = d  # type: ignore[misc]
     path = path if path.startswith("/") else "/" + (path or "")
-    with mgr.locked(), _spool() as tmp:
-        rec = mgr.get(name)
+    with _held(mgr, name) as rec, _spool() as tmp:
         if rec.spec.read_only:
             raise StackctlError(f"container {rec.name}'s root filesystem is read-only: cannot copy into it")
         if src == "-":
@@ -120,6 +118,19 @@ def cp(archive: bool, follow_link: bool, quiet: bool, src: str, dest: str) -> No
         fs.with_root(mgr, rec, lambda root: fs.extract_archive(tmp, root, path, keep_owner=archive))
     if not quiet:
         click.echo(f"Successfully copied {_size(size)} to {rec.name}:{path}", err=True)
+
+
+@contextlib.contextmanager
+def _held(mgr, query: str):
+    """The container's record for a copy. A stopped one is held under the manager's lock (its
+    overlay is mounted for the copy, so it must not start meanwhile); a running one is not, so
+    a long copy does not stop other containers from being created or started."""
+    rec = mgr.get(query)
+    if rec.state.status == "running":
+        yield rec
+        return
+    with mgr.locked():
+        yield mgr.get(query)
 
 
 def _host_root() -> int:
@@ -171,8 +182,7 @@ def export(output: str, container: str) -> None:
     if not output and sys.stdout.isatty():
         raise StackctlError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     mgr = manager()
-    with mgr.locked():
-        rec = mgr.get(container)
+    with _held(mgr, container) as rec:
         if not output:
             out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
             fs.with_root(mgr, rec, lambda root: _flush_after(out, lambda: fs.write_archive(

@@ -39,7 +39,11 @@ def with_root(mgr: Any, rec: Any, fn: Callable[[int], None]) -> None:
     the container cannot start meanwhile. A StackctlError in the child is raised here."""
     st = rec.state
     if st.status == "running" and st.pid:
-        fd = os.open(f"/proc/{st.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = os.open(f"/proc/{st.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            raise StackctlError(f"container {rec.name} stopped while it was being read",
+                                hint="run the command again") from None
         try:
             fn(fd)
         finally:
