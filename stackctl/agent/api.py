@@ -219,15 +219,17 @@ class AgentAPI:
             await stop()
 
     async def stack_plan(self, req: RequestContext) -> Any:
-        """``{plan: Plan.to_json(), text: Plan.render()}`` (a manager that already answers
+        """``{plan: Plan.to_json(), text: render_text(plan)}`` (a manager that already answers
         in that form is passed through)."""
         manager = self._require_manager()
         p = req.params
         result = await manager.plan(_param(p, "stack", dict, required=True),
                                     _param(p, "project_dir", str, ""),
                                     _param(p, "options", dict, {}))
-        if hasattr(result, "to_json") and hasattr(result, "render"):
-            return {"plan": result.to_json(), "text": result.render()}
+        if hasattr(result, "to_json"):
+            from stackctl.scheduler.render import render_text
+
+            return {"plan": result.to_json(), "text": render_text(result)}
         return result
 
     async def stack_run(self, req: RequestContext) -> dict[str, Any]:

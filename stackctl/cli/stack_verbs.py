@@ -194,7 +194,7 @@ def _agent():
 
 
 def _name(stack: StackArgs) -> str:
-    from stackctl.cli.stack_cmd import stack_name
+    from stackctl.cli.stack_common import stack_name
 
     return stack_name(stack)
 
@@ -327,7 +327,7 @@ def attach_and_stop(client, name: str, services: Sequence[str], *, colour: bool)
     else:
         return
     click.echo("Gracefully stopping... (press Ctrl+C again to force)", err=True)
-    from stackctl.cli.stack_cmd import run_stream
+    from stackctl.cli.stack_common import run_stream
 
     run_stream(client, "stack.stop", {"name": name, "services": list(services), "timeout": None},
                "text", title=f"Stopping {name}", stack=name, services=tuple(services))
@@ -375,7 +375,7 @@ def stack_run(stack: StackArgs, service: str, command: Sequence[str], *, rm: boo
     the stack's networks; method ``stack.run``); this process starts it attached, as ``run``
     does, and removes it afterwards with ``--rm``."""
     from stackctl.cli import container_cmd as C
-    from stackctl.cli.stack_cmd import check_services, deploy_params
+    from stackctl.cli.stack_common import check_services, deploy_params
 
     project = stack.load_project()
     check_services(project, (service,))
@@ -417,7 +417,7 @@ def stack_lifecycle(stack: StackArgs, verb: str, services: Sequence[str] = (), *
                     timeout: int | None = None) -> None:
     """``stop|start|restart -f FILE [SERVICE...]`` through the agent (so its controller
     knows: a stopped service is not healed back up)."""
-    from stackctl.cli.stack_cmd import run_stream
+    from stackctl.cli.stack_common import run_stream
 
     name = _name(stack)
     with _agent() as client:

@@ -207,10 +207,6 @@ class Plan:
             "pending": [p.to_json() for p in self.pending],
         }
 
-    def render(self) -> str:
-        """The text ``stackctl plan`` prints."""
-        from stackctl.scheduler.render import render_text
-        return render_text(self)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,17 +19,11 @@ from stackctl.errors import NotFoundError, StackctlError
 from stackctl.paths import NodePaths
 
 
-class FakePlan:
+def FakePlan(stack):
     """What Manager.plan returns: a Plan (not JSON) that the API turns into its two forms."""
+    from stackctl.scheduler.planner import Plan
 
-    def __init__(self, stack):
-        self.stack = stack
-
-    def to_json(self):
-        return {"stack": self.stack}
-
-    def render(self):
-        return "nothing to do"
+    return Plan(stack)
 
 
 class FakeManager:
@@ -190,7 +184,9 @@ def test_info_and_unary_calls(agent, paths):
         assert c.peer.role == "server" and c.peer.node["name"] == "test"
         info = c.call("agent.info")
         assert info["role"] == "manager" and info["controller"] is True and info["containers"] == 0
-        assert c.call("stack.plan", {"stack": {"name": "s"}}) == {"plan": {"stack": "s"}, "text": "nothing to do"}
+        result = c.call("stack.plan", {"stack": {"name": "s"}})
+            assert result["plan"]["stack"] == "s"
+            assert result["text"] == "stack s: nothing to do: 0 services up to date\n"
         assert c.call("stack.list") == []
         agent.store.put_stack("shop", {"name": "shop"}, "/srv")
         assert c.call("stack.list")[0] | {"updated_at": None} == {

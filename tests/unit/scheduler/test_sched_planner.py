@@ -8,6 +8,7 @@ import pytest
 from sched_help import container, desired, observe, running
 
 from stackctl.errors import UsageError
+from stackctl.scheduler.render import render_text
 from stackctl.scheduler.planner import PlanOptions, plan, wave_slots
 
 STACK = """
@@ -54,7 +55,7 @@ def test_unchanged_stack_gives_an_empty_plan():
     p = plan(d, observe(d, running(d)))
     assert p.empty
     assert p.summary() == "nothing to do: 3 services up to date"
-    assert p.render() == "stack shop: nothing to do: 3 services up to date\n"
+    assert render_text(p) == "stack shop: nothing to do: 3 services up to date\n"
     assert p.counts()["keep"] == 5
 
 
@@ -213,7 +214,7 @@ def test_global_service_on_a_lost_node():
 
 def test_text_rendering():
     before, after = stack(), stack(color="green", replicas=4, parallelism=2)
-    text = plan(after, observe(after, running(before))).render()
+    text = render_text(plan(after, observe(after, running(before))))
     assert text.splitlines()[0] == "stack shop: 1 to create, 3 to recreate, 2 unchanged"
     assert "level 2: web  (waits for cache started, db healthy)" in text
     assert "web: update, 2 waves of 2 (start-first, 5s between waves)" in text
