@@ -228,3 +228,24 @@ def test_ensure_image_follows_the_policy(tmp_path):
     with pytest.raises(NotFoundError, match="build it"):
         ensure_image(paths, "reg.lan:5000/other:1", "build", _pull=fake)
     assert "token" not in open(Records(ImageStore(paths.images).root).path).read()
+
+
+def test_identity_token_is_exchanged_with_the_refresh_grant():
+    posts = []
+
+    def handler(req):
+        if req.url.host == "auth.example.com":
+            assert req.method == "POST"
+            from urllib.parse import parse_qs
+
+            form = {k: v[0] for k, v in parse_qs(req.content.decode()).items()}
+            posts.append(form)
+            return httpx.Response(200, json={"access_token": "AT", "expires_in": 300})
+        if req.headers.get("authorization") == "Bearer AT":
+            return httpx.Response(200, json={"tags": []})
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example.com/t",service="s"'})
+
+    c = _client(handler, auth=RegistryAuth(identity_token="refresh-me"))
+    assert c.request("GET", "/v2/app/tags/list", ["repository:app:pull"]).status_code == 200
+    assert posts == [{"grant_type": "refresh_token", "refresh_token": "refresh-me", "client_id": "stackctl",
+                      "service": "s", "scope": "repository:app:pull"}]

@@ -275,10 +275,10 @@ class RegistryClient:
         query += [("scope", s) for s in wanted]
         auth = self.auth
         try:
-            if auth and auth.identity_token:
-                form = dict(query[:1]) | {"grant_type": "refresh_token", "refresh_token": auth.identity_token,
-                                          "client_id": "stackctl", "scope": " ".join(wanted)}
-                r = self._http.post(realm, data=form)
+            if auth and auth.identity_token:  # OAuth2 refresh-token grant (Docker's identitytoken)
+                form = {"grant_type": "refresh_token", "refresh_token": auth.identity_token,
+                        "client_id": "stackctl", "service": params.get("service", ""), "scope": " ".join(wanted)}
+                r = self._http.post(realm, data={k: v for k, v in form.items() if v})
             else:
                 h = {"Authorization": basic_header(auth)} if auth and auth.has_basic else {}
                 r = self._http.get(realm, params=query, headers=h)
