@@ -18,8 +18,6 @@ The base :class:`Model`:
   collections unless they mean something, extension keys last.
 """
 
-from __future__ import annotations
-
 import difflib
 import json
 import re

@@ -16,13 +16,16 @@ spelling so that the model modules read as before:
 - validation collects every error of the input with its location (``loc``, as pydantic's
   errors have it) and raises one :class:`ValidationFailed`; a validator reports a problem by
   raising :class:`Invalid` (its message is printed as it is);
-- a class is compiled (type hints read, a checker per field) the first time it validates.
+- a class is compiled (annotations read, a checker per field) the first time it validates.
+  The model modules do without ``from __future__ import annotations`` so that their
+  annotations are objects from cached bytecode, not strings to compile in every process.
 
 Pure; imports only the standard library.
 """
 
 from __future__ import annotations
 
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -431,7 +434,7 @@ class BaseModel:
 
     @classmethod
     def _compile(cls) -> tuple[_FieldPlan, ...]:
-        hints = typing.get_type_hints(cls, include_extras=True)
+        hints = _annotations(cls)
         decorated: dict[str, list[_Decorated]] = {}
         for klass in reversed(cls.__mro__):
             for attr in vars(klass).values():
@@ -590,6 +593,25 @@ class BaseModel:
 
     def dump_plain(self) -> dict[str, Any]:
         return self.fields_plain()
+
+
+def _annotations(cls: type) -> dict[str, Any]:
+    """The field annotations of ``cls`` and its bases, as objects. The model modules do not
+    use ``from __future__ import annotations``, so their annotations are objects already
+    (evaluated once, from cached bytecode); ``typing.get_type_hints`` would compile every
+    string again in each process. A string annotation is still evaluated here."""
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        anns = klass.__dict__.get("__annotations__", {})
+        module = None
+        for name, ann in anns.items():
+            if isinstance(ann, str):
+                if ann.startswith(("ClassVar[", "typing.ClassVar[")):
+                    continue  # not a field (this module's own class variables)
+                module = module or vars(sys.modules[klass.__module__])
+                ann = eval(ann, module)  # noqa: S307 - our own modules' annotations
+            out[name] = ann
+    return out
 
 
 def _after(func: Callable[[Any], Any], inner: Checker) -> Checker:

@@ -8,8 +8,6 @@
   (unlimited), window 0s.
 """
 
-from __future__ import annotations
-
 from typing import Any, ClassVar
 
 from stackctl.spec.models.core import Field, field_validator

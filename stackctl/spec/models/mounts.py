@@ -6,8 +6,6 @@ names a volume, no SOURCE is an anonymous volume. MODE is a comma list of ``ro``
 ``nocopy``, ``z``/``Z`` and bind propagation modes.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any, ClassVar
 
 from stackctl.spec import units

@@ -1,7 +1,5 @@
 """Networks: a service's attachments (``services.*.networks``) and the top-level ``networks``."""
 
-from __future__ import annotations
-
 import ipaddress
 from typing import Annotated, Any, ClassVar
 

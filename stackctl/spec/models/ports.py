@@ -7,8 +7,6 @@ container port with a host range keeps the range as ``published`` (any free port
 A host range and a container range of different lengths is an error.
 """
 
-from __future__ import annotations
-
 import ipaddress
 import re
 from typing import Any, ClassVar
@@ -122,7 +120,7 @@ class Port(Model):
             raise fail(f"a single host port {self.published} cannot publish the container "
                        f"port range {start}-{end}")
 
-    def expand(self) -> list[Port]:
+    def expand(self) -> "list[Port]":
         """One port per container port of a range (this port alone if it is no range)."""
         if self._target_end is None:
             return [self]

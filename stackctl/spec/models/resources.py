@@ -5,8 +5,6 @@ as :data:`REDACTED` (a secret taken from ``environment`` shows the variable's na
 is not the value).
 """
 
-from __future__ import annotations
-
 from typing import Any, ClassVar
 
 from stackctl.spec.models.core import Field, SecretStr, field_serializer, field_validator

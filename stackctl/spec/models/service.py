@@ -10,8 +10,6 @@ Cross-key rules applied here, as Compose and Swarm apply them:
 - port ranges are expanded to one entry per container port.
 """
 
-from __future__ import annotations
-
 import re
 from typing import Annotated, Any, ClassVar
 

@@ -1,8 +1,6 @@
 """The smaller parts of a service: build, healthcheck, depends_on, logging, ulimits,
 secret/config references and env_file entries."""
 
-from __future__ import annotations
-
 from typing import Any, ClassVar
 
 from stackctl import shellwords

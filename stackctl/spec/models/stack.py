@@ -1,7 +1,5 @@
 """The whole stack: ``name``, ``services``, ``networks``, ``volumes``, ``secrets``, ``configs``."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, ClassVar
 
 from stackctl.spec.models.core import BeforeValidator, Field, field_validator
