@@ -225,6 +225,9 @@ def _unescape_double(body: str) -> str:
     return "".join(out)
 
 
+MAX_ENV_FILE_CHARS = 64 * 1024 * 1024  # a bound on what is read (docs/security.md)
+
+
 def read_env_file(path: str, environ: Mapping[str, str] | None = None, *,
                   required: bool = True, where: Pos | None = None,
                   key_path: str = "") -> dict[str, str]:
@@ -235,7 +238,10 @@ def read_env_file(path: str, environ: Mapping[str, str] | None = None, *,
     """
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            text = fh.read(MAX_ENV_FILE_CHARS + 1)
+        if len(text) > MAX_ENV_FILE_CHARS:
+            raise SpecError(Issue(f"env file {path} is larger than "
+                                  f"{MAX_ENV_FILE_CHARS // (1024 * 1024)} MiB", key_path, where))
     except FileNotFoundError:
         if not required:
             return {}

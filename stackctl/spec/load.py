@@ -155,6 +155,18 @@ def _name_in(trees: list[Any], environ: Mapping[str, str]) -> tuple[str, Pos | N
     return None
 
 
+# A bound on what is read (docs/security.md): stack files are kilobytes; a 10 GB file or
+# `-f /dev/zero` must end in one line, not in the kernel's OOM killer.
+MAX_FILE_CHARS = 64 * 1024 * 1024
+
+
+def _within_limit(text: str, shown: str) -> str:
+    if len(text) > MAX_FILE_CHARS:
+        raise SpecError(Issue(f"stack file {shown} is larger than "
+                              f"{MAX_FILE_CHARS // (1024 * 1024)} MiB; stackctl reads no more"))
+    return text
+
+
 class _Loader:
     """Reads, parses and assembles trees; collects warnings; keeps extends files cached."""
 
@@ -177,11 +189,12 @@ class _Loader:
     def read(self, path: str) -> str:
         """The text of one stack file; a clear SpecError naming it when it cannot be read."""
         if path == proj.STDIN:
-            return self.stdin if self.stdin is not None else sys.stdin.read()
+            text = self.stdin if self.stdin is not None else sys.stdin.read(MAX_FILE_CHARS + 1)
+            return _within_limit(text, STDIN_NAME)
         shown = self.display(path)
         try:
             with open(path, encoding="utf-8") as fh:
-                return fh.read()
+                return _within_limit(fh.read(MAX_FILE_CHARS + 1), shown)
         except FileNotFoundError:
             raise SpecError(Issue(f"stack file {shown} not found"),
                             hint="check the -f option, or the names in STACKCTL_FILE") from None
