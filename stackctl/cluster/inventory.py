@@ -169,7 +169,9 @@ class _Source:
     """The text a loaded inventory came from, and where its nodes were in it."""
 
     text: str
-    blocks: list[tuple[int, int, str]]  # per loaded node: (first line, end line excl., indent)
+    # per loaded node: (its comment lines' first line, its item's first line, end (excl.),
+    # indentation of its "- ")
+    blocks: list[tuple[int, int, int, str]]
     end_line: int  # where a new node goes (0-based line index)
     item_indent: str  # "  " before "- " of the items
     loaded: list[Node]  # copies as loaded (to see what changed)
@@ -458,12 +460,17 @@ def _source_of(text: str, data: PDict, raw: PList, nodes: list[Node]) -> _Source
     after = [p.line - 1 for k, p in data.key_pos.items() if p.line - 1 > starts[-1][0]]
     stop = min(after) if after else len(lines)
     blocks = []
+    floor = data.key_pos["nodes"].line  # the line after `nodes:`
     for i, (first, indent) in enumerate(starts):
         end = starts[i + 1][0] if i + 1 < len(starts) else stop
         while end > first + 1 and _is_gap(lines[end - 1]):
-            end -= 1  # trailing blank/comment lines belong between the nodes: kept as they are
-        blocks.append((first, end, indent))
-    return _Source(text, blocks, blocks[-1][1], starts[0][1],
+            end -= 1  # trailing blank/comment lines: between the nodes, kept as they are
+        lead = first
+        while lead > floor and lines[lead - 1].strip().startswith("#"):
+            lead -= 1  # comment lines right above an item are its own (they go with it)
+        blocks.append((lead, first, end, indent))
+        floor = end
+    return _Source(text, blocks, blocks[-1][2], starts[0][1],
                    [dataclasses.replace(n, labels=dict(n.labels), extra=dict(n.extra)) for n in nodes])
 
 
@@ -571,13 +578,14 @@ def render_inventory(inv: Inventory) -> str:
         return dump_inventory(inv)
     out: list[str] = []
     cursor = 0
-    for i, (first, end, indent) in enumerate(src.blocks):
-        out += lines[cursor:first]
+    for i, (lead, first, end, indent) in enumerate(src.blocks):
+        out += lines[cursor:lead]
         if i in kept:
             now = inv.nodes[kept[i]]
             if _same(now, src.loaded[i]):
-                out += lines[first:end]
+                out += lines[lead:end]
             else:
+                out += lines[lead:first]
                 out.append(render_node(now, now.role, indent))
         cursor = end
     new = [n for n in inv.nodes if n.id not in loaded_ids]

@@ -319,3 +319,18 @@ def test_parse_label():
     assert I.parse_label("a=b=c") == ("a", "b=c")
     with pytest.raises(UsageError):
         I.parse_label("=x")
+
+
+def test_comment_lines_above_a_node_go_with_it(tmp_path):
+    text = ("nodes:\n  - name: a\n    url: ssh://a\n\n  # b: the big one\n  - name: b\n"
+            "    url: ssh://b\n  - name: c\n    url: ssh://c\n")
+    p = tmp_path / "nodes.yml"
+    p.write_text(text)
+    inv = I.load_inventory(str(p))
+    inv.get("c").availability = "pause"
+    I.save_inventory(inv)
+    assert "  # b: the big one\n  - name: b\n" in p.read_text()
+    inv.remove("b")
+    I.save_inventory(inv)
+    assert "big one" not in p.read_text()
+    assert p.read_text().startswith("nodes:\n  - name: a\n    url: ssh://a\n\n  - name: c\n")
