@@ -88,20 +88,23 @@ def _umoci_layout(tmp_path, rootfs) -> str:
 
 @needs_skopeo
 @pytest.mark.skipif(not shutil.which("umoci"), reason="umoci not installed")
-@pytest.mark.parametrize("fmt", ["oci", "v2s2"])
+@pytest.mark.parametrize("fmt", ["oci", "v2s2", "oci-zstd"])
 def test_skopeo_pushed_image_pulls_and_runs(registry, cli, tmp_path, busybox_rootfs, fmt):
     layout = _umoci_layout(tmp_path, busybox_rootfs)  # gzip layers, made by umoci
     ref = f"{registry.host}/sk/{fmt}:1"
-    subprocess.run(["skopeo", "copy", "-q", "--format", fmt, "--dest-tls-verify=false", f"oci:{layout}:t",
-                    f"docker://{ref}"], check=True, capture_output=True)
+    extra = ["--dest-compress", "--dest-compress-format", "zstd"] if fmt == "oci-zstd" else []
+    subprocess.run(["skopeo", "copy", "-q", "--format", fmt.split("-")[0], *extra, "--dest-tls-verify=false",
+                    f"oci:{layout}:t", f"docker://{ref}"], check=True, capture_output=True)
     cli("pull", ref, check=0)
     info = json.loads(subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}"],
                                      check=True, capture_output=True, text=True).stdout)
     img = ImageStore(os.path.join(cli.env["STACKCTL_STATE_DIR"], "images")).resolve(ref)
     assert img.manifest_digest == info["Digest"]
+    manifest = json.loads(open(os.path.join(img.store_root, "blobs/sha256", img.manifest_digest[7:])).read())
     if fmt == "v2s2":
-        manifest = json.loads(open(os.path.join(img.store_root, "blobs/sha256", img.manifest_digest[7:])).read())
         assert manifest["mediaType"] == oci.MT_DOCKER_MANIFEST
+    if fmt == "oci-zstd":
+        assert manifest["layers"][0]["mediaType"] == oci.MT_LAYER_ZSTD
     p = cli("run", "--rm", ref, "/bin/sh", "-c", "echo skopeo-image-runs", check=0)
     assert p.stdout.strip() == "skopeo-image-runs"
 

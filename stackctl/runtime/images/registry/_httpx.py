@@ -1,4 +1,4 @@
-"""httpx, imported without trio, anyio and httpx's own command line.
+"""httpx, imported without trio, anyio, zstandard and httpx's own command line.
 
 httpcore (under httpx) imports trio and anyio at import time when they are installed, only to
 offer async locks that the blocking client never uses, and httpx imports its command-line
@@ -14,7 +14,9 @@ import sys
 
 if "httpcore" not in sys.modules:
     # httpx._main is httpx's own command line (it imports rich, click and pygments): not needed
-    _hidden = [name for name in ("trio", "anyio", "httpx._main") if name not in sys.modules]
+    # zstandard: only for zstd Content-Encoding, which registries do not use (layers.py imports
+    # it itself for zstd layers)
+    _hidden = [name for name in ("trio", "anyio", "httpx._main", "zstandard") if name not in sys.modules]
     for _name in _hidden:
         sys.modules[_name] = None  # type: ignore[assignment]  # `import trio` raises ImportError
     try:
