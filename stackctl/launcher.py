@@ -44,9 +44,24 @@ def render(python: str, paths: list[str]) -> str:
         "# Python without `site` (no .pth files run), with the paths a normal start would use.\n"
         "import sys\n"
         f"sys.path += {paths!r}\n"
-        "from stackctl.warm.client import launch\n"
+        "from stackctl.launcher import launch\n"
         "launch()\n"
     )
+
+
+def launch() -> None:
+    """The ``stackctl`` command: the warm server if it takes the command, else
+    :func:`stackctl.cli.main.main`. (Here, not in the warm client, which the CLI imports:
+    neither imports the other's caller.)"""
+    from stackctl.warm.client import try_warm
+
+    code = try_warm(sys.argv[1:])
+    if code is not None:
+        sys.stderr.flush()
+        os._exit(code)  # nothing of ours to tear down: skip the interpreter's finalization
+    from stackctl.cli.main import main
+
+    main()
 
 
 def _probe_path(python: str, flags: list[str]) -> list[str]:

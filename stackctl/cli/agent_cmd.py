@@ -74,7 +74,7 @@ def status(fmt: str) -> None:
         click.echo(f"stacks:     {info['stacks']}")
         click.echo(f"containers: {info['containers']} ({info['running']} running)")
         click.echo(f"state:      {info['paths']['state']}")
-        from stackctl.warm.server import running_pid
+        from stackctl.warm.files import running_pid
 
         warm = running_pid(_paths())
         click.echo(f"warm run:   {f'ready (pid {warm})' if warm else 'off (stackctl run starts cold)'}")

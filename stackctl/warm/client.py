@@ -158,15 +158,3 @@ def _forward_signals(pid: int) -> None:
 
     for name in FORWARDED:
         _signal.signal(getattr(_signal, name), forward)
-
-
-def launch() -> None:
-    """The ``stackctl`` command: the warm server if it takes the command, else
-    :func:`stackctl.cli.main.main`."""
-    code = try_warm(sys.argv[1:])
-    if code is not None:
-        sys.stderr.flush()
-        posix._exit(code)  # nothing of ours to tear down: skip the interpreter's finalization
-    from stackctl.cli.main import main
-
-    main()

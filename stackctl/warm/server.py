@@ -46,17 +46,7 @@ REQUEST_TIMEOUT = 10.0
 MAX_REQUEST = 8 << 20
 
 
-def lock_path(paths: NodePaths) -> str:
-    return os.path.join(paths.run, "warm.lock")
-
-
-def pid_path(paths: NodePaths) -> str:
-    return os.path.join(paths.run, "warm.pid")
-
-
-def running_pid(paths: NodePaths) -> int | None:
-    """The pid of this node's warm server if one holds its lock, else None."""
-    return holder_pid(lock_path(paths), pid_path(paths))
+from stackctl.warm.files import lock_path, pid_path, running_pid  # noqa: E402,F401
 
 
 def preload() -> None:

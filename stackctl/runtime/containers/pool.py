@@ -150,12 +150,12 @@ def borrow(paths: NodePaths) -> Slot | None:
     starts (a stack's tasks) come this way; so does any start a warm worker has no slot for."""
     import socket
 
-    from stackctl.warm.client import run_socket
+    from stackctl.warm.files import socket_path
 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     s.settimeout(BORROW_TIMEOUT)
     try:
-        s.connect(run_socket(paths.run))
+        s.connect(socket_path(paths))
         s.sendall(SLOT_REQUEST)
         msg, fds, _flags, _addr = socket.recv_fds(s, 4096, 3)
     except OSError:

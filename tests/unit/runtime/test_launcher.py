@@ -68,10 +68,9 @@ def test_render_runs_stackctl_version_with_the_real_interpreter(tmp_path):
 def test_render_imports_stackctl_from_the_given_path_only(tmp_path):
     # a stand-in package: proves which directory the script imports from
     fake = tmp_path / "fake"
-    (fake / "stackctl" / "warm").mkdir(parents=True)
+    (fake / "stackctl").mkdir(parents=True)
     (fake / "stackctl" / "__init__.py").write_text("")
-    (fake / "stackctl" / "warm" / "__init__.py").write_text("")
-    (fake / "stackctl" / "warm" / "client.py").write_text(
+    (fake / "stackctl" / "launcher.py").write_text(
         "import sys\n"
         "def launch():\n"
         "    import stackctl\n"
