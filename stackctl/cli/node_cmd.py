@@ -8,7 +8,6 @@ Output shapes are Docker's (`docker node ls`, `inspect`, `promote`, `demote`, `u
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
