@@ -37,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -239,7 +240,7 @@ class _Remote:
     def _local(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         try:
             return nodeside.ACTIONS[name](args)
-        except nodeside.Failed as exc:
+        except (nodeside.Failed, OSError) as exc:
             raise BootstrapError(f"{self.node.name}: {name.replace('_', ' ')} failed: {exc}") from None
 
 
@@ -335,18 +336,22 @@ async def _bootstrap(inv: Inventory, node: Node, wheel: Wheel, echo: Echo,
             echo(f"{node.name}: apt-get install {' '.join(missing)}")
             await remote.action("apt_install", {"packages": missing})
         old_build = probe.get("build")
+        t = time.monotonic()
         remote_wheel = await _ship(conn, node, wheel)
         installed = await remote.action("install", {"wheel": remote_wheel, "version": wheel.version,
                                                     "source_hash": wheel.source_hash})
         was = (f"{old_build['version']} ({old_build['source_hash']})" if old_build else "nothing")
         extra = installed["python_deps_installed"]
         echo(f"{node.name}: installed stackctl {wheel.version} ({wheel.source_hash}) in {prefix}, "
-             f"was {was}" + (f"; Python deps from PyPI: {' '.join(extra)}" if extra else ""))
+             f"was {was}" + (f"; Python deps from PyPI: {' '.join(extra)}" if extra else "")
+             + f" ({time.monotonic() - t:.1f} s)")
+        t = time.monotonic()
         agent = await remote.action("restart_agent", {}, timeout=120)
         old = agent.get("old")
         echo(f"{node.name}: agent " + (f"restarted ({old['pid']} -> {agent['new']['pid']}); "
                                         "containers kept running" if old else
-                                        f"started (pid {agent['new']['pid']})"))
+                                        f"started (pid {agent['new']['pid']})")
+             + f" ({time.monotonic() - t:.1f} s)")
         result = {"probe": probe, "install": installed, "agent": agent}
         result["manager_key"] = await _manager_key(inv, node, remote, echo, keys)
     return result

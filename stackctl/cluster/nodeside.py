@@ -158,10 +158,9 @@ def install(args: dict) -> dict:
              what=f"creating the venv {prefix}")
         created = True
     pip = [py, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
-    _run([*pip, "--version"], what="pip (install python3-pip)")
     # --force-reinstall: an upgrade may keep the version number and change the code
     _run([*pip, "install", "--no-deps", "--force-reinstall", "--no-index", args["wheel"]],
-         what="pip install of the stackctl wheel")
+         what="pip install of the stackctl wheel (is python3-pip installed?)")
     missing = json.loads(_run([py, "-c", _MISSING_DEPS], what="checking the Python dependencies"))
     if missing:
         _run([*pip, "install", *missing], what="pip install " + " ".join(missing))
@@ -349,6 +348,11 @@ def main(argv: list[str]) -> int:
         result = ACTIONS[argv[0]](json.loads(argv[1]) if len(argv) > 1 else {})
     except Failed as exc:
         print(str(exc), file=sys.stderr)
+        return 3
+    except OSError as exc:  # a directory we may not write (not root, a read-only /opt)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"{exc.strerror or exc}:{where} (log in as root, or give the node's sshd another "
+              "STACKCTL_PREFIX / STACKCTL_STATE_DIR)", file=sys.stderr)
         return 3
     print(json.dumps(result))
     return 0
