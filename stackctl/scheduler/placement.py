@@ -24,7 +24,8 @@
 
 Determinism (a deliberate difference): Swarm walks Go maps, so ties between equally good nodes
 and the order of branches are random; here ties go to the node listed first, branches are
-taken in sorted order (the "" branch last) and tasks by slot. The same input always gives the
+taken in sorted order (the "" branch last) and tasks in the order given (callers pass them
+by slot). The same input always gives the
 same placement, which `plan` relies on. Where Swarm's leaf heap leaves a fitting node out
 and the rest of the group waits for the next scheduler tick, we run that next pass at once.
 And when a branch had no room and the rest is shared out again, Swarm still sees the other
@@ -146,6 +147,7 @@ class _Run:
         self.service_ids: dict[tuple[str, str], int] = {}
         self.svc_nodes: dict[int, dict[int, int]] = {}  # service -> node index -> active
         self.static: dict[tuple, list[NodeState]] = {}
+        self.bucket_cache: dict[tuple, dict[tuple, list[NodeState]]] = {}
         self.paths: dict[tuple[str, ...], tuple[list[tuple[str, ...]], list[tuple]]] = {}
         self.placements: dict[TaskToPlace, str] = {}
         self.unplaced: dict[TaskToPlace, Unplaced] = {}
@@ -259,22 +261,34 @@ class _Run:
             root.cands = self.fitting(static, g)
             return root
         per_node, distinct = self.node_paths(prefs)
-        leaves: dict[tuple, _Tree] = {}
+        buckets = self.buckets(g.spec)
         for path in distinct:  # every branch exists, also one whose nodes all fail
             t = root
             for value in path:
                 t = t.child(value)
-            leaves[path] = t
+            bucket = buckets.get(path)
+            if bucket:
+                t.cands = self.fitting(bucket, g)
         for index, n in counts.items():
             t = root
             t.tasks += n
             for value in per_node[index]:
                 t = t.next[value]  # type: ignore[index]
                 t.tasks += n
-        for st in self.fitting(static, g):
-            leaves[per_node[st.index]].cands.append(st)
         root.sort_branches()
         return root
+
+    def buckets(self, spec: PlacementSpec) -> dict[tuple, list[NodeState]]:
+        """The nodes passing the static filters for ``spec``, by branch path (cached)."""
+        key = (spec.constraints, spec.platforms, spec.preferences)
+        found = self.bucket_cache.get(key)
+        if found is None:
+            per_node = self.node_paths(spec.preferences)[0]
+            found = {}
+            for st in self.static_ok(spec):
+                found.setdefault(per_node[st.index], []).append(st)
+            self.bucket_cache[key] = found
+        return found
 
     @staticmethod
     def fitting(static: list[NodeState], g: _Group) -> list[NodeState]:
@@ -304,6 +318,11 @@ class _Run:
                     nodes = [k[3] for k in heapq.nsmallest(g.cap, keyed)]
                 else:
                     nodes = heapq.nsmallest(g.cap, cands, key=g.key)
+            elif g.plain:
+                sid = g.sid
+                keyed = [(st.by_service.get(sid, 0), st.total, st.index, st) for st in cands]
+                keyed.sort()
+                nodes = [k[3] for k in keyed]
             else:
                 nodes = sorted(cands, key=g.key)
         else:  # visited again: nodes may have filled up since
@@ -350,9 +369,14 @@ class _Run:
 
     def on_nodes(self, n: int, remaining: list[TaskToPlace], nodes: list[NodeState],
                  g: _Group) -> int:
-        """Place up to ``n`` tasks on ``nodes``, best first (scheduleNTasksOnNodes)."""
+        """Place up to ``n`` tasks on ``nodes``, best first (scheduleNTasksOnNodes).
+
+        The hot loop of the scheduler: the plain key (replicas of the service, tasks) and the
+        reservation checks are written out inline; ``g.key``/``g.fits`` serve the rest."""
         spec, sid, fits, key = g.spec, g.sid, g.fits, g.key
         cpus, memory, ports = spec.cpus, spec.memory, spec.host_ports
+        other_checks = bool(ports or spec.max_replicas_per_node)
+        plain = g.plain
         svc_nodes = self.svc_nodes.setdefault(sid, {})
         placements = self.placements
         count = len(nodes)
@@ -366,7 +390,8 @@ class _Run:
             if ports:
                 st.ports.update(ports)
             st.total += 1
-            st.by_service[sid] = st.by_service.get(sid, 0) + 1
+            by = st.by_service
+            mine = by[sid] = by.get(sid, 0) + 1
             svc_nodes[st.index] = svc_nodes.get(st.index, 0) + 1
             placements[task] = st.node.name
             placed += 1
@@ -374,7 +399,12 @@ class _Run:
                 return placed
             if it + 1 < count:
                 # first pass: fill a node until the next one is as good
-                if key(nodes[it + 1]) < key(st):
+                nxt = nodes[it + 1]
+                if plain:
+                    theirs = nxt.by_service.get(sid, 0)
+                    if theirs < mine or (theirs == mine and nxt.total < st.total):
+                        it += 1
+                elif key(nxt) < key(st):
                     it += 1
             else:
                 # later passes: one task per node that still fits
@@ -382,8 +412,12 @@ class _Run:
             start = it
             while True:
                 j = it % count
-                if j not in failed and fits(nodes[j]):
-                    break
+                if j not in failed:
+                    cand = nodes[j]
+                    if (not cpus or cand.cpus >= cpus) and \
+                            (not memory or cand.memory >= memory) and \
+                            (not other_checks or fits(cand)):
+                        break
                 failed.add(j)
                 it += 1
                 if it - start == count:
@@ -392,7 +426,7 @@ class _Run:
 
     def place_group(self, tasks: list[TaskToPlace]) -> None:
         first = tasks[0]
-        remaining = tasks[::-1]  # pop() takes the lowest slot first
+        remaining = tasks[::-1]  # pop() takes them in the order given
         while remaining:
             g = self.group_context(first, len(remaining))
             if not self.on_subtree(len(remaining), remaining, self.tree(g), g):
@@ -430,20 +464,27 @@ def _groups(tasks: Iterable[TaskToPlace]) -> tuple[list[TaskToPlace], list[list[
     fixed: list[TaskToPlace] = []
     groups: dict[tuple[str, str, str], list[list[TaskToPlace]]] = {}
     order: list[list[TaskToPlace]] = []
+    last: list[TaskToPlace] | None = None
     for t in tasks:
         if t.node is not None:
             fixed.append(t)
             continue
+        if last is not None:  # the common case: a group's tasks come one after the other
+            head = last[0]
+            if head.spec is t.spec and head.service == t.service and \
+                    head.version == t.version and head.stack == t.stack:
+                last.append(t)
+                continue
         subs = groups.setdefault((t.stack, t.service, t.version), [])
         for sub in subs:
             if sub[0].spec is t.spec or sub[0].spec == t.spec:
                 sub.append(t)
+                last = sub
                 break
         else:
             subs.append([t])
             order.append(subs[-1])
-    for group in order:
-        group.sort(key=lambda t: slot_key(t.slot))
+            last = subs[-1]
     return fixed, order
 
 
