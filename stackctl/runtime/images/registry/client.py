@@ -205,7 +205,8 @@ class RegistryClient:
         r = self._http.send(self._http.build_request(method, url, headers=h, content=content), stream=stream)
         if r.status_code != 401:
             return r
-        r.read() if not stream else None
+        if not stream:
+            r.read()
         r.close()
         scheme, params = parse_challenge(r.headers.get("www-authenticate", ""))
         if scheme not in ("bearer", "basic"):
