@@ -264,3 +264,37 @@ def test_an_unknown_host_key_is_refused_with_one_line(stacks):
     assert len(errors) == 1 and "host key" in errors[0].lower(), p.stderr
     assert "SHA256:" in p.stderr
     c.stacks.remove(path)  # never deployed
+
+
+def test_a_node_that_does_not_answer_is_named_and_nothing_is_deployed(make_cluster, tmp_path):
+    """n2's agent and sshd are gone: `up` of a stack that needs n2 stops with one line naming
+    it (and what to do) after a bounded wait; nothing is created on n1 either."""
+    import signal
+
+    d = make_cluster(2)
+    c = Cluster(d, str(tmp_path))
+    with open(c.inventory, "w") as f:
+        f.write("nodes:\n")
+        for node in d.nodes:
+            f.write(f"  - name: {node.name}\n    url: ssh://root@{node.address}\n"
+                    f"    identity: {d.client_key}\n    known_hosts: {d.known_hosts}\n")
+    c.ssh("n2", "stackctl", "agent", "stop", check=False)
+    with open(d.node("n2").pid_file) as f:
+        os.kill(int(f.read().split()[0]), signal.SIGTERM)
+    path = c.write_stack("""services:
+  everywhere:
+    image: stackctl/busybox
+    command: ["sleep", "3600"]
+    deploy:
+      mode: global
+""")
+    started = time.monotonic()
+    p = c.cli("up", "-d", "-f", path, check=False, timeout=120)
+    assert time.monotonic() - started < 90
+    assert p.returncode != 0
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "n2" in errors[0], p.stderr
+    assert "hint:" in p.stderr
+    listed = c.ssh("n1", "stackctl", "ps", "-a", "-q").stdout.split()
+    assert listed == [], listed
+    c.stacks.remove(path)
