@@ -125,8 +125,8 @@ def test_placement_invariants(scenario):
 
 
 @settings(max_examples=100, deadline=5000)
-@given(clusters(), specs(), st.integers(1, 40))
-def test_spread_with_room_everywhere_is_even(nodes, spec, n):
+@given(clusters(), st.integers(1, 40))
+def test_spread_with_room_everywhere_is_even(nodes, n):
     """With no reservations, ports, constraints or caps, a one-level spread leaves branches at
     most one task apart (among the branches that have a usable node)."""
     spec = PlacementSpec(preferences=("node.labels.zone",))
