@@ -281,17 +281,20 @@ def no_suitable_node(counts: Mapping[str, int]) -> str:
     return f"no suitable node ({text})" if text else "no suitable node"
 
 
-def reject_reasons(task: TaskToPlace, states: Sequence[NodeState],
-                   service: int = -1) -> tuple[dict[str, int], dict[str, str | None]]:
+def reject_reasons(task: TaskToPlace, states: Sequence[NodeState], service: int = -1,
+                   ) -> tuple[dict[str, int], dict[str, str | None], dict[str, str | None]]:
     """Run the whole pipeline over ``states``: the rejection count per filter, and per node
-    the reason it was rejected (None: it would take the task)."""
+    the reason it was rejected and the filter that did (None: it would take the task)."""
     pipe = Pipeline(task, service)
     per_node: dict[str, str | None] = {}
+    by_filter: dict[str, str | None] = {}
     for st in states:
         f = pipe.first_failure(st)
+        name = st.node.name
         if f is None:
-            per_node[st.node.name] = None
+            per_node[name] = by_filter[name] = None
         else:
             pipe.counts[f.name] = pipe.counts.get(f.name, 0) + 1
-            per_node[st.node.name] = f.describe(task, st, service)
-    return pipe.counts, per_node
+            per_node[name] = f.describe(task, st, service)
+            by_filter[name] = f.name
+    return pipe.counts, per_node, by_filter

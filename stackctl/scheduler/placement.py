@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stackctl.scheduler.constraints import matches_all, node_value
 from stackctl.scheduler.filters import NodeState, Pipeline, no_suitable_node, \
@@ -65,6 +65,7 @@ class Unplaced:
     reason: str  # "no suitable node (1 node not available for new tasks; ...)"
     counts: Mapping[str, int]  # filter name -> nodes it rejected (filters.FILTER_NAMES)
     nodes: Mapping[str, str | None]  # node -> why it rejects the task (None: it would not)
+    filters: Mapping[str, str | None] = field(default_factory=dict)  # node -> filter name
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,11 +433,11 @@ class _Run:
             if not self.on_subtree(len(remaining), remaining, self.tree(g), g):
                 break
         if remaining:
-            counts, per_node = reject_reasons(first, self.states,
-                                              self.sid(first.stack, first.service))
+            counts, per_node, by_filter = reject_reasons(
+                first, self.states, self.sid(first.stack, first.service))
             reason = no_suitable_node(counts)
             for task in remaining:
-                self.unplaced[task] = Unplaced(task, reason, counts, per_node)
+                self.unplaced[task] = Unplaced(task, reason, counts, per_node, by_filter)
 
     def place_on(self, task: TaskToPlace) -> None:
         """A task whose node is given (global services): can that node take it?"""
@@ -451,7 +452,8 @@ class _Run:
         if f is not None:
             counts = {f.name: 1}
             self.unplaced[task] = Unplaced(task, no_suitable_node(counts), counts,
-                                           {st.node.name: f.describe(task, st, sid)})
+                                           {st.node.name: f.describe(task, st, sid)},
+                                           {st.node.name: f.name})
             return
         spec = task.spec
         self.add(st, sid, spec.cpus, spec.memory, spec.host_ports, True)

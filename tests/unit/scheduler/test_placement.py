@@ -75,6 +75,7 @@ def test_issue_example_one_drained_two_short_of_memory():
                         "1 node not available for new tasks)")
     assert u.counts == {"ready": 1, "memory": 2}
     assert u.nodes["a"] == "node is drained"
+    assert u.filters == {"a": "ready", "b": "memory", "c": "memory"}
     assert u.nodes["b"] == "insufficient memory: 2GiB reserved, 1GiB of 1GiB left"
     assert result.reasons() == {"db.1": u.reason}
     assert not result.complete
