@@ -63,6 +63,14 @@ def preload() -> None:
     from stackctl.runtime.containers.cgroups import detect, v1, v2  # noqa: F401
     from stackctl.runtime.images import refs, store  # noqa: F401
 
+    # `run` puts a container on Docker's default bridge network unless told otherwise: the
+    # networking modules and pyroute2 (~0.15-1 s to import here) are loaded once, not per run.
+    # Importing them starts no thread and no event loop, so forking stays safe.
+    from pyroute2 import IPRoute  # noqa: F401
+
+    from stackctl.net import bridge, firewall, netns, networks, runtime_hooks, sandbox, veth  # noqa: F401
+    from stackctl.net import store as net_store  # noqa: F401
+
     main._cli()  # click and the command group, for the runs fast_run hands to click
     from stackctl import trace  # noqa: F401
     from stackctl.cli import stack_scoped  # noqa: F401
