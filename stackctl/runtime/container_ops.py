@@ -219,7 +219,7 @@ def _sandboxed(rec: Record, verb: str) -> None:
 
 
 def connect(mgr: Any, network: str, query: str, *, aliases: list[str] = (), ip: str = "") -> Record:  # type: ignore[assignment]
-    from stackctl.net import dnsd, networks, runtime_hooks, sandbox
+    from stackctl.net import dnsd, networks, sandbox
     from stackctl.net.model import DEFAULT_BRIDGE
 
     if network == DEFAULT_BRIDGE:
