@@ -331,6 +331,52 @@ def _closed_port() -> int:
 
 
 
+class _SlowProxy:
+    """A reverse proxy that sends blob bodies slowly (64 KiB every 200 ms: a 2 MB layer takes 6 s)."""
+
+    def __init__(self, upstream: str) -> None:
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from conftest import free_port
+
+        self.port = free_port()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "range")}
+                r = httpx.get(f"http://{upstream}{self.path}", headers=headers)
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                step = 65536 if "/blobs/" in self.path else len(r.content) or 1
+                try:
+                    for i in range(0, len(r.content), step):
+                        self.wfile.write(r.content[i:i + step])
+                        self.wfile.flush()
+                        if step == 65536:
+                            time.sleep(0.2)
+                except OSError:
+                    self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 class _CuttingProxy:
     """A reverse proxy in front of a registry that cuts the first response of every blob GET
     in the middle (headers promise the whole body, half of it is sent, the connection closes),
@@ -449,3 +495,40 @@ def test_tls_is_verified(registry_tls, store, node_paths, tmp_path, busybox_root
     push(store, ref, credentials=creds, config=RegistryConfig())
     res = pull(ImageStore(str(tmp_path / "fresh")), ref, credentials=creds, config=RegistryConfig())
     assert res.image.id == img.id
+
+
+def test_interrupted_pull_leaves_nothing(registry, cli, node_paths):
+    """Ctrl-C in the middle of a download: the command ends promptly (130) and the store holds
+    nothing of the pull."""
+    import signal
+    import sys
+    import time
+
+    ref = f"{registry.host}/slow/bb:1"
+    cli("image", "build-busybox", "-q", "-t", ref, check=0)
+    cli("push", ref, check=0)
+    cli("image", "rm", ref, check=0)
+    cli("image", "prune", "-a", "-f", "--build-cache", check=0)
+    proxy = _SlowProxy(registry.host)
+    store = ImageStore(node_paths.images)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "stackctl", "pull", f"127.0.0.1:{proxy.port}/slow/bb:1"],
+                                env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        partial = []
+        while not partial:  # wait until a blob is partly downloaded
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            partial = [os.path.join(d, f) for d, _, files in os.walk(store.tmp_dir) for f in files
+                       if f.endswith(".blob") and os.path.getsize(os.path.join(d, f)) > 0]
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        assert time.monotonic() - t0 < 5, "the pull went on downloading after Ctrl-C"
+        assert proc.returncode == 130, (out, err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proxy.close()
+    _store_is_clean(store)

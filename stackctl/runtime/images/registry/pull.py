@@ -245,10 +245,14 @@ def _fetch_layers(store: ImageStore, c: RegistryClient, repository: str, todo: l
     with ThreadPoolExecutor(max_workers=min(CONCURRENT_DOWNLOADS, len(todo)), thread_name_prefix="pull") as pool:
         futures = {pool.submit(_fetch_layer, store, c, repository, desc, diff_id, stage, progress, cancel): desc
                    for desc, diff_id in todo}
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        if any(f.exception() for f in done):
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            if any(f.exception() for f in done):
+                cancel.set()  # the other downloads stop at their next chunk
+            wait(futures)
+        except BaseException:  # Ctrl-C: stop the workers instead of waiting for their downloads
             cancel.set()
-        wait(futures)
+            raise
     errors = [f.exception() for f in futures if f.exception() and not isinstance(f.exception(), _Cancelled)]
     if errors:
         # a digest mismatch says the most; otherwise the first failure

@@ -17,6 +17,7 @@ digest is the one ``image inspect`` shows locally.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,15 +83,22 @@ def _push(store: ImageStore, c: RegistryClient, r: RegistryRef, manifest_digest:
         progress.layer(short_id(d["digest"]), "Preparing")
     records = Records(store.root)
     result = PushResult(ref=r, digest=manifest_digest, size=len(manifest_bytes))
+    cancel = threading.Event()
     with ThreadPoolExecutor(max_workers=CONCURRENT_UPLOADS, thread_name_prefix="push") as pool:
-        futures = {pool.submit(_push_blob, store, c, r, d, records, progress, d is manifest["config"]): d
+        futures = {pool.submit(_push_blob, store, c, r, d, records, progress, d is manifest["config"], cancel): d
                    for d in blobs}
-        wait(futures, return_when=FIRST_EXCEPTION)
-        for f in futures:
-            if f.done() and f.exception():
-                for g in futures:
-                    g.cancel()
-                raise f.exception()  # type: ignore[misc]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:  # Ctrl-C: the uploads stop at their next chunk
+            cancel.set()
+            raise
+        failed = [f.exception() for f in futures if f.done() and f.exception()]
+        failed = [e for e in failed if not isinstance(e, _Cancelled)] or failed
+        if failed:
+            cancel.set()
+            for g in futures:
+                g.cancel()
+            raise failed[0]  # type: ignore[misc]
     for f, d in futures.items():
         outcome = f.result()
         if d is manifest["config"]:
@@ -113,7 +121,7 @@ def _push(store: ImageStore, c: RegistryClient, r: RegistryRef, manifest_digest:
 
 
 def _push_blob(store: ImageStore, c: RegistryClient, r: RegistryRef, desc: dict[str, Any], records: Records,
-               progress: Progress, is_config: bool) -> str:
+               progress: Progress, is_config: bool, cancel: threading.Event) -> str:
     digest = desc["digest"]
     key = short_id(digest)
     show = (lambda *a: None) if is_config else progress.layer  # noqa: E731 - Docker hides the config
@@ -143,7 +151,7 @@ def _push_blob(store: ImageStore, c: RegistryClient, r: RegistryRef, desc: dict[
             raise c.error_for(resp, what=c.subject, repository=r.repository)
     for attempt in range(BLOB_ATTEMPTS):
         try:
-            _upload(c, r, digest, path, size, location, key, show)
+            _upload(c, r, digest, path, size, location, key, show, cancel)
             show(key, "Pushed")
             return "pushed"
         except (httpx.TransportError, _Retry) as exc:
@@ -157,8 +165,12 @@ class _Retry(Exception):
     pass
 
 
+class _Cancelled(Exception):
+    """Another blob failed (or Ctrl-C): this upload stops between chunks."""
+
+
 def _upload(c: RegistryClient, r: RegistryRef, digest: str, path: str, size: int, location: str, key: str,
-            show) -> None:
+            show, cancel: threading.Event) -> None:
     scopes = [push_scope(r.repository)]
     if not location:
         resp = c.request("POST", f"/v2/{r.repository}/blobs/uploads/", scopes, content=b"")
@@ -170,6 +182,8 @@ def _upload(c: RegistryClient, r: RegistryRef, digest: str, path: str, size: int
     sent = 0
     with open(path, "rb") as f:
         while sent < size:
+            if cancel.is_set():
+                raise _Cancelled()
             chunk = f.read(CHUNK)
             end = sent + len(chunk) - 1
             resp = c.request("PATCH", location, scopes, retry=False, content=chunk,
