@@ -2,7 +2,9 @@
 
 Frames, both ways (the framing is the monitor's, see docs/containers.md): an 8-byte header
 ``[type u8, 0, 0, 0, length u32 big-endian]`` and the payload. Types: 0 stdin (an empty
-payload closes stdin), 1 stdout, 2 stderr, 3 resize (rows u16, cols u16), 4 exit (code i32).
+payload closes stdin), 1 stdout, 2 stderr, 3 resize (rows u16, cols u16), 4 exit (code i32),
+5 error (code i32 + message: the command could not be executed after the attach; raised as
+:class:`AttachedStartError` with that exit code).
 
 :func:`stream` copies the container's output to our stdout/stderr, our stdin to it (``-i``),
 our terminal size to its pty (``-t``, on SIGWINCH), and returns the exit code from the exit
@@ -19,8 +21,20 @@ import struct
 import sys
 import time
 
-STDIN, STDOUT, STDERR, RESIZE, EXIT = 0, 1, 2, 3, 4
+from stackctl.errors import StackctlError
+
+STDIN, STDOUT, STDERR, RESIZE, EXIT, ERROR = 0, 1, 2, 3, 4, 5
 _HDR = struct.Struct(">BxxxI")
+
+
+class AttachedStartError(StackctlError):
+    """The container's command could not be executed (reported after the attach); its exit
+    code is the container's (126 cannot execute, 127 not found), as Docker's run gives it."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
+        self.container_exit_code = code
 
 
 def socket_path(paths, cid: str) -> str:
@@ -131,6 +145,9 @@ def stream(sock: socket.socket, *, stdin: bool, tty: bool) -> int | None:
                         _write_all(err_fd, payload)
                     elif kind == EXIT:
                         return struct.unpack(">i", payload[:4])[0]
+                    elif kind == ERROR:
+                        code = struct.unpack(">i", payload[:4])[0]
+                        raise AttachedStartError(payload[4:].decode(errors="replace"), code)
     finally:
         sock.close()
         if tty:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from stackctl.cli.common import for_each, inspect_each, print_pruned
-from stackctl.errors import UsageError
+from stackctl.errors import StackctlError, UsageError
 
 
 def _paths():
@@ -248,15 +248,32 @@ def save(output: str, images: tuple[str, ...]) -> None:
             raise UsageError("cowardly refusing to write an archive to a terminal", hint="use -o FILE or redirect stdout")
         archive.save(store, list(images), sys.stdout.buffer)
         return
+    _check_output_path(output)
     tmp = f"{output}.tmp{os.getpid()}"
     try:
-        with open(tmp, "wb") as f:
+        try:
+            f = open(tmp, "wb")
+        except OSError as exc:
+            raise StackctlError(f"failed to save image: cannot write {output}: {exc.strerror}") from None
+        with f:
             archive.save(store, list(images), f)
         os.replace(tmp, output)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _check_output_path(output: str) -> None:
+    """Docker's checks of ``save -o``: a directory, or a missing parent, is one line."""
+    import os
+
+    if os.path.isdir(output):
+        raise StackctlError(f"failed to save image: invalid output path: {output!r} is a directory",
+                            hint="give a file name, e.g. -o image.tar")
+    parent = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(parent):
+        raise StackctlError(f"failed to save image: invalid output path: directory {parent!r} does not exist")
 
 
 @image.command("import")

@@ -22,8 +22,9 @@ EPHEMERAL = (49153, 60999)  # where -P and HOST-less specs find free host ports
 MAX_RANGE = 1024
 
 _SPEC = re.compile(
-    r"^(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)??(?:(?P<host>\d*(?:-\d+)?):)?"
-    r"(?P<container>\d+(?:-\d+)?)(?:/(?P<proto>[a-zA-Z]+))?$"
+    # [0-9], not \d: Python's int() takes Arabic-Indic and other digits, Docker does not
+    r"^(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)??(?:(?P<host>[0-9]*(?:-[0-9]+)?):)?"
+    r"(?P<container>[0-9]+(?:-[0-9]+)?)(?:/(?P<proto>[a-zA-Z]+))?$"
 )
 
 
@@ -48,6 +49,8 @@ class PortSpec:
 
 def _range(text: str, what: str, spec: str) -> tuple[int, int]:
     lo, _, hi = text.partition("-")
+    if not lo or len(lo) > 5 or len(hi) > 5:  # "-1:80", or more digits than a port has
+        raise NetworkError(f"invalid port spec {spec!r}: {what} port must be 1-65535")
     a, b = int(lo), int(hi or lo)
     if not (1 <= a <= 65535 and 1 <= b <= 65535):
         raise NetworkError(f"invalid port spec {spec!r}: {what} port must be 1-65535")

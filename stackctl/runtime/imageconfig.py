@@ -107,7 +107,8 @@ class CreatePlan:
 
 # --- small parsers -------------------------------------------------------------------------
 
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^([0-9]{1,30}(?:\.[0-9]{1,30})?)\s*([kmgtp]?)(i?b)?$", re.IGNORECASE)
+MAX_BYTES = 2**63 - 1  # what the kernel's cgroup files and Docker's int64 take
 
 
 def parse_bytes(value: str | int | None, what: str = "size") -> int | None:
@@ -120,7 +121,11 @@ def parse_bytes(value: str | int | None, what: str = "size") -> int | None:
     if not m:
         raise UsageError(f"invalid {what} {value!r}: expected a number with an optional unit (b, k, m, g)")
     mult = 1024 ** "bkmgtp".index((m.group(2) or "b").lower())
-    return int(float(m.group(1)) * mult)
+    whole, _, frac = m.group(1).partition(".")
+    n = int(whole) * mult + (int(frac) * mult) // 10 ** len(frac) if frac else int(whole) * mult
+    if n > MAX_BYTES:
+        raise UsageError(f"invalid {what} {value!r}: larger than {MAX_BYTES} bytes")
+    return n
 
 
 def normalize_signal(value: str | int) -> str:
@@ -196,12 +201,11 @@ def parse_ulimit(value: str) -> tuple[str, tuple[int, int]]:
     name, sep, rest = value.partition("=")
     if not sep or not name:
         raise UsageError(f"invalid ulimit {value!r}: expected NAME=SOFT[:HARD]")
-    try:
-        soft_s, _, hard_s = rest.partition(":")
-        soft = int(soft_s)
-        hard = int(hard_s) if hard_s else soft
-    except ValueError:
-        raise UsageError(f"invalid ulimit {value!r}: limits must be integers") from None
+    soft_s, _, hard_s = rest.partition(":")
+    if not all(re.fullmatch(r"-?[0-9]{1,20}", t) for t in ([soft_s, hard_s] if hard_s else [soft_s])):
+        raise UsageError(f"invalid ulimit {value!r}: limits must be integers")
+    soft = int(soft_s)
+    hard = int(hard_s) if hard_s else soft
     if soft > hard:
         raise UsageError(f"invalid ulimit {value!r}: soft limit {soft} is above hard limit {hard}")
     return name, (soft, hard)
@@ -228,7 +232,10 @@ def shell_split(value: str | list[str] | None) -> list[str] | None:
 def _clean_target(target: str, flag: str) -> str:
     if not target.startswith("/"):
         raise UsageError(f"invalid {flag}: mount destination {target!r} is not an absolute path")
-    return posixpath.normpath(target)
+    target = posixpath.normpath(target)
+    if target in ("/", "//"):
+        raise UsageError(f"invalid {flag}: mount destination can't be '/' (the container's root)")
+    return target
 
 
 def _is_path(source: str) -> bool:
@@ -378,17 +385,93 @@ def combine_command(image_config: Mapping[str, Any], opts: RunOptions) -> tuple[
     return ep, cmd
 
 
+def host_cpus() -> int:
+    """The CPUs this process may run on (Docker's NumCPU: the affinity mask)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except OSError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
+def check_cpus(cpus: float, available: int | None = None) -> None:
+    """Docker's rule for ``--cpus`` (and a service's ``cpus`` limit): a finite number from
+    0.01 to the number of CPUs of the host."""
+    import math
+
+    if not isinstance(cpus, (int, float)) or isinstance(cpus, bool) or not math.isfinite(cpus) \
+            or cpus <= 0:
+        raise UsageError(f"invalid --cpus {cpus!r}: expected a number of CPUs above 0, e.g. 0.5")
+    available = host_cpus() if available is None else available
+    if cpus < 0.01 or cpus > available:
+        raise UsageError(f"range of CPUs is from 0.01 to {available}.00, as there are only "
+                         f"{available} CPUs available")
+
+
+MAX_ARG_STRLEN = 128 * 1024  # the kernel's limit on one argument or environment string
+
+
+def check_exec_sizes(argv: list[str], env: list[str]) -> None:
+    """An argument or a variable longer than the kernel takes (MAX_ARG_STRLEN, with its NUL)
+    would make the container's exec fail with E2BIG after start: refused before, naming it."""
+    for entry in env:
+        size = len(entry.encode("utf-8", "surrogateescape")) + 1
+        if size > MAX_ARG_STRLEN:
+            name = entry.split("=", 1)[0]
+            raise UsageError(f"environment variable {name[:64]} is {size} bytes; the kernel "
+                             f"takes at most {MAX_ARG_STRLEN} bytes (128 KiB, MAX_ARG_STRLEN) "
+                             "per variable", hint="pass large values in a file (a volume or a config)")
+    for i, arg in enumerate(argv):
+        size = len(arg.encode("utf-8", "surrogateescape")) + 1
+        if size > MAX_ARG_STRLEN:
+            raise UsageError(f"argument {i} of the command is {size} bytes; the kernel takes at "
+                             f"most {MAX_ARG_STRLEN} bytes (128 KiB, MAX_ARG_STRLEN) per argument")
+
+
+_EXPOSE = re.compile(r"^([0-9]{1,5})(?:-([0-9]{1,5}))?(?:/([a-zA-Z]+))?$")
+
+
+def check_expose(entry: str) -> str:
+    """One ``--expose`` entry (``80``, ``8000-8002/udp``) as Docker's ``PORT/PROTO`` key."""
+    m = _EXPOSE.match(entry.strip())
+    if not m:
+        raise UsageError(f"invalid --expose {entry!r}: expected PORT[-PORT][/tcp|udp]")
+    lo, hi, proto = int(m[1]), int(m[2] or m[1]), (m[3] or "tcp").lower()
+    if not (1 <= lo <= 65535 and 1 <= hi <= 65535):
+        raise UsageError(f"invalid --expose {entry!r}: ports are 1 to 65535")
+    if hi < lo:
+        raise UsageError(f"invalid --expose {entry!r}: the range ends before it starts")
+    if proto not in ("tcp", "udp"):
+        raise UsageError(f"invalid --expose {entry!r}: the protocol must be tcp or udp")
+    return f"{lo}/{proto}" if lo == hi else f"{lo}-{hi}/{proto}"
+
+
+def check_dns(servers: list[str]) -> None:
+    import ipaddress
+
+    for d in servers:
+        try:
+            ipaddress.ip_address(d)
+        except ValueError:
+            raise UsageError(f"invalid --dns {d!r}: not an IP address") from None
+
+
 def resources_of(opts: RunOptions) -> Resources:
     """The container's resources from the options alone (a prepared start creates the cgroup
     from them before the image is looked at)."""
-    if opts.cpus is not None and opts.cpus <= 0:
-        raise UsageError(f"invalid --cpus {opts.cpus}: must be above 0")
+    if opts.cpus is not None:
+        check_cpus(opts.cpus)
     memory = parse_bytes(opts.memory, "--memory")
     if memory is not None and memory < 6 * 1024 * 1024:
         raise UsageError("minimum memory limit allowed is 6MB")
+    reservation = parse_bytes(opts.memory_reservation, "--memory-reservation")
+    if reservation is not None and memory is not None and reservation > memory:
+        raise UsageError("minimum memory limit can not be less than memory reservation limit, "
+                         "see usage (--memory-reservation above --memory)")
     return Resources(
         memory=memory,
-        memory_reservation=parse_bytes(opts.memory_reservation, "--memory-reservation"),
+        memory_reservation=reservation,
         cpus=opts.cpus,
         pids=opts.pids_limit if opts.pids_limit and opts.pids_limit > 0 else None,
         shm_size=parse_bytes(opts.shm_size, "--shm-size") or DEFAULT_SHM,
@@ -443,6 +526,7 @@ def build_plan(
     if opts.tty:
         process_env.append("TERM=xterm")
     process_env = replace_or_append_env(process_env, config_env)
+    check_exec_sizes(argv, process_env)
 
     workdir = opts.workdir or image_config.get("WorkingDir") or "/"
     if not workdir.startswith("/"):
@@ -471,8 +555,13 @@ def build_plan(
 
     exposed = dict(image_config.get("ExposedPorts") or {})
     for e in opts.expose:
-        port = e if "/" in e else f"{e}/tcp"
-        exposed[port] = {}
+        exposed[check_expose(e)] = {}
+    check_dns(list(opts.dns))
+    if opts.publish:
+        from stackctl.net import ports as _ports  # refused before anything is made
+
+        for p in opts.publish:
+            _ports.parse(p)
 
     ulimits = dict(parse_ulimit(u) for u in opts.ulimits)
     sysctls = {}

@@ -36,7 +36,7 @@ _DURATION_UNITS = {
     "m": MINUTE,
     "h": HOUR,
 }
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 _MAX_NS = 2**63 - 1
 
 
@@ -61,7 +61,7 @@ def parse_duration(value: object) -> int:
     if not isinstance(value, str):
         raise ValueError(f"expected a duration such as 10s or 1m30s, got {_describe(value)}")
     text = value.strip()
-    if re.fullmatch(r"\d+", text):  # a bare number: seconds, as Compose reads it
+    if re.fullmatch(r"[0-9]{1,30}", text):  # a bare number: seconds, as Compose reads it
         return _check_range(int(text) * SECOND, value)
     body = text
     sign = 1
@@ -125,7 +125,7 @@ def _fraction(value: int, digits: int) -> str:
     return f"{whole}." + f"{frac:0{digits}d}".rstrip("0")
 
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4,
                "p": 1024**5}
 

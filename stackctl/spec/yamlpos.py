@@ -317,6 +317,10 @@ _Loader.add_implicit_resolver(
 
 def _construct_int(loader: "_Loader", node: yaml.ScalarNode) -> int:
     text = loader.construct_scalar(node)
+    if len(text) > 40:  # past int64 by far (and Python refuses int() of 4,300+ digits)
+        loader.issues.append(Issue(f"the number {text[:20]}... has {len(text)} digits: too large",
+                                   pos=_mark_pos(loader, node.start_mark)))
+        return 0
     if text.startswith("0o"):
         return int(text[2:], 8)
     if len(text) > 1 and text[0] == "0" and text.isdigit() and "8" not in text and "9" not in text:

@@ -3,8 +3,9 @@
 Frames in both directions: an 8-byte header ``[type u8, 0, 0, 0, length u32 big-endian]`` then
 ``length`` bytes (Docker's stdcopy header). Types: 0 stdin (client → monitor; an empty frame
 closes stdin), 1 stdout, 2 stderr (monitor → client), 3 resize (client → monitor; payload rows
-u16, cols u16, big-endian), 4 exit (monitor → client; payload the exit code, i32). The monitor
-closes the connection after the exit frame. Pure framing here plus :func:`connect`.
+u16, cols u16, big-endian), 4 exit (monitor → client; payload the exit code, i32), 5 error
+(monitor → client: the command could not be executed after the client attached; payload the
+exit code, i32, and the message). The monitor closes the connection after an exit or error frame. Pure framing here plus :func:`connect`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from stackctl.errors import StackctlError
 from stackctl.paths import NodePaths
 
-STDIN, STDOUT, STDERR, RESIZE, EXIT = 0, 1, 2, 3, 4
+STDIN, STDOUT, STDERR, RESIZE, EXIT, ERROR = 0, 1, 2, 3, 4, 5
 
 
 def encode(kind: int, payload: bytes = b"") -> bytes:

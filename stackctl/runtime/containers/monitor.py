@@ -34,6 +34,9 @@ if __name__ == "__main__" and not __package__:
 
 # attach frames: [type u8, 0, 0, 0, length u32 big-endian] + payload (Docker's stdcopy header)
 STDIN, STDOUT, STDERR, RESIZE, EXIT = 0, 1, 2, 3, 4
+# the start failed after the client attached (the exec itself: E2BIG, ENOEXEC, ...): exit code
+# i32 + the message; the client reports it as the start's error
+ERROR = 5
 ATTACH_WAIT_TIMEOUT = 30.0
 DRAIN_TIMEOUT = 2.0
 LOG_LINE_MAX = 16 * 1024
@@ -291,6 +294,8 @@ class Monitor:
         message = text.decode(errors="replace")
         self.state.update(status="exited", exit_code=code, error=message, finished_at=now())
         write_state(self.cdir, self.state)
+        # an attached starter had its report ("running") already: it learns here instead
+        self.broadcast(ERROR, struct.pack(">i", code) + f"container {self.id[:12]}: {message}".encode())
         self.teardown()  # before the report: the starter's error means nothing is left
         self.report({"error": message, "code": code})
         return None

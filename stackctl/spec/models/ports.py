@@ -16,7 +16,7 @@ from stackctl.spec.models.core import PrivateAttr, field_validator
 from stackctl.spec.models.base import Choice, Model, Str, describe, fail
 
 PROTOCOLS = ("tcp", "udp", "sctp")
-_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+_RANGE = re.compile(r"^([0-9]{1,10})(?:-([0-9]{1,10}))?$")  # ASCII digits, as Go's Atoi
 
 
 def parse_range(text: str, what: str) -> tuple[int, int]:

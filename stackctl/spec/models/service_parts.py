@@ -1,6 +1,7 @@
 """The smaller parts of a service: build, healthcheck, depends_on, logging, ulimits,
 secret/config references and env_file entries."""
 
+import re
 from typing import Any, ClassVar
 
 from stackctl import shellwords
@@ -168,11 +169,9 @@ class Ulimit(Model):
     def _limit(cls, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise fail(f"expected an integer (-1 for unlimited), got {describe(value)}")
-        try:
-            number = int(value)
-        except ValueError:
-            raise fail(f"expected an integer (-1 for unlimited), got {describe(value)}") \
-                from None
+        if isinstance(value, str) and not re.fullmatch(r"\s*[-+]?[0-9]{1,30}\s*", value):
+            raise fail(f"expected an integer (-1 for unlimited), got {describe(value)}")
+        number = int(value)
         if number < -1:
             raise fail(f"expected an integer (-1 for unlimited), got {describe(value)}")
         return number
