@@ -22,7 +22,8 @@ The steps (``--dry-run`` prints them; docs/nodes.md says why each is so):
    known_hosts trusts it) goes into the manager's ``<state>/known_hosts``.
 
 Running it again upgrades in place: the same steps, the venv kept, the package reinstalled,
-the agent restarted, the key entries left as they are.
+the agent restarted, the key entries left as they are. Several nodes at once
+(:func:`bootstrap_nodes`): the wheel built once, the manager first, the others in parallel.
 
 The node side of each step is :mod:`stackctl.cluster.nodeside`, sent as source text to the
 node's ``python3``.

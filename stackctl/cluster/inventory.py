@@ -658,9 +658,6 @@ def save_inventory(inv: Inventory, path: str | None = None) -> str:
     return path
 
 
-_STACK_FILES = ("stack.yml", "compose.yaml", "compose.yml", "docker-compose.yml")
-
-
 def inventory_path(stack_file: str | None, explicit: str | None, environ: Mapping[str, str],
                    *, cwd: str | None = None) -> tuple[str, str]:
     """Which inventory file applies, whether it exists or not, and why:

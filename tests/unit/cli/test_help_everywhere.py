@@ -14,7 +14,7 @@ from stackctl import __version__
 from stackctl.cli.main import cli
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-GROUPS = {"image", "volume", "network", "container", "agent"}
+GROUPS = {"image", "volume", "network", "container", "agent", "node"}
 
 
 def _commands(help_text: str) -> list[str]:
