@@ -70,6 +70,7 @@ class AgentAPI:
     def methods(self) -> dict[str, Method]:
         table = {
             "agent.info": Method(self.agent_info),
+            "agent.ping": Method(self.agent_ping),
             "agent.shutdown": Method(self.agent_shutdown),
             "stack.list": Method(self.stack_list),
             "stack.ps": Method(self.stack_ps),
@@ -100,6 +101,10 @@ class AgentAPI:
             "stacks": len(self.store.list_stacks()), "containers": len(recs),
             "running": sum(1 for r in recs if r.state.status == "running"),
         }
+
+    async def agent_ping(self, req: RequestContext) -> dict[str, Any]:
+        """The manager's heartbeat: answered at once, reads nothing."""
+        return {"time": time.time()}
 
     async def agent_shutdown(self, req: RequestContext) -> dict[str, Any]:
         """Stop the agent (never a container) once this answer is sent."""

@@ -38,11 +38,18 @@ class Cluster:
         self.members: dict[str, NodeClient] = dict(members)
         self.local = local if local is not None else next(iter(self.members))
         self._where: dict[str, str] = {}  # container id -> node name
+        #: nodes marked down (controller/members.py): their containers are not observed
+        #: (their replicated tasks are placed again elsewhere) and nothing is sent to them
+        self.down: set[str] = set()
 
     # -- membership --------------------------------------------------------------------------
 
     def names(self) -> list[str]:
         return list(self.members)
+
+    def live(self) -> list[str]:
+        """The members not marked down."""
+        return [n for n in self.members if n not in self.down]
 
     def member(self, name: str | None) -> NodeClient:
         if name is None:
@@ -58,11 +65,12 @@ class Cluster:
     def set_members(self, members: Mapping[str, NodeClient]) -> None:
         self.members = dict(members)
         self._where = {cid: n for cid, n in self._where.items() if n in self.members}
+        self.down &= set(self.members)
 
     def _targets(self, nodes: Iterable[str] | None) -> list[str]:
         if nodes is None:
-            return list(self.members)
-        return [n for n in dict.fromkeys(nodes) if n is not None]
+            return self.live()
+        return [n for n in dict.fromkeys(nodes) if n is not None and n not in self.down]
 
     async def _each(self, nodes: Iterable[str], fn: Any) -> dict[str, Any]:
         """``fn(name, member)`` on each node at once; results by node name."""
@@ -100,9 +108,9 @@ class Cluster:
         async def one(name: str, m: NodeClient) -> list[ContainerInfo]:
             return await m.list_containers(stack=stack)
 
-        found = await self._each(self.members, one)
+        found = await self._each(self.live(), one)
         out: list[ContainerInfo] = []
-        for name in self.members:
+        for name in self.live():
             for c in found.get(name, []):
                 self._where[c.id] = name
                 out.append(c)
@@ -180,8 +188,8 @@ class Cluster:
             except NotFoundError:
                 missing.append(name)
 
-        await self._each(self.members, one)
-        if len(missing) == len(self.members):
+        await self._each(self.live(), one)
+        if len(missing) == len(self.live()):
             raise NotFoundError("not found on any node")
 
     # -- images ------------------------------------------------------------------------------
@@ -189,8 +197,9 @@ class Cluster:
     def _image_order(self, node: str | None) -> list[str]:
         if node is not None:
             return [node]
-        return [self.local, *(n for n in self.members if n != self.local)] \
-            if self.local in self.members else list(self.members)
+        live = self.live()
+        return [self.local, *(n for n in live if n != self.local)] \
+            if self.local in live else live
 
     async def image_id(self, ref: str, node: str | None = None) -> str | None:
         for name in self._image_order(node):
@@ -243,7 +252,7 @@ class Cluster:
         return await self.member(node).has_task_files(stack, service, config_hash)
 
     async def prune_task_files(self, stack: str, keep: list[str]) -> None:
-        await self._each(self.members, lambda _n, m: m.prune_task_files(stack, keep))
+        await self._each(self.live(), lambda _n, m: m.prune_task_files(stack, keep))
 
     async def remove_task_files(self, stack: str) -> None:
-        await self._each(self.members, lambda _n, m: m.remove_task_files(stack))
+        await self._each(self.live(), lambda _n, m: m.remove_task_files(stack))

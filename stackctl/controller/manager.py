@@ -88,7 +88,8 @@ class Manager:
         local = node if isinstance(node, LocalNode) else LocalNode(node, net, paths=paths)
         self.paths = paths
         self.cluster = Cluster({local.name: local}, local=local.name)
-        self.members = Members(self.cluster, local, paths.state, on_event=self.trigger)
+        self.members = Members(self.cluster, local, paths.state, on_event=self.trigger,
+                               fence=self.fence)
         self.members.load()
         self.ctx = Ctx(self.cluster, store, wall)
         self.pending: dict[str, Placed] = {}  # stack -> its last placement
@@ -522,6 +523,40 @@ class Manager:
             raise NotFoundError(f"stack {loaded.name}: no such service: {', '.join(unknown)}")
         return list(services) or sorted(loaded.stack.services)
 
+    # -- fencing -------------------------------------------------------------------------------
+
+    async def fence(self, name: str, node: Any, *, was_down: bool = False) -> list[str]:
+        """A node that comes back, before it is a member again (docs/cluster.md, "Liveness
+        and fencing"): it takes this manager's fencing token (older changes are refused from
+        now on), then loses every container whose slot another node runs now, or whose stack
+        is gone. Returns the names removed."""
+        await node.raise_fence()
+        others: set[tuple[str, str, str]] = set()
+        for other, member in list(self.cluster.members.items()):
+            if other == name or other in self.cluster.down:
+                continue
+            try:
+                listed = await member.list_containers()
+            except StackctlError:
+                continue  # not reachable now: nothing of it counts as taken
+            others |= {(c.stack or "", c.service or "", c.slot or "") for c in listed
+                       if c.running and c.stack and not c.oneoff}
+        known = set(self._stack_names())
+        removed = []
+        for c in await node.list_containers():
+            if not c.stack or c.oneoff:
+                continue
+            key = (c.stack, c.service or "", c.slot or "")
+            why = ("its stack was removed" if c.stack not in known else
+                   "its slot runs on another node now" if key in others else None)
+            if why is None:
+                continue
+            log.warning("node %s is back: removing %s (%s)", name, c.name, why)
+            with trio.CancelScope(shield=True):
+                await node.remove_container(c.id)
+            removed.append(c.name)
+        return removed
+
     # -- the reconcile loop --------------------------------------------------------------------
 
     def trigger(self, event: Any = None) -> None:
@@ -609,6 +644,7 @@ class Manager:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """The reconcile loop: a pass on every bus event and every ``tick`` seconds (sooner
         when a restart is due)."""
+        self.members.start_term()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.members.run)
             if self.bus is not None and hasattr(self.bus, "subscribe"):

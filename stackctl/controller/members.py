@@ -13,10 +13,21 @@ made by ``node bootstrap`` and authorized on the nodes for the agent protocol on
 has one, else with the inventory's identity and the user's SSH setup; host keys are checked
 against ``<state>/known_hosts`` or the inventory's known_hosts file — never accepted.
 
-A node that is not connected stays in the cluster as :class:`UnreachableNode`: every call on
-it fails with a line naming it, so a deploy that needs it stops with that line, and no
-replica of it is thought missing and started twice elsewhere. (Marking a node *down* after a
-heartbeat timeout and moving its tasks away is the liveness part of docs/nodes.md.)
+Liveness (docs/cluster.md, "Liveness and fencing"): the manager sends each connected node a
+heartbeat (``agent.ping``) every ``heartbeat`` seconds. A node answers → *ready*. A node
+that has not answered for ``down_after`` seconds (connection lost, or heartbeats failing) is
+*down*: its containers drop out of the observed state (so its replicated tasks are placed
+again elsewhere, global ones are not moved) and nothing is sent to it. Between a lost
+connection and ``down_after`` a node is *unknown*: it stays in the cluster as
+:class:`UnreachableNode`, every call on it fails with a line naming it, and none of its
+replicas is thought missing — a blip never doubles a slot. Defaults: heartbeat 1 s,
+down after 5 s (``STACKCTL_HEARTBEAT`` / ``STACKCTL_DOWN_AFTER``, or the inventory
+request's ``liveness``).
+
+Fencing: a node that comes back is first *fenced* — the manager raises the node's fencing
+token (its term and the node's generation; the node refuses any later request carrying an
+older one) and removes the node's containers whose slots were given to other nodes, or
+whose stack or slot is no longer desired — and only then becomes a member again.
 
 The inventory is kept in ``<state>/cluster.json`` (0600), so a restarted manager reconnects.
 """
@@ -42,7 +53,9 @@ log = logging.getLogger("stackctl.controller")
 CLUSTER_FILE = "cluster.json"
 MANAGER_KEY = "manager_id_ed25519"
 KNOWN_HOSTS = "known_hosts"
-RECONNECT_MIN, RECONNECT_MAX = 0.5, 10.0
+RECONNECT_MIN, RECONNECT_MAX = 0.5, 5.0
+HEARTBEAT = 1.0  # seconds between heartbeats
+DOWN_AFTER = 5.0  # seconds without an answer before a node is down
 #: what the manager runs on a node to reach its agent: stackctl under the node's prefix when
 #: `node bootstrap` installed it there, else the one on PATH (the manager's own key is
 #: authorized with a forced command, which wins over this)
@@ -102,10 +115,21 @@ class Members:
     """The nodes of the cluster (see the module docstring)."""
 
     def __init__(self, cluster: Cluster, local: Any, state_dir: str | None = None, *,
-                 on_event: Any = None) -> None:
+                 on_event: Any = None, fence: Any = None,
+                 clock: Any = time.monotonic) -> None:
         """``on_event()``: something happened on a node (a container started, exited, was
-        removed...): the manager reconciles soon."""
+        removed, the node went down...): the manager reconciles soon. ``fence(name,
+        node)``: (async) what the manager does to a node that comes back before it is a
+        member again."""
         self.on_event = on_event or (lambda: None)
+        self.fence = fence
+        self.clock = clock
+        self.heartbeat = float(os.environ.get("STACKCTL_HEARTBEAT") or HEARTBEAT)
+        self.down_after = float(os.environ.get("STACKCTL_DOWN_AFTER") or DOWN_AFTER)
+        self.term = 0  # this manager's incarnation (raised at each start: fencing token)
+        self.generation: dict[str, int] = {}  # node -> raised each time it goes down
+        self._seen: dict[str, float] = {}  # node -> clock() of its last answer
+        self._watch_since = clock()
         self.cluster = cluster
         self.local = local
         self.state_dir = state_dir
@@ -134,20 +158,41 @@ class Members:
         try:
             with open(path) as f:
                 data = json.load(f)
-            self._set(data.get("nodes") or [], data.get("manager") or "")
-        except (OSError, ValueError, StackctlError) as exc:
+            self.term = int(data.get("term") or 0)
+            self.generation = {str(k): int(v) for k, v in (data.get("generation") or {}).items()}
+            if data.get("nodes"):
+                self._set(data.get("nodes") or [], data.get("manager") or "")
+        except (OSError, ValueError, TypeError, StackctlError) as exc:
             log.warning("cannot read %s: %s; waiting for the CLI's inventory", path, exc)
 
-    def update(self, nodes: list[dict[str, Any]], manager: str) -> None:
+    def start_term(self) -> None:
+        """A new incarnation of the manager: a higher fencing term, kept."""
+        self.term += 1
+        self._save()
+
+    def update(self, nodes: list[dict[str, Any]], manager: str,
+               liveness: Mapping[str, Any] | None = None) -> None:
         """A new inventory from the CLI (``cluster.update_inventory``)."""
+        before = {n["name"]: n.get("availability") for n in self.entries}
         self._set(nodes, manager)
+        for key in ("heartbeat", "down_after"):
+            value = (liveness or {}).get(key)
+            if isinstance(value, (int, float)) and value > 0:
+                setattr(self, key, float(value))
+        self._save()
+        if before != {n["name"]: n.get("availability") for n in self.entries}:
+            self.on_event()  # drained, paused, activated, added or removed: reconcile
+
+    def _save(self) -> None:
         path = self._path()
-        if path is not None:
-            tmp = path + ".tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump({"nodes": self.entries, "manager": manager}, f)
-            os.replace(tmp, path)
+        if path is None:
+            return
+        tmp = path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"nodes": self.entries, "manager": self.cluster.local,
+                       "term": self.term, "generation": self.generation}, f)
+        os.replace(tmp, path)
 
     def _path(self) -> str | None:
         return os.path.join(self.state_dir, CLUSTER_FILE) if self.state_dir else None
@@ -175,9 +220,11 @@ class Members:
                 members[name] = current
             else:
                 members[name] = UnreachableNode(name, "not connected yet")
-                self.status[name] = "unknown"
+                if self.status.get(name) != "down":
+                    self.status[name] = "unknown"
         for gone in [n for n in self.status if n not in members]:
-            for d in (self.status, self.errors, self.facts, self.versions, self.last_seen):
+            for d in (self.status, self.errors, self.facts, self.versions, self.last_seen,
+                      self._seen):
                 d.pop(gone, None)
         self.cluster.set_members(members)
         self.cluster.local = manager
@@ -225,14 +272,60 @@ class Members:
     # -- connections -------------------------------------------------------------------------
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Keep one connection per remote node while the manager runs."""
+        """Keep one connection per remote node while the manager runs, and watch them."""
+        self._watch_since = self.clock()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._watch)
             task_status.started()
             while True:
                 self._sync(nursery)
                 self._wanted = trio.Event()
                 await self._wanted.wait()
+
+    # -- liveness ----------------------------------------------------------------------------
+
+    def check(self, now: float | None = None) -> list[str]:
+        """Mark down every remote node that has not answered for ``down_after`` seconds
+        (one never seen: since the manager began watching); the nodes newly down."""
+        now = self.clock() if now is None else now
+        newly = []
+        for n in self.entries:
+            name = n["name"]
+            if name == self.local.name or self.status.get(name) == "down":
+                continue
+            last = self._seen.get(name, self._watch_since)
+            if now - last >= self.down_after:
+                self.status[name] = "down"
+                self.generation[name] = self.generation.get(name, 0) + 1
+                newly.append(name)
+        if newly:
+            self.cluster.down = {n for n, st in self.status.items() if st == "down"}
+            self._save()
+            for name in newly:
+                log.warning("node %s is down (no answer for %.1f s); its tasks go elsewhere",
+                            name, self.down_after)
+            self.on_event()
+            self._changed()
+        return newly
+
+    async def _watch(self) -> None:
+        while True:
+            self.check()
+            await trio.sleep(min(self.heartbeat, self.down_after / 2))
+
+    async def _beat(self, name: str, client: Any) -> StackctlError:
+        """Heartbeats while connected; returns why they stopped (the connection is lost, or
+        a heartbeat got no answer in time: then the connection is dropped and made again,
+        and the node is fenced when it answers again)."""
+        while True:
+            await trio.sleep(self.heartbeat)
+            try:
+                await client.call("agent.ping", timeout=self.down_after)
+            except StackctlError as exc:
+                return exc
+            self._seen[name] = self.clock()
+            self.last_seen[name] = time.time()
 
     def _sync(self, nursery: trio.Nursery) -> None:
         want = {n["name"]: n for n in self.entries if n["name"] != self.local.name}
@@ -277,16 +370,24 @@ class Members:
                             self.facts[name] = {k: info.get(k) for k in
                                                 ("ncpu", "mem_total", "os", "arch")}
                             self.versions[name] = str(info.get("version") or "")
+                            node = RemoteNode(name, client)
+                            node.token = (self.term, self.generation.get(name, 0))
+                            if self.fence is not None:
+                                # before anything else: what was given away goes
+                                await self.fence(name, node,
+                                                 was_down=self.status.get(name) == "down")
+                            self._seen[name] = self.clock()
                             self.status[name] = "ready"
+                            self.cluster.down.discard(name)
                             self.errors.pop(name, None)
                             self.last_seen[name] = time.time()
-                            self._member(name, RemoteNode(name, client))
+                            self._member(name, node)
                             log.info("node %s connected", name)
                             self.on_event()
                             delay = RECONNECT_MIN
                             async with trio.open_nursery() as nursery:
                                 nursery.start_soon(self._events, client)
-                                lost = await client.wait_lost()
+                                lost = await self._beat(name, client)
                                 nursery.cancel_scope.cancel()
                             raise lost
                     finally:
@@ -296,8 +397,9 @@ class Members:
                     self.errors[name] = exc.message
                     if self.status.get(name) == "ready":
                         log.warning("node %s: connection lost: %s", name, exc.message)
-                    self.status[name] = "unknown"
+                        self.status[name] = "unknown"
                     self._member(name, UnreachableNode(name, exc.message))
+                    self.on_event()
                 await trio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX)
 
@@ -313,6 +415,9 @@ class Members:
     def _member(self, name: str, node: Any) -> None:
         if name in self.cluster.members:
             self.cluster.members[name] = node
+        self._changed()
+
+    def _changed(self) -> None:
         self.changed.set()
         self.changed = trio.Event()
 

@@ -24,14 +24,35 @@ CALL_TIMEOUT = 60.0
 CREATE_TIMEOUT = 300.0  # a create may copy an image's content into a new volume
 
 
+#: the requests that change the node: they carry the manager's fencing token
+CHANGES = frozenset({
+    "node.container.create", "node.container.start", "node.container.stop",
+    "node.container.kill", "node.container.remove", "node.network.ensure",
+    "node.network.remove", "node.volume.ensure", "node.volume.remove", "node.serving.set",
+    "node.service.publish", "node.service.unpublish", "node.files.write", "node.files.prune",
+    "node.files.remove"})
+
+
 class RemoteNode:
     def __init__(self, name: str, client: Any) -> None:
         self.name = name
         self.client = client  # AsyncAgentClient (or anything with its `call`)
+        #: the manager's fencing token (term, the node's generation): the node refuses a
+        #: change that carries an older one (docs/cluster.md, "Liveness and fencing")
+        self.token: tuple[int, int] | None = None
 
     async def _call(self, method: str, params: dict[str, Any] | None = None, *,
                     timeout: float = CALL_TIMEOUT) -> Any:
-        return await self.client.call(method, params or {}, timeout=timeout)
+        params = dict(params or {})
+        if self.token is not None and method in CHANGES:
+            params["fence"] = list(self.token)
+        return await self.client.call(method, params, timeout=timeout)
+
+    async def raise_fence(self) -> None:
+        """Make this manager's token the node's: older changes are refused from now on."""
+        if self.token is not None:
+            await self.client.call("node.fence", {"fence": list(self.token)},
+                                   timeout=CALL_TIMEOUT)
 
     # -- containers --------------------------------------------------------------------------
 

@@ -9,11 +9,13 @@ Only a manager calls these: on a worker, the manager's own SSH key is authorized
 from __future__ import annotations
 
 import base64
+import json
+import os
 from collections.abc import Callable
 from typing import Any
 
 from stackctl.agent.server import Method, RequestContext
-from stackctl.errors import UsageError
+from stackctl.errors import StackctlError, UsageError
 from stackctl.node.interface import ContainerRequest, file_from_json, info_to_json
 from stackctl.node.local import LocalNode
 
@@ -49,8 +51,58 @@ def _str_list(p: dict[str, Any], key: str) -> list[str]:
     return value
 
 
-def node_methods(node: LocalNode) -> dict[str, Method]:
-    """The ``node.*`` methods of the agent API, on ``node``."""
+class StaleRequest(StackctlError):
+    """A change from a manager whose fencing token is older than one this node has seen."""
+
+
+class Fence:
+    """This node's fencing token: the highest (term, generation) a manager has shown it,
+    kept in ``<state>/fence.json``. A change carrying an older token is refused."""
+
+    def __init__(self, state_dir: str | None) -> None:
+        self.path = os.path.join(state_dir, "fence.json") if state_dir else None
+        self.token: tuple[int, int] = (0, 0)
+        if self.path and os.path.exists(self.path):
+            try:
+                with open(self.path) as f:
+                    t = json.load(f)
+                self.token = (int(t[0]), int(t[1]))
+            except (OSError, ValueError, TypeError, IndexError):
+                pass
+
+    @staticmethod
+    def parse(value: Any) -> tuple[int, int] | None:
+        if value is None:
+            return None
+        if not (isinstance(value, list) and len(value) == 2 and
+                all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            raise UsageError("parameter 'fence' must be [term, generation]")
+        return (value[0], value[1])
+
+    def check(self, value: Any) -> None:
+        token = self.parse(value)
+        if token is not None and token < self.token:
+            raise StaleRequest(f"a stale request (fencing token {list(token)} is older than "
+                                f"{list(self.token)}): a manager that no longer owns this "
+                                "node's tasks sent it; refused")
+
+    def raise_to(self, value: Any) -> None:
+        token = self.parse(value)
+        if token is None or token <= self.token:
+            return
+        self.token = token
+        if self.path:
+            tmp = self.path + ".tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(list(token), f)
+            os.replace(tmp, self.path)
+
+
+def node_methods(node: LocalNode, fence: Fence | None = None) -> dict[str, Method]:
+    """The ``node.*`` methods of the agent API, on ``node``; ``fence``: this node's fencing
+    token (default: kept in the node's state directory)."""
+    fence = fence if fence is not None else Fence(node.paths.state)
 
     async def containers(req: RequestContext) -> list[dict[str, Any]]:
         return [info_to_json(c) for c in
@@ -105,7 +157,11 @@ def node_methods(node: LocalNode) -> dict[str, Method]:
             return await simple(req, fn, *keys)
         return Method(call)
 
-    return {
+    async def raise_fence(req: RequestContext) -> dict[str, Any]:
+        fence.raise_to(req.params.get("fence"))
+        return {"fence": list(fence.token)}
+
+    table = {
         "node.containers": Method(containers),
         "node.container.create": Method(create),
         "node.container.start": m(node.start_container, "id"),
@@ -133,3 +189,14 @@ def node_methods(node: LocalNode) -> dict[str, Method]:
             _str(req.params, "stack"), _str_list(req.params, "keep"))),
         "node.files.remove": m(node.remove_task_files, "stack"),
     }
+    from stackctl.node.remote import CHANGES
+
+    def checked(method: Method) -> Method:
+        async def call(req: RequestContext) -> Any:
+            fence.check(req.params.get("fence"))
+            return await method.fn(req)
+        return Method(call, stream=method.stream)
+
+    out = {name: checked(m_) if name in CHANGES else m_ for name, m_ in table.items()}
+    out["node.fence"] = Method(raise_fence)
+    return out

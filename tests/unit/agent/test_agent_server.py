@@ -185,8 +185,8 @@ def test_info_and_unary_calls(agent, paths):
         info = c.call("agent.info")
         assert info["role"] == "manager" and info["controller"] is True and info["containers"] == 0
         result = c.call("stack.plan", {"stack": {"name": "s"}})
-            assert result["plan"]["stack"] == "s"
-            assert result["text"] == "stack s: nothing to do: 0 services up to date\n"
+        assert result["plan"]["stack"] == "s"
+        assert result["text"] == "stack s: nothing to do: 0 services up to date\n"
         assert c.call("stack.list") == []
         agent.store.put_stack("shop", {"name": "shop"}, "/srv")
         assert c.call("stack.list")[0] | {"updated_at": None} == {

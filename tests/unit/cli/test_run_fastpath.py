@@ -9,7 +9,8 @@ import pytest
 
 from stackctl.cli.run_cmd import RUN_OPTIONS, parse_run_args
 
-_STACK_PARAMS = {"stack_files", "stack_project", "stack_profiles", "stack_project_dir"}
+_STACK_PARAMS = {"stack_files", "stack_project", "stack_profiles", "stack_project_dir",
+                 "stack_nodes"}
 
 
 def click_parse(args: list[str]):
