@@ -43,8 +43,8 @@ class _Ctx:
             return self.inv
         import socket
 
-        return I.Inventory(path=None, nodes=[I.Node(name=socket.gethostname(), url=I.LOCAL_URL,
-                                                    role="manager")])
+        name = os.environ.get("STACKCTL_NODE_NAME") or socket.gethostname()
+        return I.Inventory(path=None, nodes=[I.Node(name=name, url=I.LOCAL_URL, role="manager")])
 
     def need_file(self) -> I.Inventory:
         if not self.exists or not self.inv.nodes:
@@ -80,8 +80,8 @@ _STATUS = {"ready": "Ready", "down": "Down", "unknown": "Unknown", "disconnected
 def _rows(inv: I.Inventory, live: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for n in sorted(inv.nodes, key=lambda n: _natural(n.name)):
-        st = live.get(n.name) or {}
         manager = inv.role_of(n) == "manager"
+        st = live.get(n.name) or (_managers_row(live) if manager else {})
         rows.append({
             "ID": n.id, "Hostname": n.name,
             "Status": _STATUS.get(str(st.get("status") or "unknown"), "Unknown"),
@@ -93,6 +93,12 @@ def _rows(inv: I.Inventory, live: dict[str, dict[str, Any]]) -> list[dict[str, A
             "LastHeartbeat": st.get("last_heartbeat"),
         })
     return rows
+
+
+def _managers_row(live: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The manager's own row when it calls itself by another name (an agent told no
+    inventory yet names itself after $STACKCTL_NODE_NAME or the host)."""
+    return next((r for r in live.values() if r.get("manager")), {})
 
 
 def _live(inv: I.Inventory) -> dict[str, dict[str, Any]]:
@@ -133,8 +139,8 @@ def ls(quiet: bool, fmt: str, stack_file: str | None, nodes_file: str | None) ->
 
 
 def _inspect_obj(inv: I.Inventory, n: I.Node, live: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    st = live.get(n.name) or {}
     role = inv.role_of(n)
+    st = live.get(n.name) or (_managers_row(live) if role == "manager" else {})
     addr = n.address
     obj: dict[str, Any] = {
         "ID": n.id,
