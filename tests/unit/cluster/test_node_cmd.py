@@ -192,3 +192,40 @@ def test_bootstrap_dry_run_prints_the_steps(env, capsys, tmp_path, monkeypatch):
     assert "restart n1's agent" in out and "containers keep running" in out
     assert "agent dial-stdio` only" in out and "m0's <state>/known_hosts" in out
     assert not (tmp_path / "cache").exists()  # a dry run builds nothing
+
+
+def test_ls_shows_the_managers_answer(env, capsys, monkeypatch):
+    tmp, _ = env
+    assert run(["add", "ssh://root@10.0.0.1", "--name", "m"], capsys)[0] == 0
+    assert run(["add", "ssh://root@10.0.0.2", "--name", "w"], capsys)[0] == 0
+    rows = [{"name": "m-host", "status": "ready", "engine_version": "9.9", "manager": True,
+             "last_heartbeat": None},  # the manager under its own name: still its row
+            {"name": "w", "status": "down", "engine_version": "9.8", "last_heartbeat": 1.5}]
+    calls = []
+
+    def manager(inv, method, params=None, **kw):
+        calls.append(method)
+        return rows
+
+    monkeypatch.setattr(connect, "manager_call", manager)
+    code, out, err = run(["ls"], capsys)
+    assert code == 0 and err == "" and calls == ["cluster.nodes"]
+    lines = out.splitlines()
+    assert lines[1].split()[1:] == ["*", "m", "Ready", "Active", "Leader", "9.9"]
+    assert lines[2].split()[1:] == ["w", "Down", "Active", "9.8"]
+
+
+def test_ls_when_the_manager_serves_no_cluster_nodes(env, capsys, monkeypatch):
+    from stackctl.agent.client import AgentError
+
+    assert run(["add", "ssh://root@10.0.0.1", "--name", "m"], capsys)[0] == 0
+
+    def old_manager(inv, method, params=None, **kw):
+        if method == "agent.info":
+            return {"version": "0.0.9"}
+        raise AgentError("bad_request", f"unknown method {method!r}")
+
+    monkeypatch.setattr(connect, "manager_call", old_manager)
+    code, out, err = run(["ls"], capsys)
+    assert code == 0 and out.splitlines()[1].split()[1:] == ["*", "m", "Ready", "Active", "Leader", "0.0.9"]
+    assert err == "warning: the manager (m) does not serve cluster.nodes; only its own status is known\n"
