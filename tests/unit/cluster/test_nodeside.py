@@ -122,3 +122,13 @@ def test_bootstrap_of_the_local_manager_only_makes_its_key(tmp_path, monkeypatch
     assert out["manager_key"]["made"] and lines[0].startswith("here: this machine")
     assert os.path.exists(tmp_path / "state" / N.MANAGER_KEY_NAME)
     assert not (tmp_path / "cache").exists()  # nothing built
+
+
+def test_missing_packages_asks_dpkg():
+    import shutil
+
+    import pytest
+
+    if shutil.which("dpkg-query") is None:
+        pytest.skip("no dpkg here")
+    assert N._missing_packages(["procps", "stackctl-no-such-package"]) == ["stackctl-no-such-package"]
