@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -59,6 +60,19 @@ def stack_text(services: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cpu_ms(argv: list[str], runs: int) -> float:
+    """Median CPU time (user + system, ms) of ``argv``: on a machine shared with other work
+    the wall clock says more about the neighbours than about the command."""
+    samples = []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        samples.append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+                       * 1000)
+    return statistics.median(samples)
+
+
 def breakdown(path: str) -> str:
     """Where one in-process load of ``path`` spends its time (a fresh interpreter)."""
     code = f"""
@@ -93,7 +107,12 @@ def main() -> None:
     ap.add_argument("--services", type=int, default=400, help="size of the large stack")
     args = ap.parse_args()
 
-    stackctl = shutil.which("stackctl") or sys.exit("stackctl is not installed: run scripts/setup")
+    # the stackctl installed beside this Python (a version manager's shim on PATH would add
+    # its own start-up to every run), else the one on PATH
+    beside = os.path.join(os.path.dirname(sys.executable), "stackctl")
+    stackctl = beside if os.access(beside, os.X_OK) else shutil.which("stackctl")
+    if not stackctl:
+        sys.exit("stackctl is not installed: run scripts/setup")
     peer = shutil.which("docker-compose")
     tmp = tempfile.mkdtemp(prefix="stackctl-bench-config-")
     try:
@@ -114,6 +133,10 @@ def main() -> None:
                 ratios.append((count, statistics.median(rows[0][1]) /
                                statistics.median(rows[1][1])))
             print_table(rows, baseline=rows[-1][0] if peer else None)
+            cpu = f"CPU (user+sys) median: stackctl {cpu_ms([stackctl, 'config', '-q', '-f', path], args.runs):.0f} ms"
+            if peer:
+                cpu += f", docker-compose {cpu_ms([peer, '-f', path, 'config', '-q'], args.runs):.0f} ms"
+            print(cpu)
             print()
         if not peer:
             print("peer docker-compose: not installed (apt-get install docker-compose); "
