@@ -31,6 +31,7 @@ Both include the agents starting containers; ours is the pure placement decision
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -179,12 +180,13 @@ def measure_reconcile() -> dict:
     nodes, existing, desired, observed = _reconcile_inputs()
     t0, c0 = time.perf_counter(), time.process_time()
     moved = displaced(existing, nodes)
+    # the lost tasks are being shut down (swarmkit: desired state SHUTDOWN): they no longer
+    # count for spreading; only their replacements need placing
     gone = {id(d.task) for d in moved}
-    keep = [e for e in existing if id(e) not in gone]
-    specs = {(e.service, e.version): e.spec for e in existing}
+    live = [e if id(e) not in gone else dataclasses.replace(e, active=False) for e in existing]
     repl = [TaskToPlace(d.task.stack, d.task.service, d.task.slot, d.task.version,
-                        specs[(d.task.service, d.task.version)]) for d in moved if d.replace]
-    result = place(repl, nodes, keep)
+                        d.task.spec) for d in moved if d.replace]
+    result = place(repl, nodes, live)
     t1 = time.perf_counter()
     p = plan(desired, observed)
     t2, c2 = time.perf_counter(), time.process_time()

@@ -407,3 +407,19 @@ def test_nested_spread_never_places_more_than_a_subtree_owes():
     result = place(tasks("web", 4, spec), nodes, existing)
     assert result.complete
     assert per_node(result) == {"n3": 4}  # rack y catches up with rack x's 4
+
+
+def test_placement_spec_build_parses_and_refuses():
+    from stackctl.scheduler.constraints import ConstraintError
+
+    spec = PlacementSpec.build(constraints=["node.role == worker"], preferences=["Node.Labels.z"],
+                               host_ports=[80, (53, "udp"), HostPort(443)],
+                               max_replicas_per_node=None)
+    assert [str(c) for c in spec.constraints] == ["node.role == worker"]
+    assert spec.preferences == ("node.labels.z",)
+    assert spec.host_ports == (HostPort(80), HostPort(53, "udp"), HostPort(443))
+    assert spec.max_replicas_per_node == 0
+    with pytest.raises(ConstraintError, match="did you mean node.role==worker"):
+        PlacementSpec.build(constraints=["node.role=worker"])
+    with pytest.raises(ConstraintError, match="spread over node.labels"):
+        PlacementSpec.build(preferences=["node.hostname"])
