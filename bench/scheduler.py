@@ -142,8 +142,8 @@ def _reconcile_inputs():
     nodes = cluster()
     tasks = workload()
     existing = as_existing(place(tasks, nodes))
-    victims = {n.name for n in nodes if n.status == READY}.__iter__()
-    gone = {next(victims) for _ in range(10)}
+    gone = {n.name for n in nodes if n.status == READY and n.availability == ACTIVE}
+    gone = set(sorted(gone)[::97][:10])  # 10 ready nodes spread over the zones
     nodes = [NodeSnapshot(n.name, role=n.role, availability=n.availability,
                           status=DOWN if n.name in gone else n.status, labels=n.labels,
                           ip=n.ip, cpus=n.cpus, memory=n.memory) for n in nodes]
