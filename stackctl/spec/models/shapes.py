@@ -331,6 +331,7 @@ SHAPES: dict[str, dict[str, Shape]] = {
     "port": {"app_protocol": string},
     "mount": {"consistency": string, "image": obj({"subpath": string})},
     "bind": {"recursive": enum("enabled", "disabled", "writable", "readonly")},
+    "volume_options": {"labels": list_or_dict},
     "service_network": {
         "driver_opts": mapping_of(number_or_string), "gw_priority": number_or_string,
         "interface_name": string, "link_local_ips": list_of_strings, "mac_address": string,

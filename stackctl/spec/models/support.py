@@ -34,6 +34,7 @@ UNSUPPORTED: dict[str, frozenset[str]] = {
     "port": frozenset({"app_protocol"}),
     "mount": frozenset({"consistency", "image"}),
     "bind": frozenset({"recursive"}),
+    "volume_options": frozenset({"labels"}),
     "service_network": frozenset({
         "driver_opts", "gw_priority", "interface_name", "link_local_ips", "mac_address",
         "priority",
