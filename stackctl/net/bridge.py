@@ -44,6 +44,14 @@ def ensure_bridge(net: Network, tag: str, vips: Iterable[str] = ()) -> None:
                 idx = link_index(ipr, net.bridge)
             ipr.link("set", index=idx, ifalias=owner_alias(tag, f"network {net.name}"))
             want = {(net.gateway, net.prefixlen)} | {(v, 32) for v in vips}
+            if net.node_address:  # an overlay network: this node's own address on it
+                want.add((net.node_address, 32))
+                from stackctl.net.model import mac_for
+
+                mac = mac_for(net.node_address)
+                link = ipr.get_links(idx)[0]
+                if link.get_attr("IFLA_ADDRESS") != mac:
+                    ipr.link("set", index=idx, address=mac)
             have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
                     for a in ipr.get_addr(index=idx, family=socket.AF_INET)}
             for address, plen in sorted(have - want):
@@ -58,6 +66,10 @@ def ensure_bridge(net: Network, tag: str, vips: Iterable[str] = ()) -> None:
                            hint="bridges need root (CAP_NET_ADMIN)") from None
     write_sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
     write_sysctl(f"net/ipv6/conf/{net.bridge}/disable_ipv6", "1", missing_ok=True)
+    if net.vni:
+        from stackctl.net import overlay
+
+        overlay.ensure_vxlan(net, tag)
 
 
 def remove_link(ifname: str) -> bool:

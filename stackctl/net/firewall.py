@@ -92,8 +92,11 @@ def _ip_key(address: str) -> tuple[int, ...]:
 def service_backends(state: NetState, sp: ServicePorts) -> list[str]:
     """Addresses of the serving replicas of a service port, sorted: each container of
     ``sp.service`` counts once, at its address on the first of ``sp.networks`` it is on
-    (internal networks skipped: nothing comes in there)."""
+    (internal networks skipped: nothing comes in there). Replicas on this node win: replicas
+    on other nodes (overlay) are used only when this node has none serving, so a node with
+    a local replica serves locally and its server sees the real client address."""
     chosen: dict[str, str] = {}
+    remote: dict[str, str] = {}
     seen: set[str] = set()
     for nid in sp.networks:
         net = state.networks.get(nid)
@@ -104,8 +107,8 @@ def service_backends(state: NetState, sp: ServicePorts) -> list[str]:
                 continue
             seen.add(cid)
             if ep.healthy:
-                chosen[cid] = ep.address
-    return sorted(chosen.values(), key=_ip_key)
+                (remote if ep.remote else chosen)[cid] = ep.address
+    return sorted((chosen or remote).values(), key=_ip_key)
 
 
 def _service_port_rules(state: NetState) -> tuple[list[str], list[str]]:
@@ -207,6 +210,16 @@ def render(state: NetState, table: str) -> str:
             post.append(f"ip saddr {net.subnet} oifname != {br} masquerade")
         # clients on the host's loopback reach published ports (route_localnet on the bridge)
         post.append(f"oifname {br} ip saddr 127.0.0.0/8 masquerade")
+        remotes = sorted({ep.address for ep in state.endpoints_of(net.id) if ep.remote},
+                         key=_ip_key)
+        if net.node_address and remotes:
+            # overlay: what this node DNATs (or sends itself) to a replica on another node
+            # leaves with this node's own overlay address, so that the reply comes back here
+            dst = "{ " + ", ".join(remotes) + " }"
+            post.append(f"oifname {br} ip daddr {dst} ct status dnat snat to {net.node_address}"
+                        f' comment "overlay {net.name}: to other nodes"')
+            post.append(f"oifname {br} ip daddr {dst} ip saddr {net.gateway} snat to "
+                        f"{net.node_address}")
         # hairpin: a container reaching a VIP or published port that lands on its own bridge
         # (iifname is not known in postrouting, so: sourced from the subnet, DNAT'd, back in)
         post.append(f"oifname {br} ip saddr {net.subnet} ct status dnat masquerade")
@@ -239,7 +252,20 @@ def render(state: NetState, table: str) -> str:
         for vip in dead_vips:
             inp.append(f"ip daddr {vip} reject")
     inp += service_refuse
+    secret = [n for n in nets if n.encrypted and n.vni]
+    for net in secret:
+        # cleartext VXLAN for an encrypted network is dropped (stackctl/net/xfrm.py)
+        inp.append(f"udp dport 4789 @th,96,24 {net.vni} meta ipsec missing drop"
+                   f' comment "encrypted {net.name}: no cleartext"')
     chain("input", "type filter hook input priority filter; policy accept;", inp)
+    if secret:
+        # outgoing VXLAN of an encrypted network gets its mark; the xfrm policy matches it
+        # (a route chain: the kernel looks the route, and so the policy, up again)
+        from stackctl.net.xfrm import mark_of
+
+        chain("xfrm_mark", "type route hook output priority mangle; policy accept;",
+              [f"udp dport 4789 @th,96,24 {n.vni} meta mark set {mark_of(n.vni):#x}"
+               for n in secret])
 
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -33,6 +33,7 @@ class GCReport:
 def stale_links(state: NetState, owner: str, links: Iterable[tuple[str, str, str]]) -> list[str]:
     """Pure: names of this node's links (by ifalias) that the state does not explain."""
     expected = {n.bridge for n in state.networks.values()}
+    expected |= {n.vxlan for n in state.networks.values() if n.vni}
     expected |= {ep.host_ifname for eps in state.endpoints.values() for ep in eps.values()}
     prefix = bridge.owner_alias(owner, "")
     return sorted(name for name, _kind, alias in links
@@ -52,7 +53,7 @@ def gc_stale(paths: NodePaths, live_containers: Iterable[str] | None = None) -> 
                 report.sandboxes.append(cid)
         # endpoints without a sandbox (a crash between the two writes)
         for eps in state.endpoints.values():
-            for cid in [c for c in eps if c not in state.sandboxes]:
+            for cid in [c for c, ep in eps.items() if c not in state.sandboxes and not ep.remote]:
                 if cid not in report.sandboxes:
                     _teardown(paths, state, cid)
                     report.sandboxes.append(cid)

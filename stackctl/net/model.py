@@ -23,6 +23,7 @@ from typing import Any, Literal
 from stackctl.errors import StackctlError
 
 BRIDGE_PREFIX = "stk-"
+VXLAN_PREFIX = "stkx"  # the VXLAN device of an overlay network: stkx<network id[:8]>
 VETH_PREFIX = "stkv"
 PEER_PREFIX = "stkp"
 DEFAULT_MTU = 1500
@@ -89,6 +90,19 @@ class Network:
     mtu: int = DEFAULT_MTU
     ip_range: str = ""  # allocate container addresses only from this range, if set
     created: str = ""
+    # overlay networks (driver "overlay", stackctl/net/overlay.py): set by the manager's sync
+    vni: int = 0  # VXLAN network identifier, the same on every node
+    vtep: str = ""  # this node's VXLAN endpoint (its address towards the other nodes)
+    node_address: str = ""  # this node's own address on the overlay (SNAT towards peers)
+    encrypted: bool = False  # VXLAN between nodes in IPsec ESP (stackctl/net/xfrm.py)
+
+    @property
+    def overlay(self) -> bool:
+        return self.driver == "overlay"
+
+    @property
+    def vxlan(self) -> str:
+        return f"{VXLAN_PREFIX}{self.id[:8]}"
 
     @property
     def bridge(self) -> str:
@@ -122,6 +136,14 @@ class Endpoint:
     service: str = ""  # stack service, for service-name and tasks.<service> lookups
     endpoint_mode: Literal["vip", "dnsrr"] = "vip"
     healthy: bool = True
+    # an endpoint on another node of an overlay network (pushed by the manager): no sandbox
+    # or veth here, reached through the VXLAN device at that node's VTEP
+    vtep: str = ""
+    node: str = ""
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.vtep)
 
     @property
     def mac(self) -> str:

@@ -80,8 +80,9 @@ def create(
     ``predefined``: the default ``bridge`` network (its name is reserved for users)."""
     if not (predefined and name == DEFAULT_BRIDGE):
         check_name(name)
-    if driver != "bridge":
-        raise NetworkError(f"network driver {driver!r} is not supported (only 'bridge')")
+    if driver not in ("bridge", "overlay"):
+        raise NetworkError(f"network driver {driver!r} is not supported (only 'bridge', and "
+                           "'overlay' made by the manager of a cluster)")
     if not 68 <= mtu <= 65535:
         raise NetworkError(f"invalid MTU {mtu}: must be 68-65535")
     with store.locked(paths) as state:
@@ -157,7 +158,8 @@ def remove(paths: NodePaths, names: list[str], *, force: bool = False) -> list[s
             net = get(paths, name, state)
             if is_default_bridge(net) and not force:
                 raise ConflictError(f"{net.name} is a pre-defined network and cannot be removed")
-            eps = state.endpoints_of(net.id)
+            # endpoints on other nodes (overlay) are the manager's view, not users of this node
+            eps = [e for e in state.endpoints_of(net.id) if not e.remote]
             if eps and not force:
                 who = ", ".join(sorted(e.names[0] if e.names else e.container_id[:12] for e in eps))
                 raise ConflictError(
@@ -171,6 +173,10 @@ def remove(paths: NodePaths, names: list[str], *, force: bool = False) -> list[s
                 sb = state.sandboxes.get(ep.container_id)
                 if sb and net.id in sb.networks:
                     sb.networks.remove(net.id)
+            if net.overlay:
+                from stackctl.net import overlay
+
+                overlay.remove_kernel(net)
             bridge.remove_link(net.bridge)
             del state.networks[net.id]
             state.endpoints.pop(net.id, None)
@@ -200,6 +206,8 @@ def inspect(paths: NodePaths, net: Network, state: NetState | None = None) -> di
     state = store.load(paths) if state is None else state
     containers = {}
     for ep in state.endpoints_of(net.id):
+        if ep.remote:
+            continue
         containers[ep.container_id] = {
             "Name": ep.names[0] if ep.names else "",
             "EndpointID": ep.host_ifname,
@@ -214,7 +222,7 @@ def inspect(paths: NodePaths, net: Network, state: NetState | None = None) -> di
         "Name": net.name,
         "Id": net.id,
         "Created": net.created,
-        "Scope": "local",
+        "Scope": "swarm" if net.overlay else "local",
         "Driver": net.driver,
         "EnableIPv6": False,
         "IPAM": {"Driver": "default", "Options": {}, "Config": [config]},
