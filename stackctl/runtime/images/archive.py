@@ -20,14 +20,17 @@ so ``docker load``, ``skopeo inspect oci-archive:FILE`` and umoci all read it.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
+import lzma
 import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from typing import Any, BinaryIO, Iterator
 
-from stackctl.errors import StackctlError, UsageError
+from stackctl.errors import StackctlError, UsageError, is_disk_full
 from stackctl.runtime.images import oci
 from stackctl.runtime.images.layers import (
     HashingWriter,
@@ -43,6 +46,25 @@ class ArchiveError(StackctlError):
     """An image archive is missing, unreadable or not an image archive."""
 
 
+# What an archive's JSON members (manifest.json, index.json, image configs, manifests) may
+# weigh: real ones are kilobytes. Layers are streamed, never read whole.
+MAX_JSON_BYTES = 16 * 1024 * 1024
+# What a malformed archive raises on its way through tarfile, the decompressors, json and the
+# structure walk below (a list where a mapping belongs, a missing key, a truncated member):
+# each becomes one ArchiveError line. OSError is not here: a full disk stays a DiskFullError.
+_MALFORMED = (KeyError, TypeError, AttributeError, IndexError, ValueError, RecursionError,
+              tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing {exc}"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deep"
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 # --- load -----------------------------------------------------------------------------------
 
 def load(store: ImageStore, src: str | BinaryIO) -> list[str]:
@@ -52,11 +74,20 @@ def load(store: ImageStore, src: str | BinaryIO) -> list[str]:
     ``Loaded image ID: sha256:...``).
     """
     label = src if isinstance(src, str) else "stdin"
-    with store.ingesting(), _spooled(store, src) as path:
+    with store.ingesting():
+        try:
+            return _load(store, src, label)
+        except _MALFORMED as exc:
+            raise ArchiveError(f"{label}: not a valid image archive: {_reason(exc)}",
+                               hint="give a file written by `docker save`, `stackctl image save` or `skopeo copy ... oci-archive:`") from None
+
+
+def _load(store: ImageStore, src: str | BinaryIO, label: str) -> list[str]:
+    with _spooled(store, src) as path:
         try:
             tar = tarfile.open(path, "r:*")
-        except (tarfile.TarError, EOFError) as exc:
-            raise ArchiveError(f"{label}: not a tar archive ({exc})",
+        except (tarfile.TarError, EOFError):
+            raise ArchiveError(f"{label}: not a tar archive",
                                hint="give a file written by `docker save`, `stackctl image save` or `skopeo copy ... oci-archive:`") from None
         with tar:
             members = {_norm(m.name): m for m in tar.getmembers()}
@@ -86,8 +117,15 @@ def _spooled(store: ImageStore, src: str | BinaryIO) -> Iterator[str]:
     fd, tmp = tempfile.mkstemp(dir=store.tmp_dir, prefix="load-")
     try:
         with os.fdopen(fd, "wb") as out:
-            stream, _ = open_decompressed(src)
-            shutil.copyfileobj(stream, out, 1 << 20)
+            try:
+                stream, _ = open_decompressed(src)
+                shutil.copyfileobj(stream, out, 1 << 20)
+            except Exception as exc:  # the decompressors' own errors (bz2's is a bare OSError)
+                if is_disk_full(exc) or isinstance(exc, StackctlError):
+                    raise
+                label = src if isinstance(src, str) else getattr(src, "name", "stdin")
+                raise ArchiveError(f"{label if isinstance(label, str) else 'stdin'}: cannot "
+                                   f"decompress the archive: {_reason(exc)}") from None
         yield tmp
     finally:
         os.unlink(tmp)
@@ -110,17 +148,26 @@ class _TarReader:
         return f  # type: ignore[return-value]
 
     def read(self, name: str) -> bytes:
+        """A small member (JSON), whole; refused past MAX_JSON_BYTES whatever it claims."""
         with self.open(name) as f:
-            return f.read()
+            data = f.read(MAX_JSON_BYTES + 1)
+        if len(data) > MAX_JSON_BYTES:
+            raise ArchiveError(f"{self.label}: {name} is larger than "
+                               f"{MAX_JSON_BYTES // (1024 * 1024)} MiB; not an image's metadata")
+        return data
 
     def json(self, name: str) -> Any:
-        try:
-            return json.loads(self.read(name))
-        except ValueError as exc:
-            raise ArchiveError(f"{self.label}: {name} is not valid JSON ({exc})") from None
+        return _json(self.read(name), f"{self.label}: {name}")
 
     def has(self, name: str) -> bool:
         return _norm(name) in self.members
+
+
+def _json(data: bytes, what: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise ArchiveError(f"{what} is not valid JSON ({_reason(exc)})") from None
 
 
 def _norm(name: str) -> str:
@@ -156,7 +203,7 @@ def _load_docker(store: ImageStore, reader: _TarReader) -> list[str]:
     lines: list[str] = []
     for entry in manifest:
         config_bytes = reader.read(entry["Config"])
-        config = json.loads(config_bytes)
+        config = _json(config_bytes, f"{reader.label}: {entry['Config']}")
         diff_ids = config.get("rootfs", {}).get("diff_ids", [])
         layer_names = entry.get("Layers") or []
         if len(diff_ids) != len(layer_names):
@@ -180,9 +227,9 @@ def _load_oci(store: ImageStore, reader: _TarReader) -> list[str]:
         manifest_bytes = reader.read(_blob_name(manifest_desc["digest"]))
         if oci.digest_bytes(manifest_bytes) != manifest_desc["digest"]:
             raise ArchiveError(f"{reader.label}: manifest {manifest_desc['digest']} does not match its digest")
-        manifest = json.loads(manifest_bytes)
+        manifest = _json(manifest_bytes, f"{reader.label}: manifest {manifest_desc['digest']}")
         config_bytes = reader.read(_blob_name(manifest["config"]["digest"]))
-        config = json.loads(config_bytes)
+        config = _json(config_bytes, f"{reader.label}: config {manifest['config']['digest']}")
         diff_ids = config.get("rootfs", {}).get("diff_ids", [])
         if len(diff_ids) != len(manifest.get("layers", [])):
             raise ArchiveError(f"{reader.label}: image config lists {len(diff_ids)} layers, its manifest {len(manifest.get('layers', []))}")

@@ -245,8 +245,12 @@ def apply_layer(src: BinaryIO, dest: str, *, overlay: bool = True,
         reader.drain()
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, ValueError) as exc:
         raise LayerError(f"unreadable layer tar: {exc}") from None
-    except OSError as exc:
-        if exc.__class__.__name__ == "ZstdError" or "zstd" in str(exc).lower():
+    except Exception as exc:
+        # a decompressor's complaint about its data: zlib.error, lzma.LZMAError, zstandard's
+        # ZstdError (an OSError or not, by version), bz2's errno-less OSError. An OSError with
+        # an errno is the disk's (ENOSPC and friends) and goes on as it is.
+        if exc.__class__.__name__ in ("error", "LZMAError", "ZstdError") \
+                or (isinstance(exc, OSError) and exc.errno is None) or "zstd" in str(exc).lower():
             raise LayerError(f"unreadable layer tar: {exc}") from None
         raise
     unpacker.finish()
