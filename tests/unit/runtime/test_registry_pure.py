@@ -13,7 +13,7 @@ from stackctl.runtime.images.registry.config import RegistryConfig, is_insecure,
 from stackctl.runtime.images.registry.errors import PlatformError
 from stackctl.runtime.images.registry.platforms import choose_manifest, parse_platform
 from stackctl.runtime.images.registry.policy import policy_interval, should_pull
-from stackctl.runtime.images.registry.progress import PlainProgress, bar, layer_line
+from stackctl.runtime.images.registry.progress import CallbackProgress, PlainProgress, bar, layer_line
 from stackctl.runtime.images.registry.reference import parse_ref, registry_key
 
 D = "sha256:" + "a" * 64
@@ -189,3 +189,19 @@ def test_bars_fit_narrow_terminals():
     narrow = layer_line("0123456789ab", "Downloading", 5, 10, columns=60)
     assert len(wide) > 60 >= len(narrow) and "[" in narrow and narrow.endswith("5B/10B")
     assert len(layer_line("0123456789ab", "Downloading", 5, 10, columns=20)) > 20  # never below 10 columns of bar
+
+
+def test_callback_progress_for_the_controller():
+    events, now = [], [0.0]
+    p = CallbackProgress(events.append, interval=0.5, clock=lambda: now[0])
+    p.line("1: Pulling from app")
+    p.layer("abc", "Pulling fs layer")
+    for t, cur in ((0.1, 1), (0.2, 2), (0.7, 3)):
+        now[0] = t
+        p.layer("abc", "Downloading", cur, 10)
+    p.layer("abc", "Pull complete")
+    assert events == [{"line": "1: Pulling from app"},
+                      {"layer": "abc", "status": "Pulling fs layer", "current": 0, "total": 0},
+                      {"layer": "abc", "status": "Downloading", "current": 1, "total": 10},
+                      {"layer": "abc", "status": "Downloading", "current": 3, "total": 10},
+                      {"layer": "abc", "status": "Pull complete", "current": 0, "total": 0}]

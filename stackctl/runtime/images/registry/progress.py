@@ -122,6 +122,37 @@ class TtyProgress:
             self._live.stop()
 
 
+class CallbackProgress:
+    """Progress as events for a caller that shows it its own way (the controller's ``pulling``
+    events): ``fn({"line": text})`` and ``fn({"layer": key, "status": s, "current": c,
+    "total": t})`` — every status change, byte counts at most every ``interval`` seconds per
+    layer. ``fn`` is called from the transfer threads; it must be quick and thread-safe."""
+
+    def __init__(self, fn, interval: float = 0.5, clock=None) -> None:
+        import time
+
+        self.fn = fn
+        self.interval = interval
+        self.clock = clock or time.monotonic
+        self._last: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        self.fn({"line": text})
+
+    def layer(self, key: str, status: str, current: int = 0, total: int = 0) -> None:
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last and last[0] == status and now - last[1] < self.interval:
+                return
+            self._last[key] = (status, now)
+        self.fn({"layer": key, "status": status, "current": current, "total": total})
+
+    def close(self) -> None:
+        pass
+
+
 def for_terminal(quiet: bool = False, out: TextIO | None = None) -> Progress:
     """The reporter the CLI uses: quiet, bars on a terminal, plain lines otherwise."""
     if quiet:
