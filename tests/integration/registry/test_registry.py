@@ -532,3 +532,22 @@ def test_interrupted_pull_leaves_nothing(registry, cli, node_paths):
             proc.wait()
         proxy.close()
     _store_is_clean(store)
+
+
+def test_login_and_pull_with_token_auth_on_the_command_line(registry_token, cli):
+    """Docker Hub's flow: bearer tokens from a token server; `login` checks the password there."""
+    host = registry_token.host
+    p = cli("login", host, "-u", USER, "--password-stdin", input="nope\n", check=1)
+    assert p.stderr.count("\n") == 1 and "wrong username or password" in p.stderr, p.stderr
+    assert cli("login", host, "-u", USER, "--password-stdin", input=PASSWORD + "\n", check=0).stdout.strip() == \
+        "Login Succeeded"
+    ref = f"{host}/team/app:1"
+    cli("image", "build-busybox", "-q", "-t", ref, check=0)
+    cli("push", ref, check=0)
+    cli("image", "rm", ref, check=0)
+    cli("image", "prune", "-a", "-f", "--build-cache", check=0)
+    cli("pull", ref, check=0)
+    assert cli("run", "--rm", ref, "echo", "token-ok", check=0).stdout.strip() == "token-ok"
+    cli("logout", host, check=0)
+    p = cli("pull", ref, check=1)
+    assert p.stderr.count("\n") == 1 and f"log in first (stackctl login {host})" in p.stderr, p.stderr
