@@ -97,6 +97,8 @@ class Ctx:
     reads: dict[str, Any] = field(default_factory=dict)  # stack -> watch.SharedRead not begun yet
     #: stack -> {(service, slot): node}: where the scheduler placed each slot
     placements: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
+    #: overlay networks (stackctl/controller/overlay.Overlay), or None: bridges only
+    overlay: Any = None
 
     @property
     def net(self) -> Cluster:

@@ -212,6 +212,14 @@ async def ensure_resources(ctx: Ctx, progress: Progress, stack: Stack,
             continue
         name = net.name or f"{stack.name}_{key}"
         pool = net.ipam.config[0] if net.ipam and net.ipam.config else None
+        if ctx.overlay is not None:  # an overlay: on every node, allocated by the manager
+            with trio.CancelScope(shield=True):
+                new = await ctx.overlay.ensure_network(ctx, stack, key, net, name)
+            if new is not None:
+                if new:
+                    made.append(("network", name))
+                await progress("", "network", "done", f"network {name} (overlay)")
+                continue
         with trio.CancelScope(shield=True):
             new = await ctx.node.ensure_network(
                 name, nodes=users(lambda s, k=key: k in s.networks), internal=net.internal, attachable=net.attachable,
@@ -421,8 +429,11 @@ class Deployer:
                 if service.networks else []
             await self.ctx.net.publish_service(self.new.name, sp.name,
                                                [p.text for p in sports], networks,
-                                               nodes=service_nodes(self.ctx, self.new.name,
-                                                                   sp.name))
+                                               nodes=None if self.ctx.overlay is not None
+                                               and self.ctx.overlay.everywhere(
+                                                   self.new.stack, sp.name, self.ctx)
+                                               else service_nodes(self.ctx, self.new.name,
+                                                                  sp.name))
         netc = await self._network_container(sp.name)
         version = self.version(sp.name)
         for wave in sp.waves:

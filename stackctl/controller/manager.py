@@ -92,6 +92,9 @@ class Manager:
                                fence=self.fence)
         self.members.load()
         self.ctx = Ctx(self.cluster, store, wall)
+        from stackctl.controller.overlay import Overlay  # overlay networks (docs/networking.md)
+
+        self.ctx.overlay = Overlay(paths.state, self.members)
         self.pending: dict[str, Placed] = {}  # stack -> its last placement
         if poll_interval is not None:
             self.ctx.poll_interval = poll_interval
@@ -290,7 +293,8 @@ class Manager:
             desired = placed.desired
             for key, why in sorted(placed.moved.items()):
                 await prog(key[0], "move", "started", f"{why}: moving", slot=key[1])
-            for line in split_networks(new.stack, placed.nodes):
+            for line in ([] if self.ctx.overlay.covers(new.stack, self.ctx)
+                         else split_networks(new.stack, placed.nodes)):
                 await prog("", "warning", "done", line)
             await ensure_resources(self.ctx, prog, new.stack, selected, made)
             await write_objects(self.ctx, new, desired, selected, contents)
@@ -366,6 +370,7 @@ class Manager:
                         drain=False))
             if current is not None:
                 await self._remove_resources(current, volumes, prog)
+            self.ctx.overlay.forget_stack(name)
             await self.ctx.node.remove_task_files(name)
             self.ctx.placements.pop(name, None)
             if current is not None:

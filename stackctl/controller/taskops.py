@@ -79,6 +79,8 @@ async def start_task(ctx: Ctx, progress: Progress, version: Version, slot: str, 
     req = version.request(slot, task_id=new_task_id(), network_container=network_container)
     service = version.service
     node = ctx.node_of_slot(version.stack.name or "", service, slot)
+    if ctx.overlay is not None:  # overlay networks: the manager gives the addresses
+        ctx.overlay.prepare(version.stack.name or "", service, node, req)
     where = f" on {node}" if node is not None and len(ctx.node.members) > 1 else ""
     await progress(service, action, "started", f"creating {req.name}{where}", slot=slot)
     try:
@@ -113,6 +115,8 @@ async def stop_task(ctx: Ctx, progress: Progress, service: str, slot: str,
         ctx.draining.add(c.id)
         await ctx.net.set_serving(c.id, False)
         ctx.serving[c.id] = False
+        if ctx.overlay is not None:  # every node drops it from its answers and VIPs now
+            await _overlay_push(ctx)
         try:
             if drain and ctx.drain_grace:
                 await trio.sleep(ctx.drain_grace)
@@ -157,3 +161,21 @@ async def sync_serving(ctx: Ctx, containers: list[ContainerInfo]) -> None:
         if cache.get(c.id) != want:
             await ctx.net.set_serving(c.id, want)
             cache[c.id] = want
+    if ctx.overlay is not None:
+        await _overlay_push(ctx, containers)
+
+
+async def _overlay_push(ctx: Ctx, containers: list[ContainerInfo] | None = None) -> None:
+    """The nodes' overlay views follow serving states (stackctl/controller/overlay.py); a
+    node that cannot be reached gets its view when it is back."""
+    import logging
+
+    from stackctl.errors import StackctlError
+
+    try:
+        if containers is None:
+            await ctx.overlay.serving_changed(ctx)
+        else:
+            await ctx.overlay.refresh(ctx, containers)
+    except StackctlError as exc:
+        logging.getLogger("stackctl.controller").warning("overlay: %s", exc.message)

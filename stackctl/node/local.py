@@ -182,6 +182,22 @@ class LocalNode:
     async def unpublish_service(self, stack: str, service: str) -> None:
         await self.net.unpublish_service(stack, service)
 
+    # -- overlay networks --------------------------------------------------------------------
+
+    async def overlay_sync(self, view: dict[str, Any]) -> dict[str, Any]:
+        """Make this node's part of one overlay network the manager's view (idempotent)."""
+        from stackctl.net import overlay
+
+        parsed = overlay.OverlaySync.from_json(view)
+        # the DNS server (started by a local container's create) re-reads the state file
+        return await trio.to_thread.run_sync(overlay.sync, self.paths, parsed)
+
+    async def overlay_caps(self) -> dict[str, Any]:
+        """What this node's kernel can do for overlay networks (IPsec algorithms)."""
+        from stackctl.net import xfrm
+
+        return await trio.to_thread.run_sync(xfrm.capabilities)
+
     # -- task files --------------------------------------------------------------------------
 
     async def write_task_files(self, stack: str, service: str, config_hash: str,

@@ -140,6 +140,14 @@ class RemoteNode:
     async def unpublish_service(self, stack: str, service: str) -> None:
         await self._call("node.service.unpublish", {"stack": stack, "service": service})
 
+    # -- overlay networks --------------------------------------------------------------------
+
+    async def overlay_sync(self, view: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("node.overlay.sync", {"view": view})
+
+    async def overlay_caps(self) -> dict[str, Any]:
+        return await self._call("node.overlay.caps")
+
     # -- task files --------------------------------------------------------------------------
 
     async def write_task_files(self, stack: str, service: str, config_hash: str,

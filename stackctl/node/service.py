@@ -183,6 +183,9 @@ def node_methods(node: LocalNode, fence: Fence | None = None) -> dict[str, Metho
             _str(req.params, "stack"), _str(req.params, "service"),
             _str_list(req.params, "ports"), _str_list(req.params, "networks"))),
         "node.service.unpublish": m(node.unpublish_service, "stack", "service"),
+        "node.overlay.sync": Method(lambda req: node.overlay_sync(
+            req.params.get("view") or {})),
+        "node.overlay.caps": Method(lambda req: node.overlay_caps()),
         "node.files.write": Method(write_files),
         "node.files.has": m(node.has_task_files, "stack", "service", "config_hash"),
         "node.files.prune": Method(lambda req: node.prune_task_files(
