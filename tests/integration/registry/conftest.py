@@ -26,13 +26,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-USER, PASSWORD = "alice", "s3cret-pw"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from registry_support import PASSWORD, USER, free_port  # noqa: E402
 
 
 @dataclass

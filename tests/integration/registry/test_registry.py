@@ -20,7 +20,7 @@ from stackctl.runtime.images.registry.pull import pull
 from stackctl.runtime.images.registry.push import push
 from stackctl.runtime.images.store import ImageStore
 
-from conftest import PASSWORD, USER
+from registry_support import PASSWORD, USER, free_port
 
 pytestmark = pytest.mark.root
 
@@ -325,8 +325,6 @@ def test_actionable_errors(registry, cli):
 
 
 def _closed_port() -> int:
-    from conftest import free_port
-
     return free_port()
 
 
@@ -338,8 +336,6 @@ class _SlowProxy:
         import threading
         import time
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        from conftest import free_port
 
         self.port = free_port()
 
@@ -385,8 +381,6 @@ class _CuttingProxy:
     def __init__(self, upstream: str) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        from conftest import free_port
 
         self.port = free_port()
         self.ranges: list[str] = []
