@@ -203,3 +203,48 @@ def test_state_is_root_only(sec_node):
     p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "ls",
                         sec_node.paths.state], capture_output=True, text=True)
     assert p.returncode != 0, p.stdout
+
+
+def _cgroup2_root() -> str | None:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            fstype = parts[parts.index("-") + 1]
+            if fstype == "cgroup2" and parts[4] in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+                return parts[4]
+    return None
+
+
+def test_cgroup_v2_device_filter(sec_node):
+    """Docker (runc on cgroup v2): an eBPF device program with the same allow-list as v1's
+    devices.allow, so CAP_MKNOD cannot open the host's disk on a v2 host either. Checked on
+    this host's cgroup2 hierarchy: a process in a cgroup made by stackctl's v2 code opens
+    /dev/null, may mknod a block device, and cannot open it."""
+    import sys
+    import uuid
+
+    from stackctl.runtime.containers.cgroups.v2 import V2Cgroup
+
+    root = _cgroup2_root()
+    if root is None:
+        pytest.skip("no cgroup2 hierarchy")
+    st = os.stat("/")
+    if os.major(st.st_dev) == 0:
+        pytest.skip("the host's root is not on a block device")
+    parent = f"stackctl-sec-{uuid.uuid4().hex[:8]}"
+    cg = V2Cgroup(root, parent, "c1")
+    cg.create({})
+    node = f"/tmp/stackctl-devtest-{uuid.uuid4().hex[:8]}"
+    try:
+        code = (f"import os\nopen({cg.dir + '/cgroup.procs'!r}, 'w').write(str(os.getpid()))\n"
+                "open('/dev/null', 'rb').close()\n"
+                f"os.mknod({node!r}, 0o600 | 0o060000, os.makedev({os.major(st.st_dev)}, {os.minor(st.st_dev)}))\n"
+                f"try:\n    open({node!r}, 'rb')\n    print('OPENED')\n"
+                "except PermissionError:\n    print('DENIED')\n")
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+        assert p.stdout.strip() == "DENIED", p.stdout + p.stderr
+    finally:
+        if os.path.exists(node):
+            os.unlink(node)
+        os.rmdir(cg.dir)
+        os.rmdir(os.path.join(root, parent))

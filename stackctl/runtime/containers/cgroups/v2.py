@@ -4,8 +4,8 @@
 OOM kills are counted in ``memory.events``'s ``oom_kill`` line. Controllers are enabled by
 writing ``cgroup.subtree_control`` in our own directories only (``<parent>`` and any level
 below it); if the host's root does not delegate a controller to us we say so and stop — the
-root is not ours to change. v2 has no devices files (device control is a BPF program); see
-docs/containers.md.
+root is not ours to change. v2 has no devices files: device access is an eBPF program attached
+at create (:mod:`.devices_bpf`, Docker's allow-list; not for privileged containers).
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ class V2Cgroup:
             except FileExistsError:
                 pass
             self._write_limits(resources)
+            if made and not resources.get("privileged"):
+                self._restrict_devices()
         except (OSError, CgroupError) as e:
             if made:
                 try:
@@ -67,6 +69,18 @@ class V2Cgroup:
             if isinstance(e, CgroupError):
                 raise
             raise CgroupError(f"create cgroup {e.filename}: {e.strerror}") from e
+
+    def _restrict_devices(self) -> None:
+        """Docker's device allow-list (the one v1 writes to devices.allow) as an eBPF program
+        on the cgroup: without it CAP_MKNOD could open a node made for the host's disk."""
+        from stackctl.runtime.containers.cgroups import devices_bpf
+        from stackctl.runtime.containers.cgroups.v1 import DEVICE_ALLOW
+
+        try:
+            devices_bpf.attach(self.dir, DEVICE_ALLOW)
+        except devices_bpf.DeviceFilterError as e:
+            raise CgroupError(f"cannot restrict device access of {self.dir}: {e.strerror}",
+                              ) from None
 
     def _write_limits(self, resources: dict) -> None:
         if resources.get("memory"):
