@@ -137,7 +137,7 @@ def normalize_signal(value: str | int) -> str:
         name = s if s.startswith("SIG") else "SIG" + s
         return _signal.Signals[name].name
     except (KeyError, ValueError):
-        raise UsageError(f"invalid signal: {value}") from None
+        raise UsageError(f"invalid signal: {value!r}") from None
 
 
 def parse_env_file(text: str, source: str = "env file") -> list[str]:

@@ -67,7 +67,7 @@ def format_rfc3339(ns: int) -> str:
     return base + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_PART = re.compile(r"([0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(ns|us|µs|ms|s|m|h)")
 _UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": NS, "m": 60 * NS, "h": 3600 * NS}
 
 
@@ -83,6 +83,8 @@ def parse_duration_ns(s: str) -> int:
             raise ValueError(f"not a duration: {s!r}")
         total += int(float(m.group(1)) * _UNIT_NS[m.group(2)])
         pos = m.end()
+    if total > 2**63 - 1:  # Go's int64 nanoseconds
+        raise ValueError(f"duration out of range: {s!r}")
     return total
 
 
@@ -90,7 +92,7 @@ def parse_time_arg(value: str, now_ns: int, flag: str = "--since", local_offset_
     """A ``--since``/``--until`` value: RFC 3339, a unix time (``1700000000[.123]``), or a
     duration meaning that long before now (``10m``)."""
     v = value.strip()
-    if re.fullmatch(r"\d+(\.\d{1,9})?", v):
+    if re.fullmatch(r"[0-9]{1,19}(\.[0-9]{1,9})?", v):
         whole, _, frac = v.partition(".")
         return int(whole) * NS + (int(frac.ljust(9, "0")) if frac else 0)
     try:

@@ -39,6 +39,12 @@ _OPERATORS = (":-", ":?", ":+", "-", "?", "+")
 MAX_NESTING = 50
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """A piece of the text for an error message: on one line, and not too long."""
+    text = text.replace("\n", "\\n").replace("\r", "\\r")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class TemplateError(Exception):
     """A string could not be interpolated. Internal: callers turn it into a located Issue."""
 
@@ -89,7 +95,7 @@ def _expand(text: str, env: Mapping[str, str], unset: list[str], depth: int) -> 
                                     f"{MAX_NESTING} levels (${{A:-${{B:-...}}}})")
             if end < 0:
                 raise TemplateError(
-                    f'invalid interpolation "{text[j:]}": missing the closing "}}"')
+                    f'invalid interpolation "{_shown(text[j:])}": missing the closing "}}"')
             out.append(_braced(text[j + 2:end], text[j:end + 1], env, unset, depth))
             i = end + 1
         else:
@@ -138,7 +144,7 @@ def _braced(body: str, whole: str, env: Mapping[str, str], unset: list[str], dep
     m = _NAME.match(body)
     if not m:
         raise TemplateError(
-            f'invalid interpolation "{whole}": a variable name must start with a letter or "_" '
+            f'invalid interpolation "{_shown(whole)}": a variable name must start with a letter or "_" '
             "and hold only letters, digits and \"_\" (write $$ for a literal $)")
     name = body[:m.end()]
     rest = body[m.end():]
@@ -147,7 +153,7 @@ def _braced(body: str, whole: str, env: Mapping[str, str], unset: list[str], dep
     op = next((o for o in _OPERATORS if rest.startswith(o)), None)
     if op is None:
         raise TemplateError(
-            f'invalid interpolation "{whole}": after the name {name} expected "}}" or one of '
+            f'invalid interpolation "{_shown(whole)}": after the name {name} expected "}}" or one of '
             ":-  -  :?  ?  :+  +")
     word = rest[len(op):]
     value = env.get(name)
@@ -166,7 +172,7 @@ def _braced(body: str, whole: str, env: Mapping[str, str], unset: list[str], dep
     state = "empty" if is_set else "missing"
     text = f"required variable {name} is {state}"
     if message:
-        text += f": {message}"
+        text += f": {_shown(message, 200)}"
     raise TemplateError(text, variable=name)
 
 

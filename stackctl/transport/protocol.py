@@ -387,6 +387,8 @@ class Connection:
         except (UnicodeDecodeError, ValueError) as exc:
             raise RemoteProtocolError(f"the peer sent a frame that is not UTF-8 JSON: "
                                       f"{exc}") from None
+        except RecursionError:  # "[[[[..." within the frame limit: json recurses per level
+            raise RemoteProtocolError("the peer sent a frame nested too deep") from None
         if not isinstance(message, dict):
             raise RemoteProtocolError("the peer sent a frame that is not a JSON object")
         return self._dispatch(message)

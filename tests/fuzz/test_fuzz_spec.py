@@ -1,11 +1,18 @@
-"""Arbitrary input only ever raises SpecError (never a traceback of another kind)."""
+"""Stack files and .env files: arbitrary input only ever raises SpecError (one line per
+located issue), never a traceback of another kind, in bounded time. Data trees go through
+validation; YAML text, with anchors, aliases, merge keys, tags and interpolation, goes through
+the whole loader (files, interpolation, merge, extends, include, validation)."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from fuzz_settings import FUZZ, bounded
 from stackctl.errors import SpecError
+from stackctl.spec.envfile import parse_env_file
+from stackctl.spec.interpolate import substitute, TemplateError
+from stackctl.spec.load import LoadOptions, load_project
 from stackctl.spec.validate import build_stack
 from stackctl.spec.yamlpos import load_yaml
 
@@ -29,16 +36,13 @@ data = st.recursive(
     max_leaves=25,
 )
 
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = FUZZ
 
 
 def _run(raw) -> None:
-    try:
+    with bounded():
         build_stack(raw, project_name="p", project_dir="/nonexistent", environ={},
                     profiles=["*"])
-    except SpecError as exc:
-        assert exc.issues and all(str(i) for i in exc.issues)
 
 
 @SETTINGS
@@ -62,3 +66,56 @@ def test_arbitrary_yaml_text(text):
     except SpecError:
         return
     _run(raw)
+
+
+# YAML written line by line from pieces a stack file has: keys, anchors, aliases, merge keys,
+# tags, flow collections, interpolation, extends/include
+PIECES = ["services:", "  web:", "  db:", "    image: busybox", "    <<: *a", "    x: &a {a: 1}",
+          "x-a: &a", "x-b: &b [*a, *a]", "  <<: [*a, *b]", "    ports: ['8080:80']", "    ports:",
+          "      - ${P:-80}:80", "      - !reset", "    environment: !override {A: 1}",
+          "    extends: {service: db}", "    extends: {file: other.yml, service: x}",
+          "include: [other.yml]", "    command: \"sh -c 'x'\"", "    command: ${C:?no}",
+          "    deploy: {replicas: ${R-2}, resources: {limits: {cpus: '${CPU}'}}}",
+          "    depends_on: [db]", "    depends_on: {db: {condition: service_healthy}}",
+          "    volumes: [data:/data, ./x:/y:ro]", "volumes: {data: {}}", "networks: {n: {}}",
+          "    networks: [n]", "    healthcheck: {test: [CMD, true], interval: 1s}",
+          "name: ${NAME:-p}", "---", "[", "]", "{", "}", "- a", "? a", ": b", "'", '"', "|", ">",
+          "  - *a", "    x-c: !!binary aGk=", "    x-d: !!python/object:os.system x", "%YAML 1.2",
+          "    labels: {<<: *b}", "    env_file: [.env]", "    tmpfs: /t", "  $$: x"]
+
+
+@SETTINGS
+@given(lines=st.lists(st.sampled_from(PIECES), min_size=1, max_size=14),
+       env=st.dictionaries(st.sampled_from(["P", "C", "R", "CPU", "NAME"]),
+                           st.sampled_from(["", "1", "x", "${P}", "8080", "0.5", "-1"]), max_size=4))
+def test_whole_loader_on_yaml_text(tmp_path_factory, lines, env):
+    d = tmp_path_factory.mktemp("p")
+    (d / "other.yml").write_text("services:\n  x: {image: busybox}\n")
+    (d / ".env").write_text("A=1\n")
+    (d / "stack.yml").write_text("\n".join(lines) + "\n")
+    with bounded():
+        load_project(LoadOptions(files=[str(d / "stack.yml")], environ=env, cwd=str(d)))
+
+
+ENV_PIECES = ["A=1", "B='x'", 'C="y\\n$A"', "D=${A:-z}", "export E=1", "# c", "F", "G=",
+              "H='unclosed", 'I="unclosed', "J=${", "K=$$", " L = 2 ", "M=a#b", "N=a #b",
+              "=v", "1X=2", "O=${A:?err}", "P=\\", "Q=\"a\\\"b\"", "\t", "R=${A:-${B:-c}}"]
+
+
+@SETTINGS
+@given(lines=st.lists(st.one_of(st.sampled_from(ENV_PIECES), st.text(max_size=20)), max_size=12),
+       environ=st.dictionaries(st.sampled_from(["A", "B"]), st.text(max_size=4), max_size=2))
+def test_env_files(lines, environ):
+    with bounded():
+        parse_env_file("\n".join(lines), ".env", environ)
+
+
+@SETTINGS
+@given(text=st.text(alphabet=st.sampled_from(list("${}:-?+AB_1 $")), max_size=60),
+       environ=st.dictionaries(st.sampled_from(["A", "B", "A1"]), st.text(max_size=3), max_size=3))
+def test_interpolation(text, environ):
+    try:
+        with bounded():
+            substitute(text, environ)
+    except TemplateError as exc:
+        assert "\n" not in exc.message

@@ -61,10 +61,14 @@ def expand_fields(text: str, env: Mapping[str, str], escape: str = "\\") -> list
     return _Lexer(text, env, escape).run(split=True)
 
 
+MAX_NESTING = 50
+
+
 class _Lexer:
     def __init__(self, text: str, env: Mapping[str, str], escape: str) -> None:
         self.s, self.env, self.esc = text, env, escape
         self.i = 0
+        self.depth = 0  # ${A:-${B:-...}} nesting: each level is a Python call
 
     def peek(self) -> str:
         return self.s[self.i] if self.i < len(self.s) else ""
@@ -136,6 +140,15 @@ class _Lexer:
         return self.s[start:self.i]
 
     def dollar(self) -> str:
+        if self.depth >= MAX_NESTING:
+            raise ExpandError(f"substitutions nested deeper than {MAX_NESTING} levels")
+        self.depth += 1
+        try:
+            return self._dollar()
+        finally:
+            self.depth -= 1
+
+    def _dollar(self) -> str:
         if self.peek() != "{":
             name = self.name()
             if not name:
@@ -152,7 +165,7 @@ class _Lexer:
         if colon:
             ch = self.next()
         if ch not in ("-", "+", "?"):
-            raise ExpandError(f"unsupported modifier ({':' if colon else ''}{ch}) in substitution in {self.s!r}")
+            raise ExpandError(f"unsupported modifier {(':' if colon else '') + ch!r} in substitution in {self.s!r}")
         word = self.until_brace()
         value = self.env.get(name)
         is_set = value is not None and (value != "" or not colon)
