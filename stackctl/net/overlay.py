@@ -294,6 +294,16 @@ def program(net: Network, fdb: set[tuple[str, str]], neigh: set[tuple[str, str]]
 
 
 def sync(paths: NodePaths, view: OverlaySync) -> dict[str, Any]:
+    """:func:`apply_view`, its errors naming this node (the manager relays them)."""
+    try:
+        return apply_view(paths, view)
+    except NetworkError as exc:
+        if exc.message.startswith(f"node {view.node}:"):
+            raise
+        raise NetworkError(f"node {view.node}: {exc.message}", hint=exc.hint) from None
+
+
+def apply_view(paths: NodePaths, view: OverlaySync) -> dict[str, Any]:
     """Make this node's part of overlay network ``view.network`` what ``view`` says
     (idempotent): the network (created if missing, with the manager's subnet), its VXLAN
     device, the remote endpoints, the FDB and neighbour entries, IPsec for an encrypted one,
@@ -314,8 +324,6 @@ def sync(paths: NodePaths, view: OverlaySync) -> dict[str, Any]:
                             labels=view.labels, mtu=mtu, driver="overlay")
         except ConflictError:
             pass  # made by a concurrent sync
-        except NetworkError as exc:
-            raise NetworkError(f"node {view.node}: {exc.message}", hint=exc.hint) from None
     with store.locked(paths) as state:
         net = networks.get(paths, view.network, state)
         if net.driver != "overlay" or net.subnet != str(ipaddress.IPv4Network(view.subnet)):
