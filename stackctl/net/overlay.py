@@ -220,7 +220,7 @@ def ensure_vxlan(net: Network, tag: str) -> None:
             if idx is None:
                 ipr.link("add", ifname=net.vxlan, kind="vxlan", vxlan_id=net.vni,
                          vxlan_local=net.vtep, vxlan_port=VXLAN_PORT, vxlan_learning=0,
-                         vxlan_proxy=1, vxlan_ttl=64, mtu=net.mtu)
+                         vxlan_proxy=1, vxlan_ttl=64, vxlan_udp_csum=1, mtu=net.mtu)
                 idx = link_index(ipr, net.vxlan)
             br = link_index(ipr, net.bridge)
             ipr.link("set", index=idx, ifalias=owner_alias(tag, f"vxlan {net.name}"))

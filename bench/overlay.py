@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Cross-node throughput and latency through a stackctl overlay network, against the same
+transfer between the two node namespaces directly. Target: the overlay (plain VXLAN) keeps
+at least 0.8x of the direct path's throughput.
+
+    python3 bench/overlay.py [--seconds 5] [--rounds 2000]
+
+Two "nodes" are network namespaces joined by a veth pair (192.0.2.1 and .2, MTU 1500), as
+the demo cluster's nodes are. Each gets the overlay network exactly as the manager would push
+it (``stackctl.net.overlay.sync``: bridge, VXLAN device, static FDB and neighbour entries,
+nft table) and one "container" namespace on it (``sandbox.setup_container``, MTU 1450). Then:
+
+- throughput: ``iperf3`` (Debian's) for ``--seconds`` between the containers (overlay) and
+  between the node namespaces (direct), alternating, best of 3 runs each;
+- latency: a TCP ping-pong of 1-byte messages (``--rounds``), median and p99 round trip.
+
+Docker swarm's overlay between two dockerd nodes is not measured: see ``SWARM_SKIPPED``.
+Everything made is removed at the end, also on error or Ctrl-C. Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+SWARM_SKIPPED = ("docker swarm's overlay between two dockerd nodes: skipped — two dockerd "
+                 "daemons in two namespaces of one kernel, joined into one swarm, each with its "
+                 "own data root and iptables state, is a harness of its own that is not built "
+                 "here (docs/networking.md, 'Overlay: measured'); PEERS.md's one-node swarm "
+                 "has no second node to cross to")
+
+NODE = r'''
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from stackctl.paths import NodePaths
+from stackctl.net import overlay, sandbox, networks
+root, me, cmd = sys.argv[2], sys.argv[3], sys.argv[4]
+paths = NodePaths(state=f"{root}/state", run=f"{root}/run", cgroup_parent="stackctl-bench")
+os.makedirs(paths.state + "/networks", exist_ok=True); os.makedirs(paths.run, exist_ok=True)
+ips = {"a": "10.77.0.10", "b": "10.77.0.11"}
+view = overlay.OverlaySync.from_json({
+    "network": "bench_ov", "vni": 4096, "subnet": "10.77.0.0/24", "gateway": "10.77.0.1",
+    "node": me,
+    "nodes": [{"node": "a", "vtep": "192.0.2.1", "address": "10.77.0.2"},
+              {"node": "b", "vtep": "192.0.2.2", "address": "10.77.0.3"}],
+    "peers": [{"ip": ips[n], "node": n, "vtep": v, "names": ["c" + n], "container": "c" + n}
+              for n, v in (("a", "192.0.2.1"), ("b", "192.0.2.2"))]})
+if cmd == "up":
+    overlay.sync(paths, view)
+    s = sandbox.setup_container(paths, "c" + me, name="c" + me,
+                                networks=[sandbox.Attachment("bench_ov", [], ips[me])])
+    print(s.netns)
+else:
+    sandbox.teardown_container(paths, "c" + me)
+    networks.remove(paths, ["bench_ov"])
+'''
+
+PINGPONG = r'''
+import socket, sys, time, statistics, json
+mode, host, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if mode == "server":
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, 5202)); s.listen(1); print("ready", flush=True)
+    c, _ = s.accept(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        b = c.recv(1)
+        if not b: break
+        c.sendall(b)
+else:
+    c = socket.create_connection((host, 5202)); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    out = []
+    for _ in range(rounds):
+        t = time.perf_counter(); c.sendall(b"x"); c.recv(1); out.append(time.perf_counter() - t)
+    c.close(); out.sort()
+    print(json.dumps({"p50": out[len(out) // 2] * 1e6, "p99": out[int(len(out) * .99)] * 1e6}))
+'''
+
+
+def sh(*argv: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), check=True, capture_output=True, text=True, **kw)
+
+
+def ns(path: str, *argv: str) -> list[str]:
+    return ["nsenter", f"--net={path}", "--", *argv]
+
+
+def iperf(server_ns: str, client_ns: str, address: str, seconds: float) -> float:
+    srv = subprocess.Popen(ns(server_ns, "iperf3", "-s", "-1", "-B", address),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # until the server listens
+            p = subprocess.run(ns(server_ns, "ss", "-Htln", f"sport = :5201"),
+                               capture_output=True, text=True)
+            if p.stdout.strip() or time.monotonic() > deadline:
+                break
+        out = sh(*ns(client_ns, "iperf3", "-J", "-c", address, "-t", str(seconds))).stdout
+        return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def pingpong(server_ns: str, client_ns: str, address: str, rounds: int) -> dict:
+    srv = subprocess.Popen(ns(server_ns, sys.executable, "-c", PINGPONG, "server", address,
+                              "0"), stdout=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout.readline().strip() == "ready"
+        out = sh(*ns(client_ns, sys.executable, "-c", PINGPONG, "client", address,
+                     str(rounds))).stdout
+        return json.loads(out)
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--rounds", type=int, default=2000)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("needs root", file=sys.stderr)
+        return 2
+    for tool in ("iperf3", "nsenter", "ss"):
+        if shutil.which(tool) is None:
+            print(f"needs {tool}", file=sys.stderr)
+            return 2
+    tag = f"ovb{os.getpid() % 10000}"
+    tmp = tempfile.mkdtemp(prefix="stackctl-bench-overlay-")
+    nodes = {n: f"/run/netns/{tag}{n}" for n in ("a", "b")}
+    made: list[str] = []
+    containers: dict[str, str] = {}
+    try:
+        for n in nodes:
+            sh("ip", "netns", "add", f"{tag}{n}")
+            made.append(n)
+        sh("ip", "link", "add", f"{tag}va", "type", "veth", "peer", "name", f"{tag}vb")
+        for n, addr in (("a", "192.0.2.1"), ("b", "192.0.2.2")):
+            sh("ip", "link", "set", f"{tag}v{n}", "netns", f"{tag}{n}")
+            sh("ip", "-n", f"{tag}{n}", "addr", "add", f"{addr}/24", "dev", f"{tag}v{n}")
+            sh("ip", "-n", f"{tag}{n}", "link", "set", f"{tag}v{n}", "up")
+            sh("ip", "-n", f"{tag}{n}", "link", "set", "lo", "up")
+        for n in nodes:
+            containers[n] = sh(*ns(nodes[n], sys.executable, "-c", NODE, ROOT,
+                                   os.path.join(tmp, n), n, "up")).stdout.strip()
+        paths = {
+            "direct (node netns to node netns, veth)": (nodes["b"], nodes["a"], "192.0.2.2"),
+            "overlay (container to container, VXLAN)": (containers["b"], containers["a"],
+                                                        "10.77.0.11"),
+        }
+        results: dict[str, dict] = {k: {"gbps": []} for k in paths}
+        for _ in range(3):  # alternate: machine noise hits both alike
+            for name, (srv, cli, addr) in paths.items():
+                results[name]["gbps"].append(iperf(srv, cli, addr, args.seconds))
+        for name, (srv, cli, addr) in paths.items():
+            results[name].update(pingpong(srv, cli, addr, args.rounds))
+        print(f"{'path':<42} {'throughput':>12} {'rtt p50':>10} {'rtt p99':>10}")
+        for name, r in results.items():
+            print(f"{name:<42} {max(r['gbps']):>8.2f} Gb/s {r['p50']:>7.0f} us "
+                  f"{r['p99']:>7.0f} us")
+        direct, over = (max(r["gbps"]) for r in results.values())
+        ratio = over / direct
+        print(f"overlay/direct throughput: {ratio:.2f}x (target >= 0.80x): "
+              f"{'ok' if ratio >= 0.8 else 'BELOW TARGET'}")
+        print(SWARM_SKIPPED)
+        return 0
+    finally:
+        for n in list(containers):
+            subprocess.run(ns(nodes[n], sys.executable, "-c", NODE, ROOT,
+                              os.path.join(tmp, n), n, "down"), capture_output=True)
+        for n in made:
+            subprocess.run(["ip", "netns", "del", f"{tag}{n}"], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
