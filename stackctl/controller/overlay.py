@@ -417,10 +417,30 @@ class Overlay:
         if self.networks:
             await self.push(ctx)
 
+    def _members_changed(self, vteps: Mapping[str, str]) -> bool:
+        """A node that joined gets its own address on every network; a node that left the
+        cluster gives its address back (every other node then drops its entries)."""
+        changed = False
+        for rec in self.networks.values():
+            addrs = rec["addresses"]
+            for ip, a in list(addrs.items()):
+                owner = a.get("owner", "")
+                if owner.startswith("node:") and owner[5:] not in vteps:
+                    del addrs[ip]
+                    changed = True
+            for n in vteps:
+                if not any(a.get("owner") == f"node:{n}" for a in addrs.values()):
+                    addrs[next_address(rec["subnet"], rec["gateway"], addrs)] = {
+                        "owner": f"node:{n}", "node": n}
+                    changed = True
+        return changed
+
     async def push(self, ctx: Any) -> None:
         """Send every node the views that differ from what it holds (all at once)."""
         async with self._lock:
             vteps = self.vteps(ctx)
+            if self._members_changed(vteps):
+                self.save()
             containers = [c for cs in self._containers.values() for c in cs]
             wanted = views(self.networks, containers, self._serving(ctx), vteps,
                            list(ctx.node.members))

@@ -108,6 +108,11 @@ def setup_container(
             raise NetworkError(f"container {name!r} publishes ports but is only on internal networks",
                                hint="internal networks have no way in or out; add a non-internal one")
         for att, net in zip(attachments, nets):
+            if net.overlay and not att.ipv4_address and not net.attachable:
+                # addresses on an overlay are the manager's; only its tasks come with one
+                raise NetworkError(f"network {net.name!r} is an overlay network of the "
+                                   "cluster and not attachable",
+                                   hint="declare it `attachable: true` in the stack file")
             if att.ipv4_address:
                 ipam.allocate(ipam.parse_subnet(net.subnet), _taken(state, net),
                               requested=att.ipv4_address, network_name=net.name)

@@ -230,3 +230,19 @@ def test_allocations_persist_0600_and_a_restarted_manager_hands_out_nothing_twic
     r1b = Req("t1")  # the same task again (a retried create): the same address
     again.prepare("s", "api", "a", r1b)
     assert r1b.networks[0].ipv4_address == "10.0.1.2"
+
+
+def test_a_node_that_joins_gets_an_address_and_one_that_leaves_gives_it_back(tmp_path):
+    o = mgr.Overlay(str(tmp_path))
+    o.networks["s_front"] = {"stack": "s", "vni": 4096, "subnet": "10.0.1.0/24",
+                             "gateway": "10.0.1.1",
+                             "addresses": {"10.0.1.2": {"owner": "node:a"},
+                                           "10.0.1.3": {"owner": "node:b"}}}
+    assert o._members_changed({"a": "192.0.2.1", "c": "192.0.2.3"})
+    owners = {ip: a["owner"] for ip, a in o.networks["s_front"]["addresses"].items()}
+    assert owners == {"10.0.1.2": "node:a", "10.0.1.3": "node:c"}
+    assert not o._members_changed({"a": "192.0.2.1", "c": "192.0.2.3"})
+    # the views no longer hold the node that left: every node drops its entries
+    out = mgr.views(o.networks, [], lambda c: True, {"a": "192.0.2.1", "c": "192.0.2.3"},
+                    ["a", "c"])
+    assert [n["node"] for n in out["a"][0]["nodes"]] == ["a", "c"]
