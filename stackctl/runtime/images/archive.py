@@ -45,6 +45,10 @@ from stackctl.runtime.images.store import Image, ImageStore
 class ArchiveError(StackctlError):
     """An image archive is missing, unreadable or not an image archive."""
 
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        # names and values in the message come from the archive: kept on one line
+        super().__init__(message.replace("\n", "\\n").replace("\r", "\\r"), hint=hint)
+
 
 # What an archive's JSON members (manifest.json, index.json, image configs, manifests) may
 # weigh: real ones are kilobytes. Layers are streamed, never read whole.
