@@ -302,6 +302,7 @@ class Overlay:
                     rec["mtu"] = overlay_mtu(True, algo=algo)
                     rec["keys"], _ = rotate_keys([], self.clock(), self.rotation, algo)
                 self.networks[name] = rec
+                self._containers.setdefault(stack.name, [])  # a new network: no task yet
             for n in vteps:  # every node its own address (a node added later gets one too)
                 if not any(a.get("owner") == f"node:{n}" for a in rec["addresses"].values()):
                     ip = next_address(rec["subnet"], rec["gateway"], rec["addresses"])
@@ -442,7 +443,10 @@ class Overlay:
             if self._members_changed(vteps):
                 self.save()
             containers = [c for cs in self._containers.values() for c in cs]
-            wanted = views(self.networks, containers, self._serving(ctx), vteps,
+            # only networks whose stack's containers are known (after a manager restart, a
+            # stack not observed yet would otherwise be pushed without its peers)
+            known = {n: r for n, r in self.networks.items() if r.get("stack") in self._containers}
+            wanted = views(known, containers, self._serving(ctx), vteps,
                            list(ctx.node.members))
             todo: list[tuple[str, Any, dict[str, Any], str]] = []
             for node, vs in wanted.items():
