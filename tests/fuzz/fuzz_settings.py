@@ -5,7 +5,7 @@ the same: it returns a result or raises a ``StackctlError`` whose message is one
 never another exception (a traceback for the user), never unbounded time.
 
 The default run (``scripts/test``) tries ``STACKCTL_FUZZ_EXAMPLES`` examples per test (default
-60; the whole directory then takes about a minute on 2 cores). A longer run is one command::
+100; the whole directory then takes under a minute on 2 cores). A longer run is one command::
 
     STACKCTL_FUZZ_EXAMPLES=5000 STACKCTL_FUZZ_LONG=1 scripts/test tests/fuzz
 """
@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 
 from stackctl.errors import StackctlError
 
-EXAMPLES = int(os.environ.get("STACKCTL_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("STACKCTL_FUZZ_EXAMPLES", "100"))
 # One example may take at most this long (a loaded CI machine is slow; a hang or a quadratic
 # blow-up on inputs of a few kB is far beyond it).
 EXAMPLE_SECONDS = 10.0
