@@ -246,3 +246,49 @@ def test_a_node_that_joins_gets_an_address_and_one_that_leaves_gives_it_back(tmp
     out = mgr.views(o.networks, [], lambda c: True, {"a": "192.0.2.1", "c": "192.0.2.3"},
                     ["a", "c"])
     assert [n["node"] for n in out["a"][0]["nodes"]] == ["a", "c"]
+
+
+def test_push_sends_only_changes_and_everything_again_to_a_reconnected_node(tmp_path):
+    import trio
+
+    class Node:
+        def __init__(self):
+            self.got = []
+
+        async def overlay_sync(self, view):
+            self.got.append(view)
+            return {}
+
+    class Members:
+        entries = [{"name": "a", "url": "ssh://root@192.0.2.1"},
+                   {"name": "b", "url": "ssh://root@192.0.2.2"}]
+
+    class Cluster:
+        members = {"a": Node(), "b": Node()}
+
+    class Ctx:
+        node = Cluster()
+        serving: dict = {}
+        draining: set = set()
+
+    o = mgr.Overlay(str(tmp_path), Members())
+    o.networks["s_front"] = {"stack": "s", "vni": 4096, "subnet": "10.0.1.0/24",
+                             "gateway": "10.0.1.1",
+                             "addresses": {"10.0.1.5": {"owner": "t1", "service": "api"}}}
+    ctx = Ctx()
+    c1 = _c("c1", "b", "t1")
+
+    async def main():
+        await o.refresh(ctx, [c1])
+        assert len(ctx.node.members["a"].got) == 1 and len(ctx.node.members["b"].got) == 1
+        await o.refresh(ctx, [c1])  # nothing changed: nothing sent
+        assert len(ctx.node.members["a"].got) == 1
+        ctx.serving["c1"] = False  # taken out: both nodes hear it
+        await o.serving_changed(ctx)
+        assert not ctx.node.members["a"].got[-1]["peers"][0]["serving"]
+        assert len(ctx.node.members["b"].got) == 2
+        ctx.node.members["b"] = Node()  # a reconnect: a new connection object
+        await o.serving_changed(ctx)
+        assert len(ctx.node.members["b"].got) == 1 and len(ctx.node.members["a"].got) == 2
+
+    trio.run(main)
