@@ -136,14 +136,15 @@ class AgentAPI:
 
         async def one(name: str, node: Any) -> None:
             try:
-                out.append((name, await node.client.call(method, params, timeout=30)))
+                out.append((name, await node.client.call(method, params, timeout=10)))
             except StackctlError as exc:
                 logging.getLogger("stackctl.agent").warning("%s on %s: %s", method, name,
                                                             exc.message)
 
+        members = self.manager.members
         async with trio.open_nursery() as nursery:
             for name, node in self._remotes():
-                if hasattr(node, "client"):
+                if hasattr(node, "client") and members.ready(name):
                     nursery.start_soon(one, name, node)
         return out
 

@@ -252,6 +252,10 @@ class Members:
                                 labels=n.get("labels") or {}, node_id=n.get("id") or ""))
         return out
 
+    def ready(self, name: str) -> bool:
+        """Whether ``name`` answers now (this node always does)."""
+        return name == self.local.name or self.status.get(name) == "ready"
+
     def describe(self) -> list[dict[str, Any]]:
         """``cluster.nodes``: each node's status as the manager sees it."""
         from stackctl import __version__
@@ -323,6 +327,8 @@ class Members:
             try:
                 await client.call("agent.ping", timeout=self.down_after)
             except StackctlError as exc:
+                # whatever else waits on this node fails now, not at its own timeout
+                client.abort(f"no answer to a heartbeat: {exc.message}")
                 return exc
             self._seen[name] = self.clock()
             self.last_seen[name] = time.time()
@@ -391,8 +397,8 @@ class Members:
                                 nursery.cancel_scope.cancel()
                             raise lost
                     finally:
-                        with trio.CancelScope(shield=True):
-                            await conn.aclose()
+                        with trio.CancelScope(shield=True), trio.move_on_after(2):
+                            await conn.aclose()  # bounded: a cut link never answers
                 except StackctlError as exc:
                     self.errors[name] = exc.message
                     if self.status.get(name) == "ready":
@@ -422,12 +428,13 @@ class Members:
         self.changed = trio.Event()
 
     async def wait_connected(self, names: list[str], timeout: float) -> list[str]:
-        """Wait until ``names`` are connected or ``timeout`` passes; those still not."""
+        """Wait until ``names`` are connected or ``timeout`` passes; those still not. A node
+        already marked down is not waited for (the manager has moved on without it)."""
+        def missing() -> list[str]:
+            return [n for n in names if n != self.local.name and
+                    self.status.get(n) not in ("ready", "down")]
+
         with trio.move_on_after(timeout):
-            while True:
-                missing = [n for n in names if n != self.local.name and
-                           self.status.get(n) != "ready"]
-                if not missing:
-                    return []
+            while missing():
                 await self.changed.wait()
         return [n for n in names if n != self.local.name and self.status.get(n) != "ready"]

@@ -281,6 +281,11 @@ class AsyncAgentClient:
             req.send.close()
         req.done.set()
 
+    def abort(self, reason: str) -> None:
+        """Give the connection up now (a heartbeat went unanswered): every pending and later
+        request fails at once with :class:`NodeUnreachable` saying ``reason``."""
+        self._lose(reason)
+
     def _lose(self, reason: str) -> None:
         """Record the loss once, and fail every pending request with it."""
         if self._lost is not None:
