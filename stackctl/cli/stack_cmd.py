@@ -51,6 +51,9 @@ def _format_option(f):
               help="Recreate containers even if their configuration hasn't changed.")
 @click.option("--no-recreate", is_flag=True,
               help="If containers already exist, don't recreate them.")
+@click.option("--rebalance", is_flag=True,
+              help="On a cluster: place every replicated task anew, spreading them over the "
+                   "nodes as if none ran (after nodes joined); moved tasks roll as an update.")
 @click.option("--no-start", is_flag=True, help="Don't start the services after creating them.")
 @click.option("--no-deps", is_flag=True, hidden=True)
 @click.option("--no-color", is_flag=True, help="Produce monochrome output.")
@@ -59,7 +62,7 @@ def _format_option(f):
 def up(stack: StackArgs, detach: bool, wait: bool, wait_timeout: float | None, build: bool,
        pull: str | None, remove_orphans: bool, force_recreate: bool, no_recreate: bool,
        no_start: bool, no_deps: bool, no_color: bool, fmt: str,
-       services: tuple[str, ...]) -> None:
+       services: tuple[str, ...], rebalance: bool = False) -> None:
     """Create and start the stack's services (rolling updates for changed ones).
 
     Without -d, attaches to the logs of the stack's containers once deployed; Ctrl-C then
@@ -79,6 +82,7 @@ def up(stack: StackArgs, detach: bool, wait: bool, wait_timeout: float | None, b
                            no_recreate=no_recreate, no_start=no_start,
                            remove_orphans=remove_orphans, wait=wait, wait_timeout=wait_timeout,
                            pull=pull, build=build)
+    params["options"]["rebalance"] = rebalance
     if build:
         from stackctl.cli.stack_build import build_services
 

@@ -58,6 +58,7 @@ class DeployOptions:
     wait_timeout: float | None = None
     pull: str | None = None  # overrides every service's pull_policy
     build: bool = False
+    rebalance: bool = False  # place every replicated task anew (spread them again)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> DeployOptions:
@@ -71,7 +72,8 @@ class DeployOptions:
                    remove_orphans=bool(data.get("remove_orphans")),
                    wait=bool(data.get("wait")),
                    wait_timeout=float(timeout) if timeout else None,
-                   pull=data.get("pull") or None, build=bool(data.get("build")))
+                   pull=data.get("pull") or None, build=bool(data.get("build")),
+                   rebalance=bool(data.get("rebalance")))
 
     def plan_options(self) -> PlanOptions:
         return PlanOptions(services=self.services, no_deps=self.no_deps,

@@ -191,11 +191,11 @@ class Manager:
         return await self.members.snapshots()
 
     async def place(self, loaded: Loaded, observed: StackObserved, *,
-                    commit: bool = True) -> Placed:
+                    commit: bool = True, rebalance: bool = False) -> Placed:
         """Place ``loaded``'s tasks (:mod:`stackctl.controller.placement`); with ``commit``
         the controller creates tasks where this says."""
         nodes = await self.node_snapshots()
-        placed = assign(loaded.stack, loaded.desired(), observed, nodes)
+        placed = assign(loaded.stack, loaded.desired(), observed, nodes, rebalance=rebalance)
         if commit:
             self.ctx.placements[loaded.name] = placed.nodes
             self.pending[loaded.name] = placed
@@ -289,7 +289,7 @@ class Manager:
         made: list[tuple[str, str]] = []  # networks and volumes this deploy created
         try:
             observed = await observe(self.ctx, name)
-            placed = await self.place(new, observed)
+            placed = await self.place(new, observed, rebalance=opts.rebalance)
             desired = placed.desired
             for key, why in sorted(placed.moved.items()):
                 await prog(key[0], "move", "started", f"{why}: moving", slot=key[1])
@@ -588,6 +588,12 @@ class Manager:
                     # mid-deploy): heal what exists, create nothing new until the next `up`
                     hold = self._held(status)
                     placed = await self.place(current, await observe(self.ctx, name))
+                    moving = sorted({svc for svc, _ in placed.moved} - set(stopped))
+                    if moving and not hold:
+                        # a node drained (or no longer meeting constraints): its tasks move
+                        # as an update moves them (update_config: start-first keeps serving)
+                        await self._move(current, previous, moving, placed)
+                        continue
                     when = await reconcile_stack(
                         self.ctx, current, self.history, stopped=stopped, hold=hold,
                         desired=placed.desired,
@@ -601,6 +607,42 @@ class Manager:
             if when is not None:
                 wake = when if wake is None else min(wake, when)
         return wake
+
+    async def _move(self, current: Loaded, previous: Loaded | None, services: list[str],
+                    placed: Placed) -> None:
+        """Move the tasks the placement moved off their nodes, service by service, with the
+        service's update_config (the lock is held)."""
+        prog = Progress(current.name, None, self.ctx.wall)
+        for (svc, slot), why in sorted(placed.moved.items()):
+            log.info("stack %s: %s.%s: %s: moving it", current.name, svc, slot, why)
+        contents = self._contents(current, {}, {}, strict=False)
+        try:
+            await self._apply(current, current, DeployOptions(services=tuple(services),
+                                                              no_deps=True),
+                              prog, contents, services, rollback_to=previous)
+        except DeployError as exc:
+            log.warning("stack %s: moving %s: %s", current.name, ", ".join(services),
+                        exc.message)
+
+    async def resume(self, name: str) -> None:
+        """A stack this manager was deploying when it stopped (status ``deploying`` at
+        start): carry the update on from the stored state, as Swarm's manager does — every
+        slot ends on the new version once, or the update rolls back as ``failure_action``
+        says (docs/controller.md, "A manager that restarts")."""
+        await self.members.wait_connected(self.cluster.names(), 30.0)
+        async with self._lock(name):
+            current, previous, status = self._versions(name)
+            if current is None or status != STATUS_DEPLOYING:
+                return
+            log.info("stack %s: resuming the deploy the manager was doing when it stopped",
+                     name)
+            prog = Progress(name, None, self.ctx.wall)
+            contents = self._contents(current, {}, {}, strict=False)
+            try:
+                await self._apply(current, current, DeployOptions(), prog, contents,
+                                  sorted(current.stack.services), rollback_to=previous)
+            except StackctlError as exc:
+                log.warning("stack %s: the resumed deploy ended: %s", name, exc.message)
 
     def _version_finder(self, name: str, current: Loaded, previous: Loaded | None):
         """``find(service, config_hash)``: the stored version of stack ``name`` whose
@@ -652,6 +694,10 @@ class Manager:
         self.members.start_term()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.members.run)
+            for name in self._stack_names():
+                _, _, status = self._versions(name)
+                if status == STATUS_DEPLOYING:
+                    nursery.start_soon(self.resume, name)
             if self.bus is not None and hasattr(self.bus, "subscribe"):
                 await nursery.start(self._listen)
             task_status.started()

@@ -63,10 +63,12 @@ class Placed:
 
 def assign(stack: Stack, desired: Desired, observed: StackObserved,
            nodes: Sequence[NodeSnapshot], *,
-           others: Sequence[ExistingTask] = ()) -> Placed:
+           others: Sequence[ExistingTask] = (), rebalance: bool = False) -> Placed:
     """Place ``desired`` (made with one global slot per node of ``nodes``) on ``nodes``.
 
-    ``others``: tasks of other stacks on the nodes (they hold resources and host ports)."""
+    ``others``: tasks of other stacks on the nodes (they hold resources and host ports).
+    ``rebalance``: place every replicated task anew, as if none ran (``up --rebalance``:
+    after nodes joined; a task whose new node differs moves, as an update)."""
     specs = {name: placement_spec(stack.services[name]) for name in desired.services}
     existing: list[ExistingTask] = list(others)
     keep: dict[SlotKey, str] = {}
@@ -82,6 +84,10 @@ def assign(stack: Stack, desired: Desired, observed: StackObserved,
                 mode=st.mode))
             keep[(st.name, so.slot)] = c.node
     moved: dict[SlotKey, str] = {}
+    if rebalance:
+        for t in existing:
+            if not t.is_global and keep.get((t.service, t.slot)) == t.node:
+                del keep[(t.service, t.slot)]
     for d in displaced(existing, nodes):
         key = (d.task.service, d.task.slot)
         if d.replace:
@@ -125,6 +131,11 @@ def assign(stack: Stack, desired: Desired, observed: StackObserved,
                 where[key] = keep[key]
     for task, node in result.placements.items():
         where[(task.service, task.slot)] = node
+    if rebalance:
+        for t in existing:
+            key = (t.service, t.slot)
+            if t.active and not t.is_global and where.get(key) not in (None, t.node):
+                moved.setdefault(key, f"rebalanced from node {t.node}")
     pending = {(u.task.service, u.task.slot): u for u in result.unplaced.values()}
     # the tasks carry their node; pending ones are left out of what is planned
     placed_services = {

@@ -90,3 +90,14 @@ def test_a_network_split_over_nodes_is_named():
     assert split_networks(stack, {("a", "1"): "n1", ("b", "1"): "n1"}) == []
     (line,) = split_networks(stack, {("a", "1"): "n1", ("b", "1"): "n2"})
     assert "s_default spans nodes n1, n2" in line and "a on n1" in line
+
+
+def test_rebalance_spreads_replicas_again_and_says_which_move():
+    stack, graph = _stack({"web": {"image": "bb", "deploy": {"replicas": 3}}})
+    observed = group_stack(_running({"1": "n1", "2": "n1", "3": "n1"}), "s")
+    kept = assign(stack, _desired(stack, graph), observed, NODES)
+    assert set(kept.nodes.values()) == {"n1"} and not kept.moved
+    spread = assign(stack, _desired(stack, graph), observed, NODES, rebalance=True)
+    assert sorted(spread.nodes.values()) == ["n1", "n2", "n3"]
+    assert len(spread.moved) == 2
+    assert all(why == "rebalanced from node n1" for why in spread.moved.values())
