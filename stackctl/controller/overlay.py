@@ -457,7 +457,7 @@ class Overlay:
                     text = json.dumps(v, sort_keys=True)
                     if self._sent.get((node, v["network"])) != (id(member), text):
                         todo.append((node, member, v, text))
-            errors: list[str] = []
+            errors: list[StackctlError] = []
 
             async def one(node: str, member: Any, v: dict[str, Any], text: str) -> None:
                 try:
@@ -465,10 +465,11 @@ class Overlay:
                     self._sent[(node, v["network"])] = (id(member), text)
                 except StackctlError as exc:
                     self._sent.pop((node, v["network"]), None)
-                    errors.append(exc.message)
+                    errors.append(exc)
 
             async with trio.open_nursery() as nursery:
                 for item in todo:
                     nursery.start_soon(one, *item)
-        if errors:
-            raise OverlayError("; ".join(sorted(set(errors))))
+        if errors:  # one line naming every node that failed, with the first one's hint
+            raise OverlayError("; ".join(sorted({e.message for e in errors})),
+                               hint=next((e.hint for e in errors if e.hint), None))
