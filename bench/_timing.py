@@ -10,11 +10,19 @@ import time
 from collections.abc import Callable, Sequence
 
 
+JSON_PATH: str | None = None  # the ``--json FILE`` that runs_from_argv read, if any
+
+
 def runs_from_argv(doc: str, default: int, help: str) -> int:
-    """The ``-n`` of a benchmark's command line (its description: ``doc``'s first line)."""
+    """The ``-n`` of a benchmark's command line (its description: ``doc``'s first line); its
+    ``--json FILE`` (the machine-readable result, bench/results.py) lands in ``JSON_PATH``."""
+    global JSON_PATH
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("-n", type=int, default=default, help=help)
-    return ap.parse_args().n
+    ap.add_argument("--json", metavar="FILE", help="also write the samples as JSON (bench/results.py)")
+    args = ap.parse_args()
+    JSON_PATH = args.json
+    return args.n
 
 
 def time_calls(call: Callable[[int], object], runs: int) -> list[float]:

@@ -22,6 +22,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import print_table, time_command  # noqa: E402
+from results import Result, group_of  # noqa: E402
+from results import write as write_result  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "stacks", "webapp", "stack.yml")
@@ -30,6 +32,7 @@ EXAMPLE = os.path.join(ROOT, "examples", "stacks", "webapp", "stack.yml")
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--json", metavar="FILE", help="also write the samples as JSON (bench/results.py)")
     args = ap.parse_args()
 
     stackctl = shutil.which("stackctl") or sys.exit("stackctl is not installed: run scripts/setup")
@@ -50,6 +53,7 @@ def main() -> None:
     if os.geteuid() == 0:
         rows += ps_rows(stackctl, args.runs)
     print_table(rows, baseline="stackctl --version")
+    write_result(args.json, Result("cli_startup", [group_of("CLI start", "ms", rows, scale=1000)]))
 
 
 def ps_rows(stackctl: str, runs: int) -> list[tuple[str, list[float]]]:

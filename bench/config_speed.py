@@ -29,6 +29,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import print_table, time_command  # noqa: E402
+from results import Result, group_of  # noqa: E402
+from results import write as write_result  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -105,7 +107,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--services", type=int, default=400, help="size of the large stack")
+    ap.add_argument("--json", metavar="FILE", help="also write the samples as JSON (bench/results.py)")
     args = ap.parse_args()
+    groups = []
 
     # the stackctl installed beside this Python (a version manager's shim on PATH would add
     # its own start-up to every run), else the one on PATH
@@ -133,6 +137,7 @@ def main() -> None:
                 ratios.append((count, statistics.median(rows[0][1]) /
                                statistics.median(rows[1][1])))
             print_table(rows, baseline=rows[-1][0] if peer else None)
+            groups.append(group_of(f"config, {count} services", "ms", rows, scale=1000))
             cpu = f"CPU (user+sys) median: stackctl {cpu_ms([stackctl, 'config', '-q', '-f', path], args.runs):.0f} ms"
             if peer:
                 cpu += f", docker-compose {cpu_ms([peer, '-f', path, 'config', '-q'], args.runs):.0f} ms"
@@ -145,6 +150,8 @@ def main() -> None:
             print(f"stackctl / docker-compose, {count} services: {ratio:.2f}x")
         print(f"stackctl, {args.services} services, in one process: "
               f"{breakdown(files[args.services])}")
+        notes = [] if peer else ["docker-compose: not installed (apt-get install docker-compose)"]
+        write_result(args.json, Result("config_speed", groups, notes=notes))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -24,7 +24,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from bench import _timing  # noqa: E402
 from bench._timing import p95, runs_from_argv  # noqa: E402
+from bench.results import Result, group_of, write  # noqa: E402
 
 SERVICES = 10
 IMAGE = "stackctl/busybox:latest"
@@ -100,6 +102,9 @@ def main() -> int:
         ratio = statistics.median(samples["3 nodes"]) / one
         print(f"\ntarget: 3 nodes <= 1.3x one node: {'met' if ratio <= 1.3 else 'NOT met'} "
               f"({ratio:.2f}x)")
+        write(_timing.JSON_PATH, Result("multinode_up", [group_of(
+            f"up -d --wait of {SERVICES} services x 3 replicas", "s",
+            [(f"stackctl, {case}", s) for case, s in samples.items()])]))
         return 0
     finally:
         demo.down(demo.DemoCluster.load(os.path.join(tmp, "demo")))

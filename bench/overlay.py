@@ -128,6 +128,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=2000)
+    ap.add_argument("--json", metavar="FILE", help="also write the samples as JSON (bench/results.py)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
@@ -174,6 +175,16 @@ def main() -> int:
         print(f"overlay/direct throughput: {ratio:.2f}x (target >= 0.80x): "
               f"{'ok' if ratio >= 0.8 else 'BELOW TARGET'}")
         print(SWARM_SKIPPED)
+        from bench.results import Group, Result, Row, write
+
+        label = {n: ("stackctl overlay (container to container, VXLAN)" if n.startswith("overlay")
+                     else n) for n in results}
+        write(args.json, Result("overlay", [Group(
+            "throughput between two nodes (iperf3)", "Gb/s",
+            [Row(label[n], r["gbps"]) for n, r in results.items()], higher_is_better=True)],
+            values={f"{'overlay' if n.startswith('overlay') else 'direct'}_rtt_{k}_us": r[k]
+                    for n, r in results.items() for k in ("p50", "p99")},
+            notes=[SWARM_SKIPPED]))
         return 0
     finally:
         for n in list(containers):

@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from bench import peers  # noqa: E402
 from bench._timing import print_table  # noqa: E402
+from bench.results import Result, group_of, write  # noqa: E402
 
 
 def stackctl_env(state: str) -> dict[str, str]:
@@ -125,7 +126,9 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=5, help="runs per tool (default 5)")
     ap.add_argument("--layers", type=int, default=4, help="layers of random data (default 4)")
     ap.add_argument("--mb", type=int, default=12, help="MB per layer (default 12)")
+    ap.add_argument("--json", metavar="FILE", help="also write the samples as JSON (bench/results.py)")
     args = ap.parse_args()
+    groups, notes = [], []
     if os.geteuid() != 0:
         print("bench/registry.py needs root (stackctl unpacks layers as root)", file=sys.stderr)
         return 1
@@ -135,9 +138,11 @@ def main() -> int:
     have_skopeo = peers.have("skopeo")
     have_docker = peers.have("dockerd") and os.path.exists(peers.DOCKER)
     if not have_skopeo:
-        print("skopeo: not installed (apt-get install skopeo); measuring stackctl alone")
+        notes.append("skopeo: not installed (apt-get install skopeo); measuring stackctl alone")
     if not have_docker:
-        print("docker: not installed (apt-get install docker.io); measuring without it")
+        notes.append("docker: not installed (apt-get install docker.io); measuring without it")
+    for note in notes:
+        print(note)
     tmp = tempfile.mkdtemp(prefix="bench-registry-")
     dockerd = peers.Dockerd(os.path.join(tmp, "docker"))
     try:
@@ -177,6 +182,7 @@ def main() -> int:
                         dockerd.docker("pull", "-q", ref)
                         rows[2][1].append(time.perf_counter() - t0)
                 print(f"pull, {name} layers:")
+                groups.append(group_of(f"pull, {name} layers ({size} MB)", "ms", rows, scale=1000))
                 print_table([r for r in rows if r[1]], baseline="skopeo copy" if have_skopeo else None)
                 print_cpu(["stackctl pull", "skopeo copy"], have_docker)
                 print()
@@ -205,12 +211,15 @@ def main() -> int:
                             dockerd.docker("push", "-q", target)
                             rows[idx][1].append(time.perf_counter() - t0)
             print("push, plain layers (into an empty registry):")
+            groups.append(group_of(f"push, plain layers ({size} MB, into an empty registry)",
+                                   "ms", rows, scale=1000))
             print_table([r for r in rows if r[1]], baseline="skopeo copy" if have_skopeo else None)
             print_cpu(["stackctl push", "skopeo copy"], have_docker)
             dockerd.stop()  # inside host_snapshot: what dockerd left (docker0, nft tables) is undone
     finally:
         dockerd.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    write(args.json, Result("registry", groups, notes=notes))
     return 0
 
 

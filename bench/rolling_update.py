@@ -26,7 +26,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from bench import peers  # noqa: E402
+from bench import _timing  # noqa: E402
 from bench._timing import print_table, runs_from_argv, time_calls  # noqa: E402
+from bench.results import Result, group_of, write  # noqa: E402
 
 STACK = """\
 name: benchroll
@@ -111,12 +113,15 @@ def main() -> int:
         return 2
     rows: list[tuple[str, list[float]]] = []
     notes: list[str] = []
+    values: dict[str, float] = {}
     with peers.bench_dir("stackctl-bench-rolling-") as (tmp, st, dockerd), peers.host_snapshot():
         rootfs, tarball = peers.make_rootfs_tarball(tmp)
         st.import_rootfs(rootfs, "bench/bb:latest")
         try:
             samples, client = bench_stackctl(st, tmp, n)
             rows.append(("stackctl up (rolling update)", samples))
+            values.update(stackctl_requests=client.ok + client.failed,
+                          stackctl_failed_requests=client.failed)
             notes.append(f"stackctl: {client.ok} requests during the updates, "
                          f"{client.failed} failed" +
                          (f" (first: {client.errors[0]})" if client.errors else ""))
@@ -140,6 +145,8 @@ def main() -> int:
         print_table(rows, baseline="docker service update (swarm)")
     for note in notes:
         print(note)
+    write(_timing.JSON_PATH, Result("rolling_update", [group_of(
+        "rolling update of 3 replicas", "s", rows)], values=values, notes=notes))
     return 0 if rows else 1
 
 

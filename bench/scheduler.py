@@ -45,7 +45,9 @@ import tracemalloc
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from bench import _timing  # noqa: E402
 from bench._timing import runs_from_argv  # noqa: E402
+from bench.results import Group, Result, Row, write  # noqa: E402
 from stackctl.scheduler.nodes import (  # noqa: E402
     ACTIVE, DOWN, DRAIN, MANAGER, NANO, READY, WORKER, ExistingTask, HostPort, NodeSnapshot,
     PlacementSpec, TaskToPlace)
@@ -233,8 +235,8 @@ def main() -> None:
         med = statistics.median(s["seconds"] for s in samples)
         pick = min(samples, key=lambda s: abs(s["seconds"] - med))
         traced = _run(name, traced=True)
-        rows.append((name, med, pick, traced))
-    for name, med, s, traced in rows:
+        rows.append((name, med, pick, traced, samples))
+    for name, med, s, traced, _ in rows:
         mem = f"peak RSS {_mib(s['maxrss'])}, traced peak {_mib(traced['traced_peak'])}"
         cpu = s["cpu"]
         if name == "reconcile":
@@ -257,6 +259,20 @@ def main() -> None:
           "containers):")
     for peer, figure in PEERS:
         print(f"  {peer:20} {figure}")
+    by = {name: (samples, pick, traced) for name, _m, pick, traced, samples in rows}
+    place, inc, rec = by["place"], by["incremental"], by["reconcile"]
+    write(_timing.JSON_PATH, Result("scheduler", [
+        Group("placements per second, 1,000 nodes", "/s", [
+            Row("stackctl place (100,000 fresh)", [x["tasks"] / x["seconds"] for x in place[0]]),
+            Row("stackctl place (+1,000 onto 100,000)", [x["tasks"] / x["seconds"] for x in inc[0]])],
+            higher_is_better=True),
+        Group("reconcile of 100,000 tasks, 10 nodes down", "s", [
+            Row("stackctl reconcile", [x["seconds"] for x in rec[0]])])],
+        values={"place_peak_rss_mib": place[1]["maxrss"] / MIB,
+                "place_traced_peak_mib": place[2]["traced_peak"] / MIB,
+                "reconcile_peak_rss_mib": rec[1]["maxrss"] / MIB},
+        notes=["peers quoted, not measured (theirs include starting the containers): "
+               + "; ".join(f"{p}: {f}" for p, f in PEERS)]))
 
 
 if __name__ == "__main__":

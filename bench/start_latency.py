@@ -88,8 +88,11 @@ def p95(xs: list[float]) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=30, help="runs per tool (at least 20)")
+    ap.add_argument("--json", metavar="FILE", help="also write the samples as JSON (bench/results.py)")
+    ap.add_argument("--min-runs", type=int, default=20, help=argparse.SUPPRESS)  # the suite's --quick
     args = ap.parse_args()
-    n = max(20, args.n)
+    n = max(args.min_runs, args.n)
+    notes: list[str] = []
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
         return 2
@@ -150,32 +153,50 @@ def main() -> int:
             results["crun run"] = measure(lambda i: [
                 "unshare", "-m", "--propagation", "private", "sh", "-c",
                 f"umount /sys/fs/cgroup/unified 2>/dev/null; exec crun run -b {b} bench-crun-{os.getpid()}-{i}"], n)
+        else:
+            notes.append("crun: not installed (apt-get install crun)")
         if shutil.which("runc"):
             b = os.path.join(tmp, "runc-bundle")
             make_bundle("runc", rootfs, b)
             results["runc run"] = measure(lambda i: ["runc", "run", "-b", b, f"bench-runc-{os.getpid()}-{i}"], n)
-        # podman's default rlimits exceed this machine's hard limits (PEERS.md): give it a
-        # containers.conf that keeps within them
-        conf = os.path.join(tmp, "containers.conf")
-        with open(conf, "w") as f:
-            f.write('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
-                    '[engine]\nruntime = "runc"\n')
-        tool_env = dict(os.environ, CONTAINERS_CONF=conf)
-        for tool in ("docker", "podman"):
-            if shutil.which(tool) and subprocess.run([tool, "info"], capture_output=True, env=tool_env).returncode == 0:
-                tag = f"stackctl-bench-bb:{os.getpid()}"
-                tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
-                subprocess.run([tool, "import", "-", tag], stdin=tar.stdout, check=True, capture_output=True, env=tool_env)
-                tar.wait()
+        else:
+            notes.append("runc: not installed (apt-get install runc)")
+        # docker on a private dockerd and podman with a private storage and a containers.conf
+        # that keeps its rlimits within this machine's hard limits (bench/peers.py, PEERS.md),
+        # both started here and stopped by PID; what they leave on the host is undone
+        from bench import peers
+
+        tarball = os.path.join(tmp, "rootfs.tar")
+        subprocess.run(["tar", "-C", rootfs, "-cf", tarball, "."], check=True)
+        with peers.host_snapshot():
+            for tool in ("docker", "podman"):
+                if tool == "docker" and not peers.have("dockerd", peers.DOCKER):
+                    notes.append("docker: not installed (apt-get install docker.io)")
+                    continue
+                if tool == "podman" and not peers.have("podman"):
+                    notes.append("podman: not installed (apt-get install podman)")
+                    continue
+                peer = (peers.Dockerd(os.path.join(tmp, "docker")) if tool == "docker"
+                        else peers.Podman(os.path.join(tmp, "podman")))
+                argv0 = peers.DOCKER if tool == "docker" else "podman"
                 try:
+                    if tool == "docker":
+                        peer.start()
+                    peer.import_rootfs(tarball, "bench/bb:latest")
                     results[f"{tool} run --rm --network none"] = measure(
-                        lambda i: [tool, "run", "--rm", "--network", "none", tag, "/bin/true"], n, tool_env)
+                        lambda i: [argv0, "run", "--rm", "--network", "none", "bench/bb:latest",
+                                   "/bin/true"], n, peer.env)
                 except RuntimeError as e:  # a peer that does not run here is reported, not fatal
                     print(f"skipped {tool}: {e}", file=sys.stderr)
+                    notes.append(f"{tool}: failed: {str(e).splitlines()[0][:200]}")
                 finally:
-                    subprocess.run([tool, "rmi", "-f", tag], capture_output=True, env=tool_env)
+                    peer.stop()
     finally:
         _cleanup(tmp, cgparent)
+    from bench import results as res
+
+    res.write(args.json, res.Result("start_latency", [res.group_of(
+        "container start, /bin/true", "ms", results.items())], notes=notes))
 
     base = statistics.median(results["crun run"]) if "crun run" in results else None
     print(f"start latency, /bin/true, {n} runs each (ms)")
@@ -184,6 +205,8 @@ def main() -> int:
         med = statistics.median(xs)
         ratio = f"{med / base:.2f}x" if base else "-"
         print(f"{name:<38}{med:>9.1f}{p95(xs):>9.1f}{ratio:>10}")
+    for note in notes:
+        print(note)
     return 0
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""`up -d` and `down -v` of a 3-service stack (a network, a volume, a port published on
-127.0.0.1): stackctl against docker-compose (v1, Debian's) and podman-compose (PyPI), on the
+"""`up -d` (stackctl: `up -d --wait`) and `down -v` of a 3-service stack (a network, a volume,
+a port published on 127.0.0.1) and of a 10-service one (7 more on the same network): stackctl
+against docker-compose (v1, Debian's) and podman-compose (PyPI), on the
 same stack and the same busybox rootfs, in one run. Prints median and p95 per tool and the
 ratio to docker-compose (target: stackctl at most half of docker-compose's time).
 
@@ -21,7 +22,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from bench import peers  # noqa: E402
+from bench import _timing  # noqa: E402
 from bench._timing import print_table, runs_from_argv  # noqa: E402
+from bench.results import Result, group_of, write  # noqa: E402
 
 STACK = """\
 services:
@@ -42,19 +45,29 @@ services:
     command: ["sleep", "100000"]
     networks: [back]
     stop_signal: SIGKILL
-networks:
+{extra}networks:
   front: {{}}
   back: {{}}
 volumes:
   data: {{}}
 """
 
+EXTRA = """\
+  worker{i}:
+    image: {image}
+    command: ["sleep", "100000"]
+    networks: [back]
+    stop_signal: SIGKILL
+"""
 
-def write_stack(directory: str, image: str, port: int) -> str:
+
+def write_stack(directory: str, image: str, port: int, services: int = 3) -> str:
+    """The 3-service stack, plus ``services - 3`` more sleeping workers on ``back``."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "docker-compose.yml")
+    extra = "".join(EXTRA.format(i=i, image=image) for i in range(max(0, services - 3)))
     with open(path, "w") as f:
-        f.write(STACK.format(image=image, port=port))
+        f.write(STACK.format(image=image, port=port, extra=extra))
     return path
 
 
@@ -91,8 +104,32 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
         return 2
+    groups, notes = [], []
+    for services in SIZES:
+        rows = measure_size(services, n, notes)
+        print(f"up -d / down -v of a {services}-service stack (network, volume, published "
+              f"port), {n} runs each")
+        ups = [r for r in rows if " up " in r[0] + " "]
+        downs = [r for r in rows if "down" in r[0]]
+        if ups:
+            print_table(ups, baseline="docker-compose up -d")
+            print()
+            print_table(downs, baseline="docker-compose down -v")
+            print()
+        groups.append(group_of(f"up, {services} services", "ms", ups, scale=1000))
+        groups.append(group_of(f"down, {services} services", "ms", downs, scale=1000))
+    notes = list(dict.fromkeys(notes))
+    for note in notes:
+        print(note)
+    write(_timing.JSON_PATH, Result("up_down", groups, notes=notes))
+    return 0 if any(g.rows for g in groups) else 1
+
+
+SIZES = (3, 10)
+
+
+def measure_size(services: int, n: int, notes: list[str]) -> list[tuple[str, list[float]]]:
     rows: list[tuple[str, list[float]]] = []
-    notes: list[str] = []
     with peers.bench_dir("stackctl-bench-updown-") as (tmp, st, dockerd), peers.host_snapshot():
         podman = peers.Podman(os.path.join(tmp, "podman"))
         rootfs, tarball = peers.make_rootfs_tarball(tmp)
@@ -100,9 +137,10 @@ def main() -> int:
 
         # stackctl
         st.import_rootfs(rootfs, "bench/bb:latest")
-        f = write_stack(os.path.join(tmp, "s-stackctl"), "bench/bb:latest", port)
+        f = write_stack(os.path.join(tmp, "s-stackctl"), "bench/bb:latest", port, services)
         try:
-            rows += timed_rows("stackctl", lambda: st.cli("up", "-d", "-f", f, "-p", "bench"),
+            # --wait: until every container runs (compose v1's `up -d` returns then too)
+            rows += timed_rows("stackctl", lambda: st.cli("up", "-d", "--wait", "-f", f, "-p", "bench"),
                                lambda: st.cli("down", "-v", "-p", "bench"), n)
         except RuntimeError as exc:
             notes.append(f"stackctl: failed: {exc}")
@@ -115,7 +153,8 @@ def main() -> int:
             try:
                 dockerd.start()
                 dockerd.import_rootfs(tarball, "bench/bb:latest")
-                f = write_stack(os.path.join(tmp, "s-compose"), "bench/bb:latest", port)
+                f = write_stack(os.path.join(tmp, "s-compose"), "bench/bb:latest", port,
+                                services)
                 rows += compose_rows("docker-compose", f, dockerd.env, n)
             except RuntimeError as exc:
                 notes.append(f"docker-compose: failed: {exc}")
@@ -129,7 +168,7 @@ def main() -> int:
             f = os.path.join(tmp, "s-podman", "docker-compose.yml")
             try:
                 podman.import_rootfs(tarball, "bench/bb:latest")
-                write_stack(os.path.dirname(f), "localhost/bench/bb:latest", port)
+                write_stack(os.path.dirname(f), "localhost/bench/bb:latest", port, services)
                 rows += compose_rows("podman-compose", f, podman.env, n)
             except RuntimeError as exc:
                 notes.append(f"podman-compose: failed: {exc}")
@@ -139,18 +178,7 @@ def main() -> int:
                 podman.stop()
         else:
             notes.append(f"podman-compose: {peers.INSTALL_HINT}")
-
-    print(f"up -d / down -v of a 3-service stack (network, volume, published port), "
-          f"{n} runs each")
-    ups = [r for r in rows if " up " in r[0] + " "]
-    downs = [r for r in rows if "down" in r[0]]
-    if ups:
-        print_table(ups, baseline="docker-compose up -d")
-        print()
-        print_table(downs, baseline="docker-compose down -v")
-    for note in notes:
-        print(note)
-    return 0 if rows else 1
+    return rows
 
 
 def _run(argv: list[str], env: dict[str, str], check: bool = True) -> None:

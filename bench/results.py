@@ -1,0 +1,322 @@
+"""The benchmarks' machine-readable results and what the suite makes of them (pure: no I/O
+beyond the caller's; tested in tests/unit/bench).
+
+A benchmark run with ``--json FILE`` writes one result::
+
+    {"name": "start_latency",
+     "groups": [{"title": "container start, /bin/true", "unit": "ms", "higher_is_better": false,
+                 "rows": [{"label": "stackctl run --rm (cold)", "samples": [12.1, ...]},
+                          {"label": "crun run", "samples": [...]}]}],
+     "values": {"failed_requests": 0},          # single figures a target may need
+     "notes": ["podman: not installed (apt-get install podman)"]}
+
+Samples are in the group's display unit. A row whose label starts with ``stackctl`` is ours;
+every other row is a peer. The suite renders each group as a Markdown table (median, p95,
+min–max, runs, and the ratio of each row's median to each peer's) and an SVG bar chart, and
+checks the targets earlier issues set (``TARGETS``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+# --- the result a benchmark writes ----------------------------------------------------------
+
+@dataclass
+class Row:
+    label: str
+    samples: list[float]
+
+    @property
+    def ours(self) -> bool:
+        return self.label.startswith("stackctl")
+
+
+@dataclass
+class Group:
+    title: str
+    unit: str
+    rows: list[Row]
+    higher_is_better: bool = False
+
+    def row(self, prefix: str) -> Row | None:
+        """The first row whose label starts with ``prefix``."""
+        return next((r for r in self.rows if r.label.startswith(prefix) and r.samples), None)
+
+
+@dataclass
+class Result:
+    name: str
+    groups: list[Group] = field(default_factory=list)
+    values: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def group(self, prefix: str) -> Group | None:
+        return next((g for g in self.groups if g.title.startswith(prefix)), None)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "values": self.values, "notes": self.notes,
+                "groups": [{"title": g.title, "unit": g.unit,
+                            "higher_is_better": g.higher_is_better,
+                            "rows": [{"label": r.label, "samples": r.samples} for r in g.rows]}
+                           for g in self.groups]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Result:
+        return cls(name=data["name"], values=dict(data.get("values", {})),
+                   notes=list(data.get("notes", [])),
+                   groups=[Group(g["title"], g["unit"],
+                                 [Row(r["label"], [float(x) for x in r["samples"]])
+                                  for r in g["rows"]],
+                                 bool(g.get("higher_is_better", False)))
+                           for g in data.get("groups", [])])
+
+
+def group_of(title: str, unit: str, rows: Iterable[tuple[str, Sequence[float]]], *,
+             scale: float = 1.0, higher_is_better: bool = False) -> Group:
+    """A group from a benchmark's ``(label, samples)`` rows (``scale`` converts the samples to
+    ``unit``, e.g. 1000 for seconds shown in ms); rows without samples are left out."""
+    return Group(title, unit, [Row(label, [x * scale for x in samples])
+                               for label, samples in rows if samples], higher_is_better)
+
+
+def write(path: str | None, result: Result) -> None:
+    """Write ``result`` to ``path`` (a benchmark's ``--json``); nothing without a path."""
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(result.to_json(), f, indent=1)
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+def p95(samples: Sequence[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def median(samples: Sequence[float]) -> float:
+    return statistics.median(samples)
+
+
+def ratio(row: Row, peer: Row) -> float | None:
+    """Median of ``row`` over median of ``peer`` (None when the peer's median is 0)."""
+    base = median(peer.samples)
+    return median(row.samples) / base if base else None
+
+
+def fmt(value: float) -> str:
+    """A figure with three significant digits at most (1234 -> 1,234; 0.01234 -> 0.0123)."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    digits = max(0, 2 - int(math.floor(math.log10(abs(value)))))
+    return f"{value:.{digits}f}"
+
+
+# --- Markdown -------------------------------------------------------------------------------
+
+def markdown_table(group: Group) -> str:
+    """The group as a Markdown table: one line per row, one ratio column per peer."""
+    peers = [r for r in group.rows if not r.ours and r.samples]
+    u = group.unit
+    head = ["tool", f"median ({u})", f"p95 ({u})", f"min–max ({u})", "runs"]
+    head += [f"vs {p.label}" for p in peers]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(
+        ["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for r in group.rows:
+        if not r.samples:
+            continue
+        label = f"**{r.label}**" if r.ours else r.label
+        cells = [label, fmt(median(r.samples)), fmt(p95(r.samples)),
+                 f"{fmt(min(r.samples))}–{fmt(max(r.samples))}", str(len(r.samples))]
+        for p in peers:
+            q = ratio(r, p)
+            cells.append("—" if p is r or q is None else f"{q:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# --- targets --------------------------------------------------------------------------------
+
+@dataclass
+class Verdict:
+    target: str
+    measured: str
+    met: bool | None  # None: not measured in this run
+
+    @property
+    def mark(self) -> str:
+        return {True: "met", False: "**not met**", None: "not measured"}[self.met]
+
+
+@dataclass
+class Target:
+    benchmark: str
+    text: str
+    check: Callable[[Result], tuple[str, bool] | None]
+
+    def verdict(self, result: Result | None) -> Verdict:
+        got = None
+        if result is not None:
+            try:
+                got = self.check(result)
+            except (KeyError, ValueError, TypeError, ZeroDivisionError):
+                got = None
+        if got is None:
+            return Verdict(self.text, "—", None)
+        return Verdict(self.text, got[0], got[1])
+
+
+def _med(result: Result, group: str, row: str) -> float | None:
+    g = result.group(group)
+    r = g.row(row) if g else None
+    return median(r.samples) if r else None
+
+
+def _ratio_check(group: str, ours: str, peer: str, limit: float,
+                 *, at_most: bool = True) -> Callable[[Result], tuple[str, bool] | None]:
+    def check(result: Result) -> tuple[str, bool] | None:
+        a, b = _med(result, group, ours), _med(result, group, peer)
+        if a is None or b is None or b == 0:
+            return None
+        q = a / b
+        return f"{q:.2f}x", q <= limit if at_most else q >= limit
+    return check
+
+
+def _value_check(group: str, row: str, limit: float, unit: str,
+                 *, at_most: bool = True) -> Callable[[Result], tuple[str, bool] | None]:
+    def check(result: Result) -> tuple[str, bool] | None:
+        v = _med(result, group, row)
+        if v is None:
+            return None
+        return f"{fmt(v)} {unit}", v <= limit if at_most else v >= limit
+    return check
+
+
+def _both(*checks: Callable[[Result], tuple[str, bool] | None]
+          ) -> Callable[[Result], tuple[str, bool] | None]:
+    """All of ``checks`` (each measured); the figures joined."""
+    def check(result: Result) -> tuple[str, bool] | None:
+        got = [c(result) for c in checks]
+        if any(g is None for g in got):
+            return None
+        return "; ".join(g[0] for g in got), all(g[1] for g in got)
+    return check
+
+
+def _rolling(result: Result) -> tuple[str, bool] | None:
+    faster = _ratio_check("rolling update", "stackctl", "docker service update", 1.0)(result)
+    failed = result.values.get("stackctl_failed_requests")
+    if faster is None or failed is None:
+        return None
+    return (f"{faster[0]} of swarm's time, {int(failed)} failed requests",
+            faster[1] and failed == 0)
+
+
+def _pull_push(kind: str) -> Callable[[Result], tuple[str, bool] | None]:
+    group = f"{kind}, plain" if kind == "pull" else "push"
+    return _both(_ratio_check(group, f"stackctl {kind}", "skopeo", 1.0),
+                 _ratio_check(group, f"stackctl {kind}", f"docker {kind}", 1.0 - 1e-9))
+
+
+def _updown(services: int) -> Callable[[Result], tuple[str, bool] | None]:
+    g = f"{services} services"
+    return _both(_ratio_check(f"up, {g}", "stackctl", "docker-compose", 0.5),
+                 _ratio_check(f"down, {g}", "stackctl", "docker-compose", 0.5))
+
+
+TARGETS: list[Target] = [
+    Target("start_latency", "warm start within 3x of crun",
+           _ratio_check("container start", "stackctl run --rm (agent up: warm)", "crun run", 3.0)),
+    Target("config_speed", "`config` of 3 services <= 100 ms",
+           _value_check("config, 3 services", "stackctl", 100, "ms")),
+    Target("config_speed", "`config` of 400 services <= 1 s",
+           _value_check("config, 400 services", "stackctl", 1000, "ms")),
+    Target("up_down", "up/down of 3 services at most half docker-compose's time", _updown(3)),
+    Target("up_down", "up/down of 10 services at most half docker-compose's time", _updown(10)),
+    Target("rolling_update", "rolling update faster than swarm, no lost request", _rolling),
+    Target("registry", "pull no slower than skopeo, faster than docker", _pull_push("pull")),
+    Target("registry", "push no slower than skopeo, faster than docker", _pull_push("push")),
+    Target("scheduler", "scheduler >= 50,000 placements/s",
+           _value_check("placements", "stackctl place (100,000 fresh)", 50_000, "/s",
+                        at_most=False)),
+    Target("scheduler", "reconcile of 100,000 tasks <= 2 s",
+           _value_check("reconcile", "stackctl reconcile", 2.0, "s")),
+    Target("multinode_up", "3 nodes <= 1.3x one node",
+           _ratio_check("up -d --wait", "stackctl, 3 nodes", "stackctl, 1 node", 1.3)),
+    Target("ssh_request", "one SSH agent request <= 10 ms",
+           _value_check("agent request", "stackctl agent.info, kept asyncssh", 10, "ms")),
+    Target("overlay", "overlay >= 0.8x direct",
+           _ratio_check("throughput", "stackctl overlay", "direct", 0.8, at_most=False)),
+    Target("node_loss", "node-loss detection + rescheduling <= 10 s",
+           _value_check("node loss", "stackctl", 10, "s")),
+]
+
+
+def verdicts(results: dict[str, Result]) -> list[Verdict]:
+    return [t.verdict(results.get(t.benchmark)) for t in TARGETS]
+
+
+def targets_table(vs: Sequence[Verdict]) -> str:
+    lines = ["| target | measured | |", "|---|---|---|"]
+    lines += [f"| {v.target} | {v.measured} | {v.mark} |" for v in vs]
+    return "\n".join(lines)
+
+
+# --- SVG ------------------------------------------------------------------------------------
+
+OURS_COLOUR, PEER_COLOUR = "#2b6cb0", "#a0aec0"
+
+
+def svg_chart(title: str, groups: Sequence[Group]) -> str:
+    """A horizontal bar chart: one panel per group, one bar per row (its median; a whisker to
+    its p95), stackctl's bars blue, the peers' grey. Plain SVG, no fonts to embed."""
+    width, label_w, bar_w, bar_h, gap = 760, 300, 340, 16, 6
+    body: list[str] = []
+    y = 34
+    for g in groups:
+        rows = [r for r in g.rows if r.samples]
+        if not rows:
+            continue
+        body.append(f'<text x="8" y="{y + 12}" font-weight="bold">{_esc(g.title)} '
+                    f'({_esc(g.unit)}, {"higher" if g.higher_is_better else "lower"} is '
+                    f'better)</text>')
+        y += 20
+        top = max(max(p95(r.samples), median(r.samples)) for r in rows) or 1.0
+        for r in rows:
+            med, hi = median(r.samples), p95(r.samples)
+            w = max(1.0, bar_w * med / top)
+            wx = label_w + bar_w * hi / top
+            colour = OURS_COLOUR if r.ours else PEER_COLOUR
+            body.append(f'<text x="{label_w - 6}" y="{y + 12}" text-anchor="end">'
+                        f'{_esc(r.label)}</text>')
+            body.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" '
+                        f'fill="{colour}"><title>{_esc(r.label)}: median {fmt(med)} '
+                        f'{_esc(g.unit)}, p95 {fmt(hi)}</title></rect>')
+            if hi > med:
+                body.append(f'<line x1="{label_w + w:.1f}" x2="{wx:.1f}" y1="{y + bar_h / 2}" '
+                            f'y2="{y + bar_h / 2}" stroke="#333"/>'
+                            f'<line x1="{wx:.1f}" x2="{wx:.1f}" y1="{y + 3}" '
+                            f'y2="{y + bar_h - 3}" stroke="#333"/>')
+            body.append(f'<text x="{max(label_w + w, wx) + 6:.1f}" y="{y + 12}">'
+                        f'{fmt(med)}</text>')
+            y += bar_h + gap
+        y += 12
+    height = y + 4
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">\n'
+            f'<rect width="100%" height="100%" fill="#fff"/>\n'
+            f'<text x="8" y="20" font-size="15" font-weight="bold">{_esc(title)}</text>\n'
+            + "\n".join(body) + "\n</svg>\n")
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)
