@@ -17,13 +17,24 @@ pytestmark = pytest.mark.root
 IMG = "bb:latest"
 
 
-@pytest.fixture
-def cli(node_cli, node_paths, busybox_rootfs):
+def _import(node_paths, busybox_rootfs) -> None:
     from stackctl.runtime.images.archive import import_rootfs
     from stackctl.runtime.images.store import ImageStore
 
     import_rootfs(ImageStore(node_paths.images), busybox_rootfs, IMG, changes=['CMD ["sh"]'])
+
+
+@pytest.fixture
+def cli(node_cli, node_paths, busybox_rootfs):
+    _import(node_paths, busybox_rootfs)
     return node_cli
+
+
+@pytest.fixture
+def cli_both(node_cli_both, node_paths, busybox_rootfs):
+    """Cold, and through the warm server (docs/warm.md)."""
+    _import(node_paths, busybox_rootfs)
+    return node_cli_both
 
 
 def _one_error(p, code: int) -> str:
@@ -67,10 +78,10 @@ def test_one_variable_over_128k_is_refused_naming_it(cli, tmp_path):
 
 
 @pytest.mark.parametrize("extra", [["--rm"], [], ["-d"]], ids=["rm", "attached", "detached"])
-def test_exec_failure_after_start_is_reported_with_126(cli, tmp_path, extra):
+def test_exec_failure_after_start_is_reported_with_126(cli_both, tmp_path, extra):
     # each variable is under the per-string limit, together they pass ARG_MAX: execve's E2BIG
     env = _env_file(tmp_path, "many.env", 20, 120_000)
-    p = cli("run", *extra, "--env-file", env, IMG, "true")
+    p = cli_both("run", *extra, "--env-file", env, IMG, "true")
     assert "argument list too long" in _one_error(p, 126)
 
 
