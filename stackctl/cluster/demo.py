@@ -476,6 +476,14 @@ def _make_node(c: DemoCluster, node: DemoNode, client_pub: str) -> str:
             "",
         ]))
     c._mark(f"sshd:{node.name}")
+    _start_sshd(node)
+    with open(host_key + ".pub") as f:
+        alg, b64 = f.read().split()[:2]
+    return f"{node.address} {alg} {b64}\n"
+
+
+def _start_sshd(node: DemoNode) -> None:
+    config = os.path.join(node.ssh_dir, "sshd_config")
     script = ('set -e; hostname "$1"; mount --rbind /sys/fs/cgroup "$2"; '
               'mount -t sysfs sysfs /sys; mount --move "$2" /sys/fs/cgroup; '
               f'exec {SSHD} -f "$3" -E "$4"')
@@ -483,9 +491,27 @@ def _make_node(c: DemoCluster, node: DemoNode, client_pub: str) -> str:
           "nsenter", f"--net=/run/netns/{node.netns}", "--",
           "sh", "-c", script, "sh", node.name, os.path.join(node.dir, "cg"), config,
           node.sshd_log], timeout=START_TIMEOUT)
-    with open(host_key + ".pub") as f:
-        alg, b64 = f.read().split()[:2]
-    return f"{node.address} {alg} {b64}\n"
+
+
+def stop_sshd(c: DemoCluster, name: str) -> None:
+    """Stop one node's sshd (its agent and containers keep running): the manager can no
+    longer reach it — what a chaos test does to a node."""
+    node = c.node(name)
+    with contextlib.suppress(OSError, ValueError):
+        with open(node.pid_file) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if os.fsencode(os.path.join(node.ssh_dir, "sshd_config")) in f.read():
+                os.kill(pid, signal.SIGTERM)
+                _wait_gone([pid], 5.0)
+
+
+def start_sshd(c: DemoCluster, name: str) -> None:
+    """Start a stopped node's sshd again (as :func:`up` started it)."""
+    node = c.node(name)
+    _start_sshd(node)
+    _wait_tcp(node.address, 22, START_TIMEOUT, what=f"sshd of {node.name}",
+              log=node.sshd_log)
 
 
 def _write_ssh_config(c: DemoCluster) -> None:

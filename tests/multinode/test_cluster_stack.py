@@ -8,9 +8,7 @@ containers, cgroups) is removed when the module ends, also on failure."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -19,50 +17,10 @@ import uuid
 
 import pytest
 
+sys.path.insert(0, os.path.dirname(__file__))
+from clusterenv import Cluster, _load, make  # noqa: E402
+
 pytestmark = [pytest.mark.root, pytest.mark.multinode]
-
-IMAGE = "stackctl/busybox:latest"
-
-
-class Cluster:
-    def __init__(self, demo, tmp) -> None:
-        self.demo = demo
-        self.dir = tmp
-        self.inventory = os.path.join(tmp, "nodes.yml")
-        self.stacks: list[str] = []
-
-    def ssh(self, node: str, *argv: str, input: bytes | None = None,
-            check: bool = True) -> subprocess.CompletedProcess:
-        p = subprocess.run(self.demo.ssh_command(node, *argv), input=input,
-                           capture_output=True, timeout=120)
-        if check and p.returncode != 0:
-            raise AssertionError(f"ssh {node} {argv}: {p.returncode} {p.stderr.decode()}")
-        return p
-
-    def cli(self, *argv: str, check: bool = True, timeout: float = 180,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        full = {**os.environ, "STACKCTL_WARM": "0", "STACKCTL_NODES": self.inventory,
-                **(env or {})}
-        p = subprocess.run([sys.executable, "-m", "stackctl", *argv], capture_output=True,
-                           text=True, timeout=timeout, env=full, cwd=self.dir)
-        if check and p.returncode != 0:
-            raise AssertionError(f"stackctl {argv}: {p.returncode}\n{p.stdout}\n{p.stderr}")
-        return p
-
-    def write_stack(self, text: str) -> str:
-        name = f"s{uuid.uuid4().hex[:6]}"
-        path = os.path.join(self.dir, f"{name}.yml")
-        with open(path, "w") as f:
-            f.write(f"name: {name}\n" + text)
-        self.stacks.append(path)
-        return path
-
-    def ps(self, path: str) -> list[dict]:
-        out = self.cli("ps", "-f", path, "--format", "json").stdout
-        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-
-    def address(self, node: str) -> str:
-        return self.demo.node(node).address
 
 
 @pytest.fixture(scope="module")
@@ -75,19 +33,7 @@ def cluster(tmp_path_factory):
     name = f"t{uuid.uuid4().hex[:6]}"
     d = demo.up(3, name=name, cluster_dir=os.path.join(tmp, "demo"), warm=False)
     try:
-        c = Cluster(d, tmp)
-        # one image, the same id on every node (as `up` will send it)
-        c.ssh("n1", "stackctl", "image", "build-busybox", "-q")
-        image = c.ssh("n1", "stackctl", "image", "save", IMAGE).stdout
-        for n in ("n2", "n3"):
-            c.ssh(n, "stackctl", "image", "load", "-q", input=image)
-        zones = {"n1": "a", "n2": "b", "n3": "b"}
-        with open(c.inventory, "w") as f:
-            f.write("nodes:\n")
-            for node in d.nodes:
-                f.write(f"  - name: {node.name}\n    url: ssh://root@{node.address}\n"
-                        f"    labels: {{zone: {zones[node.name]}}}\n"
-                        f"    identity: {d.client_key}\n    known_hosts: {d.known_hosts}\n")
+        c = make(d, tmp, {"n1": "a", "n2": "b", "n3": "b"})
         yield c
     finally:
         d2 = demo.DemoCluster.load(os.path.join(tmp, "demo"))
@@ -147,29 +93,6 @@ def test_spread_and_constraints_place_the_replicas_and_plan_explains_refusals(st
     p = c.cli("up", "-d", "--wait", "-f", path, check=False)
     assert p.returncode != 0
     assert "pinned.1: no suitable node" in p.stderr, p.stderr
-
-
-def _load(ips: list[str], port: int, seconds: float, out: dict) -> None:
-    stop = time.monotonic() + seconds
-    out.update(ok=0, failed=0, bodies={}, errors=[])
-
-    def worker(ip: str) -> None:
-        while time.monotonic() < stop:
-            try:
-                with urllib.request.urlopen(f"http://{ip}:{port}/", timeout=3) as r:
-                    body = r.read().decode().strip()
-                out["ok"] += 1
-                out["bodies"][body] = out["bodies"].get(body, 0) + 1
-            except Exception as exc:  # noqa: BLE001 - counted as a lost request
-                out["failed"] += 1
-                out["errors"].append(f"{ip}: {exc}")
-            time.sleep(0.01)
-
-    threads = [threading.Thread(target=worker, args=(ip,)) for ip in ips]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
 
 
 ROLL = """services:
