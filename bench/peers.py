@@ -86,7 +86,10 @@ def host_snapshot() -> Iterator[None]:
             if name.startswith(PEER_LINK_PREFIXES):
                 subprocess.run(["ip", "link", "delete", name], capture_output=True)
         for table in sorted(nft_tables() - before_tables):
-            subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True)
+            # stackctl's own tables (``ip stackctl_<hash>``) belong to the node that made them
+            # (maybe another run on this machine) and are removed by it, not here
+            if not table.split()[-1].startswith("stackctl"):
+                subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True)
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
             f.write(forward)
 
