@@ -198,7 +198,8 @@ class AgentAPI:
                     self.store.set_stack_files(stack["name"], files)
                 await manager.deploy(_param(p, "stack", dict, required=True),
                                      _param(p, "project_dir", str, ""),
-                                     _param(p, "options", dict, {}), progress)
+                                     _param(p, "options", dict, {}), progress,
+                                     registry_auth=_param(p, "registry_auth", dict, {}) or None)
             elif verb == "remove":
                 try:
                     await manager.remove(_param(p, "name", str, required=True),

@@ -341,6 +341,39 @@ class NodeOps:
             return None
         return dict(img.config.get("config") or {})
 
+    async def pull_image(self, ref: str, *, policy: str = "missing",
+                         auth: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Make ``ref`` present on this node as ``policy`` says, pulling it from its registry
+        (:func:`~stackctl.runtime.images.registry.policy.ensure_image`, docs/registry.md).
+        ``auth`` (``RegistryAuth.to_dict()``) is used for this pull only and never stored;
+        without it the node's own credentials are used (or none). Returns ``{"id", "pinned",
+        "node_ref", "pulled"}``. A ``repo:tag@sha256:...`` reference leaves ``repo:tag`` on
+        that very image, also when the digest was here already."""
+        from stackctl.runtime.images.registry.auth import RegistryAuth
+        from stackctl.runtime.images.registry.policy import ensure_image
+        from stackctl.runtime.images.registry.reference import parse_ref
+
+        creds = RegistryAuth.from_dict(auth) if auth else None
+        images = self.containers.images
+
+        def work() -> dict[str, Any]:
+            e = ensure_image(self.paths, ref, policy, creds)
+            r = parse_ref(ref)
+            if r.digest and r.local_tag:
+                try:
+                    current: str | None = images.resolve(r.local_tag).id
+                except NotFoundError:
+                    current = None
+                if current != e.image_id:
+                    images.tag(e.image_id, r.local_tag)
+            return {"id": e.image_id, "pinned": e.pinned, "node_ref": e.node_ref,
+                    "pulled": e.pulled}
+
+        out = await self._run(work)
+        if out["pulled"]:
+            self._event("image.pull", name=ref, image_id=out["id"])
+        return out
+
     async def build_image(self, context: str, *, dockerfile: str, tag: str,
                           args: dict[str, str], target: str | None,
                           log_line: Callable[[str], None] | None = None) -> str:

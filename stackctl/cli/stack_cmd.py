@@ -45,6 +45,9 @@ def _format_option(f):
 @click.option("--build", is_flag=True, help="Build images before starting containers.")
 @click.option("--pull", type=click.Choice(PULL_POLICIES), default=None,
               help='Pull image before running ("always"|"missing"|"never"|"build").')
+@click.option("--with-registry-auth", is_flag=True,
+              help="Send this machine's registry credentials (stackctl login, Docker's "
+                   "config.json) to the nodes for this deploy's pulls (never stored there).")
 @click.option("--remove-orphans", is_flag=True,
               help="Remove containers for services not defined in the stack file.")
 @click.option("--force-recreate", is_flag=True,
@@ -62,7 +65,8 @@ def _format_option(f):
 def up(stack: StackArgs, detach: bool, wait: bool, wait_timeout: float | None, build: bool,
        pull: str | None, remove_orphans: bool, force_recreate: bool, no_recreate: bool,
        no_start: bool, no_deps: bool, no_color: bool, fmt: str,
-       services: tuple[str, ...], rebalance: bool = False) -> None:
+       services: tuple[str, ...], rebalance: bool = False,
+       with_registry_auth: bool = False) -> None:
     """Create and start the stack's services (rolling updates for changed ones).
 
     Without -d, attaches to the logs of the stack's containers once deployed; Ctrl-C then
@@ -92,8 +96,11 @@ def up(stack: StackArgs, detach: bool, wait: bool, wait_timeout: float | None, b
 
         inv = selected_inventory()
         if inv is not None and any(not n.is_local for n in inv.nodes):
-            send_images(client, project, params, services, fmt, built=build)
-        run_stream(client, "stack.deploy", params, fmt, title=f"Running {project.name}",
+            send_images(client, project, params, services, fmt, built=build, pull=pull)
+        request = dict(params)
+        if with_registry_auth:
+            request["registry_auth"] = registry_credentials(project, services)
+        run_stream(client, "stack.deploy", request, fmt, title=f"Running {project.name}",
                    stack=project.name, services=services)
         if detach:
             return
@@ -102,13 +109,45 @@ def up(stack: StackArgs, detach: bool, wait: bool, wait_timeout: float | None, b
         attach_and_stop(client, project.name, services, colour=not no_color)
 
 
+def names_registry(ref: str) -> bool:
+    """Whether ``ref`` names its registry (``host.domain/...``, ``host:port/...``,
+    ``localhost/...``), as Docker tells a registry host from a Docker Hub namespace."""
+    first, sep, _ = ref.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
+def registry_credentials(project, services: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """``up --with-registry-auth``: this user's credentials (stackctl's auth.json, Docker's
+    config.json and credential helpers) for the registries of the stack's ``image:``s, as
+    ``{registry: RegistryAuth.to_dict()}``; the manager uses them for this deploy's pulls
+    only. A registry without stored credentials is left out (pulled anonymously)."""
+    from stackctl.runtime.images.registry.auth import CredentialStore
+    from stackctl.runtime.images.registry.reference import parse_ref
+
+    store = CredentialStore()
+    out: dict[str, dict[str, str]] = {}
+    for name, svc in project.stack.services.items():
+        if services and name not in services or not svc.image:
+            continue
+        try:
+            registry = parse_ref(svc.image).registry
+        except StackctlError:
+            continue
+        if registry not in out:
+            auth = store.get(registry)
+            if auth is not None:
+                out[registry] = auth.to_dict()
+    return out
+
+
 def send_images(client, project, params: dict[str, Any], services: tuple[str, ...],
-                fmt: str, *, built: bool) -> None:
+                fmt: str, *, built: bool, pull: str | None = None) -> None:
     """On a cluster: the images of this machine's store that the stack's tasks need go to
     the nodes the manager places those tasks on (only the layers a node lacks); services
     with a ``build:`` whose image is not here are built here first, as Compose builds where
     it runs. An image this machine does not have is left to the nodes (already there, or
-    pulled from its registry)."""
+    pulled from its registry), and so is one the nodes are to pull (``pull_policy: always``
+    or ``--pull always`` on an image named with its registry): each node pulls it itself."""
     from stackctl.cli.progress import renderer_for
     from stackctl.cli.remote import ssh_argv
     from stackctl.cli.stack_build import build_services, image_name
@@ -121,6 +160,10 @@ def send_images(client, project, params: dict[str, Any], services: tuple[str, ..
     wanted = {name: image_name(project.name, name, svc)
               for name, svc in project.stack.services.items()
               if not services or name in services}
+    for name in list(wanted):
+        svc = project.stack.services[name]
+        if svc.image and (pull or svc.pull_policy) == "always" and names_registry(svc.image):
+            del wanted[name]  # the nodes pull it from its registry
     if not built:
         missing = tuple(n for n, ref in wanted.items()
                         if getattr(project.stack.services[n], "build", None) is not None

@@ -40,6 +40,8 @@ from stackctl.spec.validate import build_stack
 
 LABEL_NETWORK = LABEL_PREFIX + "network"
 LABEL_VOLUME = LABEL_PREFIX + "volume"
+#: pull_policy values that pull only an image a node lacks (with a ``build:``: build it)
+PULL_IF_MISSING = ("missing", "if_not_present", "")
 #: how long a service_started gate waits for its dependency's containers to start
 STARTED_TIMEOUT = 60.0
 
@@ -133,14 +135,26 @@ def load_record(record: Mapping[str, Any], project_dir: str) -> Loaded:
 
 
 async def ensure_images(ctx: Ctx, progress: Progress, stack: Stack, project_dir: str,
-                        services: list[str], options: DeployOptions) -> dict[str, str]:
-    """The image id of each service, building what must be built (pull_policy)."""
+                        services: list[str], options: DeployOptions,
+                        registry_auth: Mapping[str, Mapping[str, str]] | None = None
+                        ) -> dict[str, str]:
+    """The image id of each service, building what must be built and pulling what must be
+    pulled (pull_policy; :func:`pull_service_image`). ``registry_auth``: registry host ->
+    ``RegistryAuth.to_dict()`` from ``up --with-registry-auth``, for this deploy's pulls
+    only (kept nowhere)."""
     assert stack.name
     ids: dict[str, str] = {}
     for name in services:
         s = stack.services[name]
         ref = image_ref(stack.name, name, s)
         policy = options.pull or s.pull_policy
+        if s.image and policy not in ("never", "build") and (
+                s.build is None or not (options.build or policy in PULL_IF_MISSING)):
+            pulled = await pull_service_image(ctx, progress, stack.name, name, ref, policy,
+                                              registry_auth)
+            if pulled is not None:
+                ids[name] = pulled
+                continue
         image_id = await ctx.node.image_id(ref)
         must_build = s.build is not None and (
             options.build or policy == "build" or image_id is None)
@@ -155,16 +169,16 @@ async def ensure_images(ctx: Ctx, progress: Progress, stack: Stack, project_dir:
                 args={k: v for k, v in b.args.items() if v is not None}, target=b.target)
             await progress(name, "build", "done", f"built {ref}")
         elif policy == "always":
-            raise StackctlError(f"service {name}: pull_policy always needs a registry, and "
-                                "stackctl cannot pull images yet",
-                                hint=f"build or load {ref} (`stackctl image load`), and use "
-                                "pull_policy missing or never")
+            raise StackctlError(f"service {name}: pull_policy always needs an image: "
+                                "in a registry to pull from",
+                                hint=f"name the image's registry in `image:`, or build or "
+                                f"load {ref} and use pull_policy missing or never")
         if image_id is None:
-            raise NotFoundError(f"service {name}: image {ref} is not on this node (stackctl "
-                                "cannot pull from a registry yet)",
+            raise NotFoundError(f"service {name}: image {ref} is not on this node "
+                                f"(pull_policy {policy})",
                                 hint=f"build it (`stackctl image build -t {ref} DIR` or a "
-                                "`build:` section) or load it (`stackctl image load -i "
-                                "FILE`)")
+                                "`build:` section), load it (`stackctl image load -i "
+                                "FILE`) or pull it (`stackctl pull`, or pull_policy missing)")
         if len(ctx.node.members) > 1:
             for node in service_nodes(ctx, stack.name, name) or []:
                 there = await ctx.node.image_id(ref, node=node)
@@ -182,6 +196,70 @@ async def ensure_images(ctx: Ctx, progress: Progress, stack: Stack, project_dir:
                         "mean: it sends that image to every node")
         ids[name] = image_id
     return ids
+
+
+async def pull_service_image(ctx: Ctx, progress: Progress, stack: str, service: str,
+                             ref: str, policy: str,
+                             registry_auth: Mapping[str, Mapping[str, str]] | None
+                             ) -> str | None:
+    """Pull ``ref`` as ``policy`` says (docs/registry.md, "up"): the manager resolves the
+    reference once (:meth:`~stackctl.node.interface.NodeClient.pull_image` on its own node,
+    which also gives the image's config), then every other node the service's tasks are
+    placed on pulls that very digest (``repo:tag@sha256:...``) itself, all at once, with
+    the forwarded credentials if any. Returns the image id, or None when nothing is to be
+    pulled (``missing`` and every node has the image; or an image built or loaded here,
+    never pulled: the caller then checks the nodes as before)."""
+    from stackctl.runtime.images.registry.reference import parse_ref
+
+    cluster = ctx.node
+    local = cluster.local if cluster.local in cluster.members else next(iter(cluster.members))
+    placed = service_nodes(ctx, stack, service)
+    targets = [n for n in (placed if placed is not None else [local])
+               if n not in cluster.down]
+    if policy in PULL_IF_MISSING:
+        have = [await cluster.image_id(ref, node=n) for n in targets]
+        if targets and all(have):
+            return None
+    try:
+        registry = parse_ref(ref).registry
+    except StackctlError:
+        return None  # not a registry reference: the caller says what is wrong
+    auth = dict((registry_auth or {}).get(registry) or {}) or None
+    multi = len(cluster.members) > 1
+
+    def failed(node: str, exc: StackctlError) -> StackctlError:
+        where = f"service {service}: node {node}: " if multi else f"service {service}: "
+        return type(exc)(where + exc.message, hint=exc.hint) \
+            if type(exc).__init__ is StackctlError.__init__ else \
+            StackctlError(where + exc.message, hint=exc.hint)
+
+    await progress(service, "pull", "started", f"pulling {ref} ({policy})")
+    try:
+        first = await cluster.member(local).pull_image(ref, policy=policy, auth=auth)
+    except StackctlError as exc:
+        raise failed(local, exc) from None
+    node_ref = str(first.get("node_ref") or "")
+    if not node_ref:
+        return None  # here, never pulled: other nodes need it sent (`up` from this machine)
+    others = sorted(set(targets) - {local})
+    errors: list[StackctlError] = []
+
+    async with trio.open_nursery() as nursery:
+        async def one(node: str) -> None:
+            try:
+                await cluster.member(node).pull_image(node_ref, policy="missing", auth=auth)
+            except StackctlError as exc:
+                errors.append(failed(node, exc))
+                nursery.cancel_scope.cancel()  # nothing is deployed: stop the other pulls
+
+        for node in others:
+            nursery.start_soon(one, node)
+    if errors:
+        raise errors[0]
+    where = f" on {', '.join(sorted({local, *others}))}" if multi else ""
+    await progress(service, "pull", "done", f"{ref} is {node_ref.rpartition('@')[2][:19]}"
+                   f"{where}")
+    return str(first["id"])
 
 
 def used_networks(stack: Stack, services: list[str]) -> list[str]:

@@ -239,9 +239,12 @@ class Manager:
     async def deploy(self, stack_json: Mapping[str, Any], project_dir: str,
                      options: Mapping[str, Any] | None, progress: ProgressFn | None, *,
                      objects_: Mapping[str, str] | None = None,
-                     environ: Mapping[str, str] | None = None) -> None:
+                     environ: Mapping[str, str] | None = None,
+                     registry_auth: Mapping[str, Mapping[str, str]] | None = None) -> None:
         """``up``: converge the node to ``stack_json``; raise :class:`DeployError` when a
-        service did not reach its desired state (with ``wait``) or an update failed."""
+        service did not reach its desired state (with ``wait``) or an update failed.
+        ``registry_auth`` (``up --with-registry-auth``): registry -> credentials for this
+        deploy's pulls only, held in memory and never stored."""
         stack, graph = load_stack(stack_json, project_dir)
         opts = DeployOptions.from_json(options)
         new = self._loaded(Loaded(stack, graph, project_dir))
@@ -254,7 +257,7 @@ class Manager:
             await self.place(new, await observe(self.ctx, name))
             new.image_ids = await self._image_ids(new)
             new.image_ids.update(await ensure_images(self.ctx, prog, stack, project_dir,
-                                                     selected, opts))
+                                                     selected, opts, registry_auth))
             contents = self._contents(new, objects_, environ)
             new.digests = {ref: content_digest(v) for ref, v in contents.items()}
             rollback_to = old

@@ -188,6 +188,9 @@ class NodeClient(Protocol):
     async def build_image(self, context: str, *, dockerfile: str, tag: str,
                           args: dict[str, str], target: str | None) -> str: ...
 
+    async def pull_image(self, ref: str, *, policy: str = "missing",
+                         auth: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
     # serving state: VIPs and published ports
     async def set_serving(self, container_id: str, serving: bool) -> None: ...
 

@@ -170,6 +170,13 @@ class LocalNode:
         return await self.ops.build_image(context, dockerfile=dockerfile, tag=tag, args=args,
                                           target=target)
 
+    async def pull_image(self, ref: str, *, policy: str = "missing",
+                         auth: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Make ``ref`` present here as ``policy`` says, pulling it from its registry
+        (:meth:`~stackctl.agent.nodeops.NodeOps.pull_image`); ``auth`` is for this pull
+        only."""
+        return await self.ops.pull_image(ref, policy=policy, auth=auth)
+
     # -- serving state -----------------------------------------------------------------------
 
     async def set_serving(self, container_id: str, serving: bool) -> None:

@@ -22,6 +22,7 @@ from stackctl.scheduler.observed import ContainerInfo
 
 CALL_TIMEOUT = 60.0
 CREATE_TIMEOUT = 300.0  # a create may copy an image's content into a new volume
+PULL_TIMEOUT = 1800.0  # a pull downloads an image (bounded per request by the registry client)
 
 
 #: the requests that change the node: they carry the manager's fencing token
@@ -118,6 +119,14 @@ class RemoteNode:
 
     async def image_config(self, ref: str) -> dict[str, Any] | None:
         return await self._call("node.image.config", {"ref": ref})
+
+    async def pull_image(self, ref: str, *, policy: str = "missing",
+                         auth: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The node pulls ``ref`` itself; ``auth`` travels with this request only."""
+        params: dict[str, Any] = {"ref": ref, "policy": policy}
+        if auth:
+            params["auth"] = dict(auth)
+        return await self._call("node.image.pull", params, timeout=PULL_TIMEOUT)
 
     async def build_image(self, context: str, *, dockerfile: str, tag: str,
                           args: dict[str, str], target: str | None) -> str:

@@ -177,6 +177,9 @@ def node_methods(node: LocalNode, fence: Fence | None = None) -> dict[str, Metho
         "node.volume.remove": m(node.remove_volume, "name"),
         "node.image.id": m(node.image_id, "ref"),
         "node.image.config": m(node.image_config, "ref"),
+        "node.image.pull": Method(lambda req: node.pull_image(
+            _str(req.params, "ref"), policy=_str(req.params, "policy", default="missing"),
+            auth=req.params.get("auth") if isinstance(req.params.get("auth"), dict) else None)),
         "node.serving.set": Method(on_container(
             lambda p, cid: node.set_serving(cid, bool(p.get("serving"))))),
         "node.service.publish": Method(lambda req: node.publish_service(

@@ -97,6 +97,10 @@ class FakeNode:
         self.volumes: dict[str, dict] = {}
         self.log: list[tuple] = []
         self.builds: list[dict] = []
+        #: a fake registry: ref (``repo:tag`` or ``repo@digest``) -> (digest, image id); a
+        #: ref mapped to an exception instance raises it; ``pulls`` logs (ref, policy, auth)
+        self.registry: dict[str, Any] = {}
+        self.pulls: list[tuple[str, str, dict | None]] = []
         self.fail_create: set[str] = set()  # image refs whose create fails
         self.create_delay = 0.0
         self.start_delay = 0.0
@@ -214,6 +218,32 @@ class FakeNode:
         await trio.lowlevel.checkpoint()
         c = self._get(cid)
         return {"Id": c.id, "Name": c.name, "State": {"Status": c.state}}
+
+    async def pull_image(self, ref, *, policy="missing", auth=None):
+        """As NodeOps.pull_image, against :attr:`registry`."""
+        await trio.lowlevel.checkpoint()
+        self.pulls.append((ref, policy, auth))
+        name, _, digest = ref.partition("@")
+        present = self.images.get(name) if not digest else next(
+            (i for d, i in self.registry.values() if d == digest and i in self.images.values()),
+            None)
+        if present is not None and policy != "always":
+            known = next((d for d, i in self.registry.values() if i == present), "")
+            return {"id": present, "pinned": "", "node_ref": f"{name}@{known}" if known else "",
+                    "pulled": False}
+        if policy in ("never", "build"):
+            raise NotFoundError(f"image {ref} is not on this node and pull_policy is {policy}")
+        entry = self.registry.get(ref) if not digest else next(
+            (v for v in self.registry.values() if not isinstance(v, Exception) and v[0] == digest),
+            None)
+        if entry is None:
+            raise NotFoundError(f"pull {ref}: repository {name} not found")
+        if isinstance(entry, Exception):
+            raise entry
+        got_digest, image_id = entry
+        self.images[name] = image_id
+        return {"id": image_id, "pinned": f"{name.rpartition(':')[0]}@{got_digest}",
+                "node_ref": f"{name}@{got_digest}", "pulled": True}
 
     async def build_image(self, context, *, dockerfile, tag, args, target):
         await trio.lowlevel.checkpoint()
