@@ -462,6 +462,8 @@ def resources_of(opts: RunOptions) -> Resources:
     from them before the image is looked at)."""
     if opts.cpus is not None:
         check_cpus(opts.cpus)
+    if opts.pids_limit is not None and not -(2**63) <= opts.pids_limit <= MAX_BYTES:
+        raise UsageError(f"invalid --pids-limit {opts.pids_limit}: out of range")
     memory = parse_bytes(opts.memory, "--memory")
     if memory is not None and memory < 6 * 1024 * 1024:
         raise UsageError("minimum memory limit allowed is 6MB")
@@ -581,6 +583,8 @@ def build_plan(
 
         seccomp_profile = load_profile_file(posixpath.join(cwd, sec.seccomp_path))
     stop_timeout = opts.stop_timeout if opts.stop_timeout is not None else DEFAULT_STOP_TIMEOUT
+    if not -(2**31) <= stop_timeout < 2**31:  # Docker's StopTimeout is an int
+        raise UsageError(f"invalid --stop-timeout {stop_timeout}: out of range")
 
     spec = ContainerSpec(
         id=container_id,

@@ -104,3 +104,8 @@ def test_bad_sizes_are_usage_errors(value):
 def test_bad_ulimits_are_usage_errors(value):
     with pytest.raises(UsageError):
         ic.parse_ulimit(value)
+
+
+@pytest.mark.parametrize("kw", [{"pids_limit": 10**23}, {"stop_timeout": 10**23}])
+def test_integers_past_their_range_are_refused(kw):
+    assert "out of range" in refused(**kw)
