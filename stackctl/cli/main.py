@@ -156,6 +156,12 @@ def main(argv: list[str] | None = None) -> None:
         code = fast_run(args[1:])  # None: not a plain run, click parses it
         if code is not None:
             sys.exit(code)
+    if args[:1] == ["config"]:
+        from stackctl.cli.config_fast import fast_config
+
+        code = fast_config(args[1:])  # None: not a plain config, click parses it
+        if code is not None:
+            sys.exit(code)
     import click
 
     from stackctl.cli.common import print_error

@@ -1,0 +1,76 @@
+"""``stackctl config`` without click (stackctl/cli/config_fast.py): which command lines the
+fast path takes, and that it prints what the click command prints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from stackctl.cli.config_fast import parse_fast_args
+
+STACK = """services:
+  web:
+    image: nginx
+    ports: ["8080:80"]
+  db:
+    image: postgres
+    profiles: [debug]
+volumes:
+  data: {}
+"""
+
+
+def test_plain_forms_are_parsed():
+    o = parse_fast_args(["-q", "-f", "a.yml", "--file", "b.yml", "-p", "shop",
+                         "--profile", "x", "--format", "json", "--services"])
+    assert o == {"files": ["a.yml", "b.yml"], "profiles": ["x"], "env_files": [],
+                 "fmt": "json", "quiet": True, "project_name": "shop", "services": True}
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"], ["-h"], ["-qf", "a.yml"], ["--file=a.yml"], ["-f"], ["-f", "-"],
+    ["--format", "toml"], ["-o", "out.yml"], ["extra"], ["--quiet", "--bogus"],
+])
+def test_anything_else_goes_to_click(args):
+    assert parse_fast_args(args) is None
+
+
+def _run(args, cwd):
+    code = "import sys; from stackctl.cli.main import main; sys.argv = ['stackctl'] + sys.argv[1:]; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
+                          text=True)
+
+
+@pytest.mark.parametrize("extra", [[], ["--format", "json"], ["--services"], ["--volumes"],
+                                   ["--profiles"], ["--profile", "debug"], ["-q"]])
+def test_same_output_as_click(tmp_path, extra):
+    (tmp_path / "stack.yml").write_text(STACK)
+    fast = _run(["config", "-f", "stack.yml", "-p", "shop", *extra], tmp_path)
+    # `--project-name=shop` is not a fast form: the same command through click
+    slow = _run(["config", "-f", "stack.yml", "--project-name=shop", *extra], tmp_path)
+    assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout,
+                                                           slow.stderr)
+    assert fast.returncode == 0
+
+
+def test_errors_as_click_gives_them(tmp_path):
+    (tmp_path / "stack.yml").write_text("services:\n  web:\n    image: 5\n    ports: [x]\n")
+    fast = _run(["config", "-q", "-f", "stack.yml"], tmp_path)
+    slow = _run(["config", "-q", "--file=stack.yml"], tmp_path)
+    assert fast.returncode == slow.returncode == 2
+    assert fast.stderr == slow.stderr and "stack.yml:4" in fast.stderr
+    missing = _run(["config", "-f", "nope.yml"], tmp_path)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ")
+
+
+def test_fast_path_does_not_import_click(tmp_path):
+    (tmp_path / "stack.yml").write_text(STACK)
+    code = ("import sys; from stackctl.cli.main import main\n"
+            "sys.argv = ['stackctl', 'config', '-q', '-f', 'stack.yml']\n"
+            "try:\n    main()\nexcept SystemExit as e:\n"
+            "    assert e.code == 0, e.code\n    print('click' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert out.stdout.strip() == "False", out.stderr
