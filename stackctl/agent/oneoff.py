@@ -106,6 +106,11 @@ async def create_oneoff(ctx: Any, params: dict[str, Any]) -> tuple[str, str | No
         raise UsageError("parameter 'name' must be a string")
     placed = service_nodes(ctx, name, service)
     node = placed[0] if placed else None
+    if getattr(ctx, "overlay", None) is not None:  # overlay networks: the manager's address
+        import types
+
+        ctx.overlay.prepare(name, "", node, types.SimpleNamespace(
+            opts=opts, networks=networks, endpoint_mode=req.endpoint_mode), oneoff=True)
     cid = await ctx.node.create_container(opts, node=node, name=cname, networks=networks,
                                           ports=[], service="",
                                           endpoint_mode=req.endpoint_mode, health=None)

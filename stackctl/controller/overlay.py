@@ -341,9 +341,13 @@ class Overlay:
 
     # -- tasks -------------------------------------------------------------------------------
 
-    def prepare(self, stack: str, service: str, node: str | None, req: Any) -> None:
+    def prepare(self, stack: str, service: str, node: str | None, req: Any, *,
+                oneoff: bool = False) -> None:
         """Give each overlay attachment of a task's request its address (recorded with the
-        task's names), unless the stack asked for one (checked free)."""
+        task's names), unless the stack asked for one (checked free). ``oneoff``: a
+        ``run`` task — the reconcile loop does not observe those, so its address is kept
+        until the stack goes (and other nodes get no entries for it: it reaches the
+        replicas of its own node only)."""
         task_id = req.opts.labels.get("com.stackctl.task-id", "")
         changed = False
         for att in req.networks:
@@ -359,7 +363,7 @@ class Overlay:
             rec["addresses"][ip] = {"owner": task_id, "node": node or "", "service": service,
                                     "names": list(att.aliases),
                                     "endpoint_mode": getattr(req, "endpoint_mode", "vip"),
-                                    "at": self.clock()}
+                                    "at": self.clock(), **({"oneoff": True} if oneoff else {})}
             att.ipv4_address = ip
             changed = True
         if changed:
@@ -376,7 +380,7 @@ class Overlay:
                 continue
             for ip, a in list(rec["addresses"].items()):
                 owner = a.get("owner", "")
-                if owner.startswith("node:") or owner in tasks:
+                if owner.startswith("node:") or owner in tasks or a.get("oneoff"):
                     continue
                 if now - float(a.get("at", 0)) > ALLOC_GRACE:
                     del rec["addresses"][ip]
