@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from stackctl.agent.supervisor import Supervisor
 
 LOG_POLL = 0.1  # seconds between reads of a followed log file
-STACK_STREAMS = ("deploy", "remove", "scale", "rollback", "stop", "start", "restart")
+STACK_STREAMS = ("deploy", "remove", "scale", "rollback", "stop", "start", "restart", "kill",
+                 "rm")
 
 
 def _param(params: dict[str, Any], key: str, kind: type | tuple, default: Any = None, *,
@@ -214,6 +215,14 @@ class AgentAPI:
             elif verb == "rollback":
                 await manager.rollback(_param(p, "name", str, required=True),
                                        _param(p, "services", list, []), progress)
+            elif verb == "kill":  # the signalled ids
+                return await manager.kill(_param(p, "name", str, required=True),
+                                          _param(p, "services", list, []),
+                                          _param(p, "signal", str, "SIGKILL"), progress)
+            elif verb == "rm":  # the removed ids (containers that are not running)
+                return await manager.remove_stopped(_param(p, "name", str, required=True),
+                                                    _param(p, "services", list, []),
+                                                    _param(p, "volumes", bool, False), progress)
             else:  # stop | start | restart
                 await getattr(manager, verb)(_param(p, "name", str, required=True),
                                              _param(p, "services", list, []),

@@ -22,6 +22,7 @@ _S = "stackctl.cli.stack_cmd"
 _V = "stackctl.cli.stack_scoped"  # the container verbs, plus --file/-p for a stack's services
 _X = "stackctl.cli.container_extra_cmd"
 _I = "stackctl.cli.image_cmd"
+_M = "stackctl.cli.stack_scoped_more"  # kill, rm, wait, pause, port, images: also -f/-p
 COMMANDS: dict[str, tuple[str, str]] = {
     # stack verbs
     "config": ("stackctl.cli.config_cmd:config", "Validate a stack file and print it normalized."),
@@ -39,11 +40,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stop": (f"{_V}:stop", "Stop one or more running containers."),
     "start": (f"{_V}:start", "Start one or more stopped containers."),
     "restart": (f"{_V}:restart", "Restart one or more containers."),
-    "kill": (f"{_C}:kill", "Kill one or more running containers."),
-    "rm": (f"{_C}:rm", "Remove one or more containers."),
+    "kill": (f"{_M}:kill", "Kill one or more running containers."),
+    "rm": (f"{_M}:rm", "Remove one or more containers."),
     "top": (f"{_V}:top", "Display the running processes of a container."),
     "inspect": (f"{_C}:inspect", "Return low-level information on containers or images."),
-    "wait": (f"{_C}:wait", "Block until containers stop, then print their exit codes."),
+    "wait": (f"{_M}:wait", "Block until containers stop, then print their exit codes."),
     "stats": (f"{_C}:stats", "Display resource usage of containers."),
     "events": (f"{_V}:events", "Stream events of stacks' containers."),
     # more container verbs (docker-like; stackctl/cli/container_extra_cmd.py, system_cmd.py)
@@ -53,16 +54,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cp": (f"{_X}:cp", "Copy files/folders between a container and the local filesystem."),
     "diff": (f"{_X}:diff", "Inspect changes to files or directories on a container's filesystem."),
     "export": (f"{_X}:export", "Export a container's filesystem as a tar archive."),
-    "port": (f"{_X}:port", "List port mappings or a specific mapping for the container."),
-    "pause": (f"{_X}:pause", "Pause all processes within one or more containers."),
-    "unpause": (f"{_X}:unpause", "Unpause all processes within one or more containers."),
+    "port": (f"{_M}:port", "List port mappings or a specific mapping for the container."),
+    "pause": (f"{_M}:pause", "Pause all processes within one or more containers."),
+    "unpause": (f"{_M}:unpause", "Unpause all processes within one or more containers."),
     "rename": (f"{_X}:rename", "Rename a container."),
     "update": (f"{_X}:update", "Update configuration of one or more containers."),
     "info": ("stackctl.cli.system_cmd:info", "Display system-wide information."),
     "version": ("stackctl.cli.system_cmd:version", "Show the stackctl version information."),
     # image shortcuts (aliases of `image ...`, as docker's)
     "build": (f"{_I}:build", "Build an image from a Dockerfile (image build)."),
-    "images": (f"{_I}:ls", "List images (image ls)."),
+    "images": (f"{_M}:images", "List images (image ls)."),
     "rmi": (f"{_I}:rm", "Remove one or more images (image rm)."),
     "tag": (f"{_I}:tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE (image tag)."),
     "save": (f"{_I}:save", "Save one or more images to a tar archive (image save)."),

@@ -54,6 +54,10 @@ log = logging.getLogger("stackctl.controller")
 #: the reconcile loop's periodic tick (events trigger it sooner)
 TICK = 5.0
 STATUS_STOPPED = "stopped"
+#: signals whose default action does not end a process (``kill -s`` with one of them is
+#: not a stop: the service stays healed)
+_SIGNALS_THAT_DO_NOT_END = frozenset({"CHLD", "CONT", "URG", "WINCH", "STOP", "TSTP", "TTIN",
+                                      "TTOU", "0"})
 #: a deploy ended half-way (Ctrl-C, a client that hung up, an error of the node): the stack
 #: is held as it was left until the next ``up`` (docs/controller.md, "Cancellation")
 STATUS_INTERRUPTED = "interrupted"
@@ -523,6 +527,67 @@ class Manager:
                       timeout: float | None = None, progress: ProgressFn | None = None) -> None:
         await self.stop(name, services, timeout, progress)
         await self.start(name, services, timeout, progress)
+
+    # -- kill and rm (the stack verbs `kill` and `rm`, as `docker compose` has them) ----------
+
+    def _mark_stopped(self, name: str, status: str, services, names: list[str]) -> None:
+        """Record the services as stopped by the user (as ``stop`` does): the reconcile loop
+        leaves them alone until ``start`` or ``up``."""
+        stopped = self._stopped(status)
+        stopped = {"*"} if not services or "*" in stopped else (stopped | set(names))
+        self._status(name, (STATUS_STOPPED if "*" in stopped
+                            else f"{STATUS_STOPPED}: {','.join(sorted(stopped))}")
+                     + (HELD_SUFFIX if self._held(status) else ""))
+
+    async def kill(self, name: str, services: list[str] | tuple[str, ...] = (),
+                   signal: str = "SIGKILL", progress: ProgressFn | None = None) -> list[str]:
+        """Send ``signal`` to the services' running containers. A signal that ends a process
+        counts as a stop by the user (Docker does not restart a container it was told to
+        kill): the services are not healed back until ``start`` or ``up``. The ids
+        signalled."""
+        prog = Progress(name, progress, self.ctx.wall)
+        current, _, status = self._current(name)
+        names = self._names(current, services)
+        done: list[str] = []
+        async with self._lock(name):
+            if signal.upper().removeprefix("SIG") not in _SIGNALS_THAT_DO_NOT_END:
+                self._mark_stopped(name, status, services, names)
+            observed = await observe(self.ctx, name)
+            for svc in names:
+                for so in (observed.services[svc].slots.values()
+                           if svc in observed.services else ()):
+                    for c in so.containers:
+                        if c.running:
+                            await prog(svc, "kill", "started", signal, slot=so.slot,
+                                       container=c.id)
+                            await self.ctx.node.kill_container(c.id, signal)
+                            await prog(svc, "kill", "done", "", slot=so.slot, container=c.id)
+                            done.append(c.id)
+        return done
+
+    async def remove_stopped(self, name: str, services: list[str] | tuple[str, ...] = (),
+                             volumes: bool = False, progress: ProgressFn | None = None
+                             ) -> list[str]:
+        """Remove the services' containers that are not running (``rm``); the services count
+        as stopped by the user, so nothing creates them again behind the user's back (``up``
+        does). The ids removed."""
+        prog = Progress(name, progress, self.ctx.wall)
+        current, _, status = self._current(name)
+        names = self._names(current, services)
+        done: list[str] = []
+        async with self._lock(name):
+            observed = await observe(self.ctx, name)
+            gone = [(svc, so.slot, c) for svc in names if svc in observed.services
+                    for so in observed.services[svc].slots.values()
+                    for c in so.containers if not c.running]
+            if gone:
+                self._mark_stopped(name, status, services, sorted({g[0] for g in gone}))
+            for svc, slot, c in gone:
+                await prog(svc, "remove", "started", "", slot=slot, container=c.id)
+                await self.ctx.node.remove_container(c.id, volumes=volumes)
+                await prog(svc, "remove", "done", "", slot=slot, container=c.id)
+                done.append(c.id)
+        return done
 
     @staticmethod
     def _names(loaded: Loaded, services) -> list[str]:

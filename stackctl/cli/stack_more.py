@@ -1,0 +1,228 @@
+"""More container verbs scoped to a stack, as ``docker compose`` has them: ``kill``, ``rm``,
+``pause``/``unpause``, ``port``, ``images``, ``wait`` (``create`` and ``build`` are in
+:mod:`stackctl.cli.stack_scoped_more`, on top of ``up`` and the builder).
+
+Plain functions, as in :mod:`stackctl.cli.stack_verbs`: they ask the agent what belongs to the
+stack (``stack.ps``) and act on it. What the controller must know goes through the agent —
+``kill`` (``stack.kill``) and ``rm`` (``stack.rm``) mark the services stopped by the user, as
+``stop`` does, so the reconcile loop does not heal them straight back. ``pause``/``unpause``
+act on the runtime directly (a paused container counts as running: nothing heals it); a
+container on another node of the cluster is reached over ssh, as ``exec`` and ``top`` do.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from stackctl.cli.stack_options import StackArgs
+from stackctl.cli.stack_verbs import _agent, _name, containers, parse_target, require_deployed
+from stackctl.errors import StackctlError, UsageError
+
+
+def _oneoff(c: dict[str, Any]) -> bool:
+    return (c.get("labels") or {}).get("com.stackctl.oneoff") == "true"
+
+
+def _stream(client, verb: str, name: str, services: Sequence[str], **params: Any) -> None:
+    from stackctl.cli.stack_common import run_stream
+
+    run_stream(client, f"stack.{verb}", {"name": name, "services": list(services), **params},
+               "text", title=f"{verb.capitalize()} {name}", stack=name,
+               services=tuple(services))
+
+
+def stack_kill(stack: StackArgs, services: Sequence[str], *, signal: str = "SIGKILL") -> None:
+    """``kill -f FILE [-s SIGNAL] [SERVICE...]``: signal the services' running containers
+    (through the agent, on whichever node runs them)."""
+    name = _name(stack)
+    sig = signal.upper()
+    if not sig.isdigit() and not sig.startswith("SIG"):
+        sig = "SIG" + sig
+    with _agent() as client:
+        _stream(client, "kill", name, services, signal=sig)
+
+
+def stack_rm(stack: StackArgs, services: Sequence[str], *, force: bool = False,
+             stop: bool = False, volumes: bool = False) -> None:
+    """``rm -f FILE [-f] [-s] [-v] [SERVICE...]``: remove the services' stopped containers
+    (``-s``: stop them first); asks first unless ``-f``, as Compose does."""
+    name = _name(stack)
+    with _agent() as client:
+        if stop:
+            _stream(client, "stop", name, services, timeout=None)
+        found = [c for c in containers(client, name, services, all_=True)
+                 if c.get("state") not in ("running", "paused", "restarting") and not _oneoff(c)]
+        if not found:
+            click.echo("No stopped containers", err=True)
+            return
+        if not force:
+            click.echo("Going to remove " + ", ".join(c.get("name", "") for c in found),
+                       err=True)
+            if not click.confirm("Are you sure?", default=False, err=True):
+                return
+        _stream(client, "rm", name, services, volumes=volumes)
+
+
+def _pause_one(c: dict[str, Any], verb: str) -> bool:
+    """Pause or unpause one container, here or on its node; whether it changed."""
+    from stackctl.cli.remote import remote_node, ssh_argv
+
+    where = remote_node(c.get("node"))
+    if where is not None:
+        import subprocess
+
+        return subprocess.run(ssh_argv(where, [verb, c["id"]]), capture_output=True).returncode == 0
+    from stackctl.cli.common import manager
+    from stackctl.errors import ConflictError, NotFoundError
+    from stackctl.runtime import container_ops
+
+    try:
+        getattr(container_ops, verb)(manager(), c["id"])
+    except (ConflictError, NotFoundError):
+        return False  # not running (pause) / not paused (unpause), or gone meanwhile
+    return True
+
+
+def stack_pause(stack: StackArgs, services: Sequence[str], *, verb: str = "pause") -> None:
+    """``pause|unpause -f FILE [SERVICE...]``: freeze (thaw) the services' running
+    containers; one ``Container NAME  Paused`` line per container on stderr, as Compose."""
+    name = _name(stack)
+    with _agent() as client:
+        found = [c for c in containers(client, name, services) if not _oneoff(c)]
+        if not found and not containers(client, name, services, all_=True):
+            require_deployed(client, name)
+    done = "Paused" if verb == "pause" else "Unpaused"
+    for c in found:
+        if _pause_one(c, verb):
+            click.echo(f" Container {c.get('name', c['id'][:12])}  {done}", err=True)
+
+
+def published(ports: Any, target: int, proto: str) -> str | None:
+    """``HOST_IP:PORT`` a container's ``target/proto`` is published on (pure), from the port
+    list the agent reports (``stack.ps``), or None."""
+    if isinstance(ports, dict):  # Docker's NetworkSettings.Ports form
+        for b in ports.get(f"{target}/{proto}") or []:
+            return f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}"
+        return None
+    for p in ports or []:
+        if not isinstance(p, dict):
+            continue
+        t = p.get("target") or p.get("container_port") or p.get("port")
+        pub = p.get("published") or p.get("host_port")
+        if str(t) == str(target) and (p.get("protocol") or "tcp") == proto and pub:
+            return f"{p.get('host_ip') or p.get('ip') or '0.0.0.0'}:{pub}"
+    return None
+
+
+def stack_port(stack: StackArgs, service: str, private_port: str, *, index: int = 1,
+               protocol: str = "tcp") -> None:
+    """``port -f FILE SERVICE PRIVATE_PORT [--index N] [--protocol P]``: the public
+    ``HOST_IP:PORT`` of that port of slot N of the service (Compose's output: one line)."""
+    from stackctl.cli.stack_verbs import resolve
+
+    port, _, proto = private_port.partition("/")
+    proto = proto or protocol
+    if not port.isdigit() or proto not in ("tcp", "udp", "sctp"):
+        raise UsageError(f"invalid port {private_port!r}: PRIVATE_PORT is a number, "
+                         "optionally /tcp, /udp or /sctp")
+    svc, slot = parse_target(service)
+    target = svc if "." in service else f"{svc}.{index}"
+    name = _name(stack)
+    with _agent() as client:
+        c = resolve(client, name, target)
+    where = published(c.get("ports"), int(port), proto)
+    if where is None:
+        raise StackctlError(f"no port {port}/{proto} for container {c.get('name')}: "
+                            "it is not published")
+    click.echo(where)
+
+
+IMAGES_HEADERS = ("CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE")
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``busybox:1.36`` -> (busybox, 1.36); a port in the registry is not a tag (pure)."""
+    if "@" in ref:
+        return ref.split("@", 1)[0], "<none>"
+    repo, colon, tag = ref.rpartition(":")
+    if colon and "/" not in tag:
+        return repo, tag
+    return ref, "latest"
+
+
+def stack_images(stack: StackArgs, services: Sequence[str], *, quiet: bool = False,
+                 fmt: str = "table") -> None:
+    """``images -f FILE [-q] [--format table|json] [SERVICE...]``: the image of each of the
+    stack's containers, as ``docker compose images`` lists them."""
+    from stackctl.cli.format import table
+    from stackctl.paths import default_paths
+    from stackctl.runtime.images import view
+    from stackctl.runtime.images.store import ImageStore
+
+    name = _name(stack)
+    with _agent() as client:
+        found = containers(client, name, services, all_=True)
+        if not found:
+            require_deployed(client, name)
+    store = ImageStore(default_paths().images)
+    rows = []
+    for c in found:
+        ref = c.get("image") or ""
+        repo, tag = split_ref(ref)
+        try:
+            img = store.resolve(ref)
+            shown = view.ls_rows([img])[0]
+            image_id, size, full = shown["ID"], shown["Size"], img.id
+        except StackctlError:  # an image on another node only
+            image_id = size = full = ""
+        rows.append({"ContainerName": c.get("name", ""), "Repository": repo, "Tag": tag,
+                     "ID": full, "ShortID": image_id, "Size": size})
+    if quiet:
+        for r in dict.fromkeys(r["ID"] for r in rows if r["ID"]):
+            click.echo(r)
+    elif fmt == "json":
+        click.echo(json.dumps([{k: r[k] for k in ("ContainerName", "Repository", "Tag", "ID",
+                                                   "Size")} for r in rows]))
+    else:
+        click.echo(table(IMAGES_HEADERS, [[r["ContainerName"], r["Repository"], r["Tag"],
+                                           r["ShortID"], r["Size"]] for r in rows]))
+
+
+def stack_wait(stack: StackArgs, services: Sequence[str], *, down_project: bool = False) -> None:
+    """``wait -f FILE SERVICE...``: block until the services' containers stop; print each
+    one's exit code (as ``docker wait``); ``--down-project`` then runs ``down``."""
+    from stackctl.cli.remote import remote_node, ssh_argv
+
+    name = _name(stack)
+    with _agent() as client:
+        found = [c for c in containers(client, name, services, all_=True) if not _oneoff(c)]
+        if not found:
+            require_deployed(client, name)
+    codes = []
+    for c in found:
+        where = remote_node(c.get("node"))
+        if where is not None:
+            import subprocess
+
+            out = subprocess.run(ssh_argv(where, ["wait", c["id"]]), capture_output=True,
+                                 text=True)
+            code = int(out.stdout.strip() or 1) if out.returncode == 0 else 1
+        else:
+            from stackctl.cli.common import manager
+
+            code = manager().wait(c["id"])
+        codes.append(code)
+        click.echo(str(code))
+        sys.stdout.flush()
+    if down_project:
+        with _agent() as client:
+            from stackctl.cli.stack_common import run_stream
+
+            run_stream(client, "stack.remove", {"name": name, "volumes": False,
+                                                "remove_orphans": False}, "text",
+                       title=f"Removing {name}", stack=name)
