@@ -320,3 +320,78 @@ def svg_chart(title: str, groups: Sequence[Group]) -> str:
 
 def _esc(text: str) -> str:
     return html.escape(text, quote=True)
+
+
+# --- bench/RESULTS.md -----------------------------------------------------------------------
+
+def results_markdown(state: dict, benches: Sequence[tuple[str, str, str]]) -> str:
+    """The page scripts/bench writes: the run (machine, date, commit, command), the targets
+    met or not, then per benchmark its chart, tables and notes. ``state`` is bench/results.json
+    (``run`` and ``entries`` by name); ``benches`` the (name, title, what) to show, in order."""
+    run, entries = state.get("run", {}), state.get("entries", {})
+    m = run.get("machine", {})
+    out = ["# Benchmark results", "",
+           "Written by `scripts/bench` (bench/suite.py); do not edit by hand. Every row is "
+           "stackctl or a peer measured on this machine in the same run; a ratio column is "
+           "the row's median over that peer's (below 1.00x: faster or smaller than the peer; "
+           "for throughput, higher is better).", "",
+           f"- command: `{run.get('command', 'scripts/bench')}`"
+           + (f" ({_duration(run['seconds'])})" if run.get("seconds") else ""),
+           f"- date: {run.get('date', '?')}; commit: {run.get('commit', '?')}",
+           f"- machine: {m.get('cores', '?')} cores ({m.get('cpu', '?')}), {m.get('memory', '?')}"
+           f" memory, kernel {m.get('kernel', '?')}, cgroups {m.get('cgroups', '?')}, "
+           f"{m.get('os', '?')}, Python {m.get('python', '?')}"]
+    if run.get("peers"):
+        out.append(f"- peers: {', '.join(run['peers'])}")
+    for reason in run.get("missing", []):
+        out.append(f"- peer {reason}")
+    if run.get("load"):
+        load = run["load"]
+        out.append(f"- load average (1/5/15 min) at start {load[0]}/{load[1]}/{load[2]}, at end "
+                   f"{load[3]}/{load[4]}/{load[5]}: the machine is shared with other work, so "
+                   "wall times carry its noise; medians and ratios within one run are the "
+                   "figures to read")
+    if "--quick" in run.get("command", ""):
+        out.append("- a **quick** run: few iterations per row (p95 of 1–5 samples is close to "
+                   "the maximum). `scripts/bench` without `--quick` runs the full counts.")
+    results = {name: Result.from_json(e["result"]) for name, e in entries.items()
+               if e.get("result")}
+    out += ["", "## Targets", "",
+            "The targets earlier issues set, as measured in this run:", "",
+            targets_table(verdicts(results)), ""]
+    for name, title, what in benches:
+        e = entries.get(name)
+        if e is None:
+            continue
+        out += [f"## {title}", "", f"{what}.", ""]
+        meta = [f"`{e['command']}`"] if e.get("command") else []
+        meta += [f"{e.get('mode', '?')} run, {e.get('date', '?')}"]
+        if e.get("seconds"):
+            meta.append(f"took {_duration(e['seconds'])}")
+        out += ["; ".join(meta) + ".", ""]
+        r = results.get(name)
+        if r is None:
+            out += [f"Not measured: {e.get('skipped', 'no result')}.", ""]
+            if e.get("output"):
+                out += ["<details><summary>its output</summary>", "", "```",
+                        e["output"], "```", "", "</details>", ""]
+            continue
+        out += [f"![{title}](charts/{name}.svg)", ""]
+        for g in r.groups:
+            if g.rows:
+                out += [f"**{g.title}**", "", markdown_table(g), ""]
+        if r.values:
+            out += ["Also measured: " + ", ".join(f"{k.replace('_', ' ')} {fmt(v)}"
+                                                  for k, v in r.values.items()) + ".", ""]
+        for note in r.notes:
+            out.append(f"- {note}")
+        if e.get("cleaned"):
+            out.append(f"- left on the host and removed by the suite: {', '.join(e['cleaned'])}")
+        if r.notes or e.get("cleaned"):
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
