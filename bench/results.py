@@ -279,7 +279,10 @@ OURS_COLOUR, PEER_COLOUR = "#2b6cb0", "#a0aec0"
 def svg_chart(title: str, groups: Sequence[Group]) -> str:
     """A horizontal bar chart: one panel per group, one bar per row (its median; a whisker to
     its p95), stackctl's bars blue, the peers' grey. Plain SVG, no fonts to embed."""
-    width, label_w, bar_w, bar_h, gap = 760, 300, 340, 16, 6
+    longest = max((len(r.label) for g in groups for r in g.rows), default=10)
+    label_w = int(min(460, max(160, 16 + 6.8 * longest)))  # ~6.8 px a character at 12 px
+    bar_w, bar_h, gap = 340, 16, 6
+    width = label_w + bar_w + 90
     body: list[str] = []
     y = 34
     for g in groups:
