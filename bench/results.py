@@ -398,3 +398,34 @@ def results_markdown(state: dict, benches: Sequence[tuple[str, str, str]]) -> st
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+README_BEGIN = "<!-- bench:begin (written by scripts/bench) -->"
+README_END = "<!-- bench:end -->"
+
+
+def readme_summary(state: dict, benches: Sequence[tuple[str, str, str]]) -> str:
+    """What the README shows of the latest run: when and where, the targets, the charts."""
+    run, entries = state.get("run", {}), state.get("entries", {})
+    m = run.get("machine", {})
+    results = {name: Result.from_json(e["result"]) for name, e in entries.items()
+               if e.get("result")}
+    out = [f"Latest run: `{run.get('command', 'scripts/bench')}`, {run.get('date', '?')}, "
+           f"commit {run.get('commit', '?').split()[0]}, {m.get('cores', '?')} cores, "
+           f"kernel {m.get('kernel', '?')}, cgroups {m.get('cgroups', '?').split()[0]} "
+           "(a shared, loaded machine). All tables, ratios and notes: "
+           "[bench/RESULTS.md](bench/RESULTS.md).", "", targets_table(verdicts(results)), ""]
+    for name, title, _what in benches:
+        if name in results:
+            out.append(f"![{title}](bench/charts/{name}.svg)")
+    return "\n".join(out)
+
+
+def replace_between(text: str, begin: str, end: str, body: str) -> str | None:
+    """``text`` with what lies between the ``begin`` and ``end`` marker lines replaced by
+    ``body``; None when the markers are not both there, in that order."""
+    i = text.find(begin)
+    j = text.find(end, i + len(begin)) if i >= 0 else -1
+    if i < 0 or j < 0:
+        return None
+    return text[:i + len(begin)] + "\n" + body.rstrip("\n") + "\n" + text[j:]

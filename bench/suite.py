@@ -1,7 +1,7 @@
 """The benchmark suite: every benchmark in bench/, one after another (never two at once),
 each next to its peers in the same run; then bench/RESULTS.md and bench/charts/*.svg.
 
-    scripts/bench [--quick] [--only NAME ...] [--no-install] [--list]
+    scripts/bench [--quick] [--only NAME ...] [--no-install] [--list] [--render]
 
 The peers come from Debian's packages and PyPI (``PEER_PACKAGES``); a missing one is
 installed first (``--no-install``: not), and one that cannot be installed or run is named in
@@ -200,7 +200,8 @@ def run_one(b: Bench, quick: bool, tmp: str) -> dict:
                                                  " --json", "")
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), bufsize=1)
+                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1"),
+                            bufsize=1)
     lines: list[str] = []
     try:
         for line in proc.stdout:
@@ -284,7 +285,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="run this benchmark only (repeatable); the others keep their last results")
     ap.add_argument("--no-install", action="store_true", help="do not install missing peers")
     ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    ap.add_argument("--render", action="store_true",
+                    help="only write RESULTS.md, the charts and the README's section again "
+                         "from bench/results.json")
     args = ap.parse_args(argv)
+    if args.render:
+        _save(_load_state())
+        return 0
     if args.list:
         for b in BENCHES:
             have = "" if os.path.exists(b.script) else "  (not in this checkout)"
@@ -358,8 +365,18 @@ def _save(state: dict) -> None:
             r = res.Result.from_json(result)
             with open(os.path.join(CHARTS, f"{b.name}.svg"), "w", encoding="utf-8") as f:
                 f.write(res.svg_chart(b.title, r.groups))
+    shown = [(b.name, b.title, b.what) for b in order]
     with open(RESULTS_MD, "w", encoding="utf-8") as f:
-        f.write(res.results_markdown(state, [(b.name, b.title, b.what) for b in order]))
+        f.write(res.results_markdown(state, shown))
+    # the README's benchmark section, between its markers (left alone when they are gone)
+    readme = os.path.join(ROOT, "README.md")
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    new = res.replace_between(text, res.README_BEGIN, res.README_END,
+                              res.readme_summary(state, shown))
+    if new is not None and new != text:
+        with open(readme, "w", encoding="utf-8") as f:
+            f.write(new)
 
 
 if __name__ == "__main__":

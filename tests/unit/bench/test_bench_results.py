@@ -140,3 +140,13 @@ def test_results_page_shows_run_targets_and_reasons():
     assert "![Config](charts/config_speed.svg)" in page
     assert "Not measured: bench/node_loss.py is not in this checkout." in page
     assert "a **quick** run" in page
+
+
+def test_readme_region_is_replaced_between_its_markers_only():
+    text = f"intro\n{res.README_BEGIN}\nold\n{res.README_END}\nafter\n"
+    assert res.replace_between(text, res.README_BEGIN, res.README_END, "new") == (
+        f"intro\n{res.README_BEGIN}\nnew\n{res.README_END}\nafter\n")
+    assert res.replace_between("no markers", res.README_BEGIN, res.README_END, "x") is None
+    summary = res.readme_summary({"run": {"command": "scripts/bench", "commit": "abc (dirty)"},
+                                  "entries": {}}, [])
+    assert "[bench/RESULTS.md](bench/RESULTS.md)" in summary and "| target |" in summary
