@@ -98,6 +98,9 @@ class DemoCluster:
     nodes: list[DemoNode] = field(default_factory=list)
     made: list[str] = field(default_factory=list)  # what exists (or may): for down()
     warm: bool = True  # the nodes' agents run a warm-run server
+    #: extra environment of every SSH session on the nodes (``up(env=...)``), such as
+    #: ``STACKCTL_INSECURE_REGISTRIES`` for a registry on the bridge's address
+    node_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def bridge(self) -> str:
@@ -336,10 +339,11 @@ def _pick_index(index: int | None) -> tuple[int, str | None]:
 
 def up(n: int, *, name: str = "demo", base: str = DEFAULT_BASE,
        index: int | None = None, cluster_dir: str | None = None,
-       warm: bool = True) -> DemoCluster:
+       warm: bool = True, env: dict[str, str] | None = None) -> DemoCluster:
     """Make an N-node cluster in ``cluster_dir`` (default ``<base>/<name>``). On any failure
     everything made so far is removed and the error raised. ``warm=False`` sets
-    ``STACKCTL_WARM=0`` on the nodes (no warm-run server per agent: lighter for tests)."""
+    ``STACKCTL_WARM=0`` on the nodes (no warm-run server per agent: lighter for tests);
+    ``env`` is added to the environment of every node (sshd's ``SetEnv``)."""
     if os.geteuid() != 0:
         raise DemoClusterError("a demo cluster needs root (network namespaces, sshd)")
     if not 1 <= n <= 250:
@@ -367,7 +371,7 @@ def up(n: int, *, name: str = "demo", base: str = DEFAULT_BASE,
         raise ConflictError(f"no free subnet for a demo cluster: {why}",
                             hint="remove an old one (scripts/demo-cluster down NAME) or pass "
                                  "another --index")
-    cluster = DemoCluster(name=name, index=k, dir=cdir, warm=warm)
+    cluster = DemoCluster(name=name, index=k, dir=cdir, warm=warm, node_env=dict(env or {}))
     cluster.save()
     try:
         _make(cluster, n)
@@ -451,6 +455,12 @@ def _make_node(c: DemoCluster, node: DemoNode, client_pub: str) -> str:
            "SHLVL": "1"}
     if not c.warm:
         env["STACKCTL_WARM"] = "0"
+    for key, value in c.node_env.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or any(ch.isspace() or ch == '"'
+                                                                  for ch in value):
+            raise UsageError(f"demo cluster env {key}={value!r}: a name and a value without "
+                             "spaces or quotes (sshd's SetEnv)")
+        env[key] = value
     with open(config, "w") as f:
         f.write("\n".join([
             f"# sshd of demo node {node.name} of cluster {c.name} (stackctl/cluster/demo.py)",
