@@ -208,6 +208,10 @@ def test_replicas_on_two_nodes_answer_a_client_on_the_third_by_name_alias_vip_an
                  "wget -qO /tmp/big http://api/big && md5sum /tmp/big").stdout
     assert out.split()[0] == BIG_MD5, out
 
+    # a one-off task of the stack (`run --rm`) gets its overlay address from the manager too
+    out = h.cli("run", "-f", path, "--rm", "client", "wget", "-qO-", "http://api/").stdout
+    assert out.strip() in replicas, out
+
     # published port: every node answers, including n1 which runs no replica
     for node in ("n1", "n2", "n3"):
         answered = {_get(h.address(node), 18081).strip() for _ in range(4)}
