@@ -109,7 +109,7 @@ def main() -> None:
     ap.add_argument("--services", type=int, default=400, help="size of the large stack")
     ap.add_argument("--json", metavar="FILE", help="also write the samples as JSON (bench/results.py)")
     args = ap.parse_args()
-    groups = []
+    groups, values = [], {}
 
     # the stackctl installed beside this Python (a version manager's shim on PATH would add
     # its own start-up to every run), else the one on PATH
@@ -138,9 +138,13 @@ def main() -> None:
                                statistics.median(rows[1][1])))
             print_table(rows, baseline=rows[-1][0] if peer else None)
             groups.append(group_of(f"config, {count} services", "ms", rows, scale=1000))
-            cpu = f"CPU (user+sys) median: stackctl {cpu_ms([stackctl, 'config', '-q', '-f', path], args.runs):.0f} ms"
+            values[f"stackctl_cpu_ms_{count}_services"] = ours = cpu_ms(
+                [stackctl, 'config', '-q', '-f', path], args.runs)
+            cpu = f"CPU (user+sys) median: stackctl {ours:.0f} ms"
             if peer:
-                cpu += f", docker-compose {cpu_ms([peer, '-f', path, 'config', '-q'], args.runs):.0f} ms"
+                values[f"docker-compose_cpu_ms_{count}_services"] = theirs = cpu_ms(
+                    [peer, '-f', path, 'config', '-q'], args.runs)
+                cpu += f", docker-compose {theirs:.0f} ms"
             print(cpu)
             print()
         if not peer:
@@ -151,7 +155,7 @@ def main() -> None:
         print(f"stackctl, {args.services} services, in one process: "
               f"{breakdown(files[args.services])}")
         notes = [] if peer else ["docker-compose: not installed (apt-get install docker-compose)"]
-        write_result(args.json, Result("config_speed", groups, notes=notes))
+        write_result(args.json, Result("config_speed", groups, values=values, notes=notes))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
