@@ -105,6 +105,12 @@ def stack_pause(stack: StackArgs, services: Sequence[str], *, verb: str = "pause
 def published(ports: Any, target: int, proto: str) -> str | None:
     """``HOST_IP:PORT`` a container's ``target/proto`` is published on (pure), from the port
     list the agent reports (``stack.ps``), or None."""
+    if isinstance(ports, str):  # the PORTS column: "127.0.0.1:8080->80/tcp, 53/udp"
+        for entry in ports.split(","):
+            host, arrow, inside = entry.strip().partition("->")
+            if arrow and inside == f"{target}/{proto}":
+                return host
+        return None
     if isinstance(ports, dict):  # Docker's NetworkSettings.Ports form
         for b in ports.get(f"{target}/{proto}") or []:
             return f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}"
