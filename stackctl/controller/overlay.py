@@ -199,6 +199,7 @@ class Overlay:
         self._containers: dict[str, list[ContainerInfo]] = {}  # stack -> last observed
         self._lock = trio.Lock()
         self._caps: dict[str, dict[str, Any]] = {}
+        self._resolved: dict[str, str] = {}  # inventory host -> address
         self.load()
 
     # -- persistence -------------------------------------------------------------------------
@@ -232,10 +233,12 @@ class Overlay:
             host = urlparse(url).hostname if "://" in url else url.split("@")[-1]
             if not name or not host:
                 continue
-            try:
-                out[name] = socket.gethostbyname(host)
-            except OSError:
-                continue
+            if host not in self._resolved:  # resolved once per host (a push is frequent)
+                try:
+                    self._resolved[host] = socket.gethostbyname(host)
+                except OSError:
+                    continue
+            out[name] = self._resolved[host]
         return {n: v for n, v in out.items() if n in ctx.node.members}
 
     def covers(self, stack: Any, ctx: Any) -> bool:
