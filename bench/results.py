@@ -227,6 +227,32 @@ def _pull_push(kind: str) -> Callable[[Result], tuple[str, bool] | None]:
                  _ratio_check(group, f"stackctl {kind}", f"docker {kind}", 1.0 - 1e-9))
 
 
+def _node_loss(result: Result) -> tuple[str, bool] | None:
+    """Every case (1, 10, 100 replicas on the dead node) within 10 s: the slowest counts."""
+    g = result.group("node loss")
+    rows = [r for r in g.rows if r.ours and r.samples] if g else []
+    if not rows:
+        return None
+    worst = max(rows, key=lambda r: median(r.samples))
+    v = median(worst.samples)
+    return f"{fmt(v)} s (slowest: {worst.label.removeprefix('stackctl, ')})", v <= 10
+
+
+def adapt(name: str, data: dict) -> Result:
+    """A benchmark's JSON as a Result: ours as is; bench/node_loss.py's own form
+    (``{"results": [{"replicas": N, "seconds": S}, ...]}``) turned into one group."""
+    if "groups" in data:
+        return Result.from_json(data)
+    if name == "node_loss" and "results" in data:
+        return Result("node_loss", [Group(
+            "node loss: link cut until every replica runs on a live node", "s",
+            [Row(f"stackctl, {r['replicas']} replicas", [float(r["seconds"])])
+             for r in data["results"]])],
+            notes=["quoted, not measured: Swarm ~15 s to mark a node down (5 s heartbeat x 3); "
+                   "Nomad >= 20 s (TTL >= 10 s + heartbeat_grace 10 s)"])
+    raise ValueError(f"{name}: a JSON result of unknown form")
+
+
 def _updown(services: int) -> Callable[[Result], tuple[str, bool] | None]:
     g = f"{services} services"
     return _both(_ratio_check(f"up, {g}", "stackctl", "docker-compose", 0.5),
@@ -256,8 +282,7 @@ TARGETS: list[Target] = [
            _value_check("agent request", "stackctl agent.info, kept asyncssh", 10, "ms")),
     Target("overlay", "overlay >= 0.8x direct",
            _ratio_check("throughput", "stackctl overlay", "direct", 0.8, at_most=False)),
-    Target("node_loss", "node-loss detection + rescheduling <= 10 s",
-           _value_check("node loss", "stackctl", 10, "s")),
+    Target("node_loss", "node-loss detection + rescheduling <= 10 s", _node_loss),
 ]
 
 
@@ -344,6 +369,8 @@ def results_markdown(state: dict, benches: Sequence[tuple[str, str, str]]) -> st
            f"- machine: {m.get('cores', '?')} cores ({m.get('cpu', '?')}), {m.get('memory', '?')}"
            f" memory, kernel {m.get('kernel', '?')}, cgroups {m.get('cgroups', '?')}, "
            f"{m.get('os', '?')}, Python {m.get('python', '?')}"]
+    for later in run.get("later", []):
+        out.append(f"- re-measured since by {later}: those benchmarks show their own date")
     if run.get("peers"):
         out.append(f"- peers: {', '.join(run['peers'])}")
     for reason in run.get("missing", []):
@@ -357,7 +384,7 @@ def results_markdown(state: dict, benches: Sequence[tuple[str, str, str]]) -> st
     if "--quick" in run.get("command", ""):
         out.append("- a **quick** run: few iterations per row (p95 of 1–5 samples is close to "
                    "the maximum). `scripts/bench` without `--quick` runs the full counts.")
-    results = {name: Result.from_json(e["result"]) for name, e in entries.items()
+    results = {name: adapt(name, e["result"]) for name, e in entries.items()
                if e.get("result")}
     out += ["", "## Targets", "",
             "The targets earlier issues set, as measured in this run:", "",
@@ -408,7 +435,7 @@ def readme_summary(state: dict, benches: Sequence[tuple[str, str, str]]) -> str:
     """What the README shows of the latest run: when and where, the targets, the charts."""
     run, entries = state.get("run", {}), state.get("entries", {})
     m = run.get("machine", {})
-    results = {name: Result.from_json(e["result"]) for name, e in entries.items()
+    results = {name: adapt(name, e["result"]) for name, e in entries.items()
                if e.get("result")}
     out = [f"Latest run: `{run.get('command', 'scripts/bench')}`, {run.get('date', '?')}, "
            f"commit {run.get('commit', '?').split()[0]}, {m.get('cores', '?')} cores, "

@@ -91,8 +91,9 @@ BENCHES = [
           "iperf3 between containers on two nodes over stackctl's VXLAN overlay vs the direct "
           "path between the nodes", [], ["--seconds", "2", "--rounds", "500"]),
     Bench("node_loss", "Node-loss recovery",
-          "a node of the demo cluster stops answering: time until its tasks run elsewhere",
-          [], []),
+          "a node of the demo cluster loses its link: time until all its replicas run on the "
+          "other nodes (Swarm's and Nomad's detection times quoted)",
+          [], ["--replicas", "1,10"]),
     Bench("memory", "Memory: the agent and a monitor per container",
           "PSS of the agent idle and with 50 containers, and of each per-container process, "
           "vs dockerd + containerd + shims and podman's conmon",
@@ -314,12 +315,16 @@ def main(argv: list[str] | None = None) -> int:
     for reason in missing:
         say(f"peer {reason}")
     state = _load_state()
-    if not args.only:
+    command = "scripts/bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if args.only and state.get("run"):
+        # the page stays that of the last whole run; this one is named beside it
+        state["run"].setdefault("later", []).append(f"`{command.strip()}` ({now}, commit "
+                                                    f"{commit().split()[0]})")
+    else:
         state["entries"] = {}
-    state["run"] = {"command": "scripts/bench " + " ".join(sys.argv[1:] if argv is None else argv),
-                    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                    "commit": commit(), "machine": machine(), "peers": peer_versions(),
-                    "missing": missing}
+        state["run"] = {"command": command.strip(), "date": now, "commit": commit(),
+                        "machine": machine(), "peers": peer_versions(), "missing": missing}
     guard = HostGuard()
     tmp = os.path.join("/tmp", f"stackctl-bench-suite-{os.getpid()}")
     os.makedirs(tmp, exist_ok=True)
@@ -338,8 +343,9 @@ def main(argv: list[str] | None = None) -> int:
             _save(state)  # after each one: an interrupted run keeps what it measured
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        state["run"]["seconds"] = round(time.monotonic() - started)
-        state["run"]["load"] = [round(x, 1) for x in (*load0, *os.getloadavg())]
+        if not args.only or "seconds" not in state["run"]:
+            state["run"]["seconds"] = round(time.monotonic() - started)
+            state["run"]["load"] = [round(x, 1) for x in (*load0, *os.getloadavg())]
         _save(state)
     say(f"wrote {os.path.relpath(RESULTS_MD)} and {os.path.relpath(CHARTS)}/ "
         f"in {time.monotonic() - started:.0f} s")
@@ -362,7 +368,7 @@ def _save(state: dict) -> None:
     for b in order:
         result = state["entries"][b.name].get("result")
         if result:
-            r = res.Result.from_json(result)
+            r = res.adapt(b.name, result)
             with open(os.path.join(CHARTS, f"{b.name}.svg"), "w", encoding="utf-8") as f:
                 f.write(res.svg_chart(b.title, r.groups))
     shown = [(b.name, b.title, b.what) for b in order]

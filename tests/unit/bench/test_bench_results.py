@@ -150,3 +150,16 @@ def test_readme_region_is_replaced_between_its_markers_only():
     summary = res.readme_summary({"run": {"command": "scripts/bench", "commit": "abc (dirty)"},
                                   "entries": {}}, [])
     assert "[bench/RESULTS.md](bench/RESULTS.md)" in summary and "| target |" in summary
+
+
+def test_node_loss_result_of_its_own_form_and_its_target():
+    data = {"benchmark": "node_loss", "results": [{"replicas": 1, "seconds": 6.1},
+                                                  {"replicas": 100, "seconds": 12.5}]}
+    r = res.adapt("node_loss", data)
+    assert [row.label for row in r.groups[0].rows] == ["stackctl, 1 replicas",
+                                                       "stackctl, 100 replicas"]
+    v = next(v for v in res.verdicts({"node_loss": r}) if "node-loss" in v.target)
+    assert (v.met, v.measured) == (False, "12.5 s (slowest: 100 replicas)")
+    data["results"][1]["seconds"] = 9.0
+    assert next(v for v in res.verdicts({"node_loss": res.adapt("node_loss", data)})
+                if "node-loss" in v.target).met is True
