@@ -109,13 +109,6 @@ def up(stack: StackArgs, detach: bool, wait: bool, wait_timeout: float | None, b
         attach_and_stop(client, project.name, services, colour=not no_color)
 
 
-def names_registry(ref: str) -> bool:
-    """Whether ``ref`` names its registry (``host.domain/...``, ``host:port/...``,
-    ``localhost/...``), as Docker tells a registry host from a Docker Hub namespace."""
-    first, sep, _ = ref.partition("/")
-    return bool(sep) and ("." in first or ":" in first or first == "localhost")
-
-
 def registry_credentials(project, services: tuple[str, ...]) -> dict[str, dict[str, str]]:
     """``up --with-registry-auth``: this user's credentials (stackctl's auth.json, Docker's
     config.json and credential helpers) for the registries of the stack's ``image:``s, as
@@ -146,8 +139,8 @@ def send_images(client, project, params: dict[str, Any], services: tuple[str, ..
     the nodes the manager places those tasks on (only the layers a node lacks); services
     with a ``build:`` whose image is not here are built here first, as Compose builds where
     it runs. An image this machine does not have is left to the nodes (already there, or
-    pulled from its registry), and so is one the nodes are to pull (``pull_policy: always``
-    or ``--pull always`` on an image named with its registry): each node pulls it itself."""
+    pulled from its registry), and so is an ``image:`` with ``pull_policy: always`` or
+    ``--pull always``: each node pulls it itself."""
     from stackctl.cli.progress import renderer_for
     from stackctl.cli.remote import ssh_argv
     from stackctl.cli.stack_build import build_services, image_name
@@ -162,7 +155,7 @@ def send_images(client, project, params: dict[str, Any], services: tuple[str, ..
               if not services or name in services}
     for name in list(wanted):
         svc = project.stack.services[name]
-        if svc.image and (pull or svc.pull_policy) == "always" and names_registry(svc.image):
+        if svc.image and (pull or svc.pull_policy) == "always":
             del wanted[name]  # the nodes pull it from its registry
     if not built:
         missing = tuple(n for n, ref in wanted.items()
