@@ -96,12 +96,19 @@ class _Parser:
         self.line = 1
         self.line_start = 0
         self.issues: list[Issue] = []
+        self._counted_to, self._counted_line = 0, 1
 
     def pos(self, i: int | None = None) -> Pos:
         i = self.i if i is None else i
+        # lines counted on from the last position asked for (positions come in file order):
+        # counting from the start each time made a file of many lines quadratic
+        if i >= self._counted_to:
+            self._counted_line += self.text.count("\n", self._counted_to, i)
+        else:
+            self._counted_line = self.text.count("\n", 0, i) + 1
+        self._counted_to = i
         line_start = self.text.rfind("\n", 0, i) + 1
-        line = self.text.count("\n", 0, i) + 1
-        return Pos(self.filename, line, i - line_start + 1)
+        return Pos(self.filename, self._counted_line, i - line_start + 1)
 
     def _skip_blanks(self) -> None:
         while self.i < len(self.text) and self.text[self.i] in " \t":
@@ -132,7 +139,8 @@ class _Parser:
             start = self.i
             m = _KEY.match(text, self.i)
             if not m:
-                bad = text[self.i:].split("\n", 1)[0]
+                end = text.find("\n", self.i)
+                bad = text[self.i:end if end >= 0 else len(text)][:80]  # not a copy of the rest
                 self.issues.append(Issue(
                     f"invalid line {bad!r}: expected NAME=VALUE, where NAME starts with a "
                     "letter or \"_\" and holds letters, digits, \"_\", \".\" or \"-\"",
