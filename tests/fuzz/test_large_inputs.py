@@ -107,13 +107,13 @@ def test_100000_services_give_a_result(tmp_path):
     assert "Traceback" not in err and rc in (0, 2), err[-2000:]
 
 
-def test_env_file_of_500000_lines_is_linear():
-    """Positions were counted from the start of the file for every line (quadratic: ~10
-    minutes for this file); now a few seconds."""
+def test_env_file_of_200000_lines_is_linear():
+    """Positions were counted from the start of the file for every line (quadratic: ~100 s
+    for this file here); now a second or two."""
     from fuzz_settings import bounded
     from stackctl.spec.envfile import parse_env_file
 
     with bounded(60):
-        assert len(parse_env_file("".join(f"A{i}=1\n" for i in range(500_000)), ".env")) == 500_000
+        assert len(parse_env_file("".join(f"A{i}=1\n" for i in range(200_000)), ".env")) == 200_000
     with bounded(60):
-        parse_env_file("1=1\n" * 200_000, ".env")
+        parse_env_file("1=1\n" * 100_000, ".env")
