@@ -112,8 +112,9 @@ def next_address(subnet: str, gateway: str, used: Iterable[str],
             raise OverlayError(f"address {requested} is already in use on overlay {subnet}")
         return requested
     top = list(net.hosts())
-    # the top quarter is left to the nodes' VIPs (they take addresses from the top)
-    for addr in top[: max(1, len(top) * 3 // 4)]:
+    # the bottom half is the manager's; the third quarter is for standalone containers on
+    # an attachable overlay (node-local), the top quarter for the nodes' VIPs (from the top)
+    for addr in top[: max(1, len(top) // 2)]:
         if str(addr) not in taken:
             return str(addr)
     raise OverlayError(f"overlay subnet {subnet} is full")

@@ -126,7 +126,8 @@ def setup_container(
             default_set = False
             for i, (att, net) in enumerate(zip(attachments, nets)):
                 address = ipam.allocate(ipam.parse_subnet(net.subnet), _taken(state, net),
-                                        requested=att.ipv4_address, ip_range=net.ip_range,
+                                        requested=att.ipv4_address,
+                                        ip_range=_standalone_range(net, att),
                                         network_name=net.name)
                 names = [n for n in dict.fromkeys([name, hostname, *att.aliases]) if n]
                 ep = Endpoint(network_id=net.id, container_id=container_id, address=str(address),
@@ -165,6 +166,17 @@ def setup_container(
         extra_hosts=hosts + list(extra_hosts),
         state=state,
     )
+
+
+def _standalone_range(net: Network, att: Attachment) -> str:
+    """Where a container's address comes from: the network's ``ip_range``; on an overlay,
+    a standalone container (an attachable network; no address from the manager) takes one
+    from the subnet's third quarter, which the manager (bottom half) and the VIPs (top
+    quarter) never use."""
+    if not net.overlay or att.ipv4_address:
+        return net.ip_range
+    quarters = list(ipam.parse_subnet(net.subnet).subnets(prefixlen_diff=2))
+    return str(quarters[2])
 
 
 def _ensure_vip(state: NetState, net: Network, service: str) -> str:
