@@ -197,10 +197,12 @@ class AgentAPI:
                 if isinstance(stack.get("name"), str) and stack["name"] and \
                         all(isinstance(f, str) for f in files):
                     self.store.set_stack_files(stack["name"], files)
+                # `up --with-registry-auth`: for this deploy's pulls only (never stored)
+                auth = _param(p, "registry_auth", dict, {})
                 await manager.deploy(_param(p, "stack", dict, required=True),
                                      _param(p, "project_dir", str, ""),
                                      _param(p, "options", dict, {}), progress,
-                                     registry_auth=_param(p, "registry_auth", dict, {}) or None)
+                                     **({"registry_auth": auth} if auth else {}))
             elif verb == "remove":
                 try:
                     await manager.remove(_param(p, "name", str, required=True),
