@@ -146,7 +146,7 @@ def test_up_pulls_as_pull_policy_says(registry, node):
     assert manifests() == before
 
 
-def test_up_with_unknown_image_or_wrong_password_is_one_line(registry_basic, node, tmp_path):
+def test_up_with_wrong_password_unknown_tag_or_unreachable_registry_is_one_line(registry_basic, node, tmp_path):
     cli = node.cli
     ref = f"{registry_basic.host}/team/secret:1"
     cli("login", "-u", USER, "--password-stdin", registry_basic.host,
@@ -174,3 +174,13 @@ def test_up_with_unknown_image_or_wrong_password_is_one_line(registry_basic, nod
     p = cli("up", "-d", "-f", path, check=1)
     errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "tag nope not found" in errors[0], p.stderr
+    # a registry that does not answer: one line naming the reference and the address
+    from registry_support import free_port
+
+    gone = f"127.0.0.1:{free_port()}/team/app:1"
+    path = node.write("pw", STACK.format(ref=gone, extra=""))
+    p = cli("up", "-d", "-f", path, check=1)
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, p.stderr
+    assert f"service web: pull {gone}: cannot connect to registry" in errors[0], errors[0]
+    assert node.ps("pw") == []
