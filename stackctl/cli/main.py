@@ -48,7 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": (f"{_C}:stats", "Display resource usage of containers."),
     "events": (f"{_V}:events", "Stream events of stacks' containers."),
     # more container verbs (docker-like; stackctl/cli/container_extra_cmd.py, system_cmd.py)
-    "create": (f"{_C}:create", "Create a new container."),
+    "create": (f"{_M}:create", "Create a new container."),
     "attach": (f"{_X}:attach", "Attach local standard input, output, and error streams to a running container."),
     "commit": (f"{_X}:commit", "Create a new image from a container's changes."),
     "cp": (f"{_X}:cp", "Copy files/folders between a container and the local filesystem."),
@@ -62,7 +62,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("stackctl.cli.system_cmd:info", "Display system-wide information."),
     "version": ("stackctl.cli.system_cmd:version", "Show the stackctl version information."),
     # image shortcuts (aliases of `image ...`, as docker's)
-    "build": (f"{_I}:build", "Build an image from a Dockerfile (image build)."),
+    "build": (f"{_M}:build", "Build an image from a Dockerfile (image build)."),
     "images": (f"{_M}:images", "List images (image ls)."),
     "rmi": (f"{_I}:rm", "Remove one or more images (image rm)."),
     "tag": (f"{_I}:tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE (image tag)."),
@@ -78,8 +78,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("stackctl.cli.agent_cmd:agent", "Run and manage the node agent."),
     "node": ("stackctl.cli.node_cmd:node", "Manage the cluster's nodes (inventory, bootstrap)."),
     # registries
-    "pull": ("stackctl.cli.registry_cmd:pull", "Download an image from a registry."),
-    "push": ("stackctl.cli.registry_cmd:push", "Upload an image to a registry."),
+    "pull": (f"{_M}:pull", "Download an image from a registry."),
+    "push": (f"{_M}:push", "Upload an image to a registry."),
     "login": ("stackctl.cli.registry_cmd:login", "Log in to a registry."),
     "logout": ("stackctl.cli.registry_cmd:logout", "Log out from a registry."),
     "search": ("stackctl.cli.registry_cmd:search", "Search a registry's repositories (/v2/_catalog)."),

@@ -232,3 +232,115 @@ def stack_wait(stack: StackArgs, services: Sequence[str], *, down_project: bool 
             run_stream(client, "stack.remove", {"name": name, "volumes": False,
                                                 "remove_orphans": False}, "text",
                        title=f"Removing {name}", stack=name)
+
+
+# --- images of the stack: pull, push, build ------------------------------------------------
+
+def _images_of(project: Any, services: Sequence[str], *, buildable: bool) -> dict[str, list[str]]:
+    """image -> the services that use it, for the named services (default: all). Services
+    without ``image:`` are left out; with ``buildable=False`` so are those with ``build:``."""
+    from stackctl.cli.stack_common import check_services
+
+    check_services(project, tuple(services))
+    out: dict[str, list[str]] = {}
+    for name, svc in sorted(project.stack.services.items()):
+        if services and name not in services:
+            continue
+        if not svc.image or (svc.build is not None and not buildable):
+            continue
+        out.setdefault(svc.image, []).append(name)
+    return out
+
+
+def _note(service: str, what: str) -> None:
+    click.echo(f" Service {service}  {what}", err=True)
+
+
+def stack_pull(stack: StackArgs, services: Sequence[str], *, quiet: bool = False,
+               ignore_failures: bool = False, ignore_buildable: bool = False) -> None:
+    """``pull -f FILE [SERVICE...]``: pull the services' images into this node's store
+    (the registry client, docs/registry.md), each image once. Exit 1 if one fails (unless
+    ``--ignore-pull-failures``; a service that can be built only warns, as Compose)."""
+    from stackctl.runtime.images.registry import progress as P
+    from stackctl.runtime.images.registry.pull import pull as do_pull
+
+    project = stack.load_project()
+    store = _store()
+    failed = []
+    for image, users in _images_of(project, services, buildable=not ignore_buildable).items():
+        prog = P.for_terminal(True)
+        try:
+            do_pull(store, image, progress=prog)
+        except StackctlError as exc:
+            buildable = all(project.stack.services[s].build is not None for s in users)
+            if not (ignore_failures or buildable):
+                failed.append(f"{', '.join(users)}: {exc.message}")
+            if not quiet:
+                for s in users:
+                    _note(s, f"Error: {exc.message}" if not buildable else
+                          f"Warning: {exc.message} (it can be built: `stackctl build`)")
+            continue
+        finally:
+            prog.close()
+        if not quiet:
+            for s in users:
+                _note(s, "Pulled")
+    if failed:
+        raise StackctlError("pull failed: " + "; ".join(failed))
+
+
+def stack_push(stack: StackArgs, services: Sequence[str], *, quiet: bool = False,
+               ignore_failures: bool = False) -> None:
+    """``push -f FILE [SERVICE...]``: push the images of the services that have both
+    ``build:`` and ``image:`` (what Compose pushes; the others are skipped)."""
+    from stackctl.runtime.images.registry import progress as P
+    from stackctl.runtime.images.registry.push import push as do_push
+
+    project = stack.load_project()
+    store = _store()
+    failed = []
+    for image, users in _images_of(project, services, buildable=True).items():
+        if all(project.stack.services[s].build is None for s in users):
+            if not quiet:
+                for s in users:
+                    _note(s, "Skipped (no build: section)")
+            continue
+        prog = P.for_terminal(True)
+        try:
+            do_push(store, image, progress=prog)
+        except StackctlError as exc:
+            if not ignore_failures:
+                failed.append(f"{', '.join(users)}: {exc.message}")
+            if not quiet:
+                for s in users:
+                    _note(s, f"Error: {exc.message}")
+            continue
+        finally:
+            prog.close()
+        if not quiet:
+            for s in users:
+                _note(s, "Pushed")
+    if failed:
+        raise StackctlError("push failed: " + "; ".join(failed))
+
+
+def stack_build(stack: StackArgs, services: Sequence[str], *, quiet: bool = False) -> None:
+    """``build -f FILE [SERVICE...]``: build the services that have ``build:`` on this node
+    (as ``up --build`` does: stackctl/cli/stack_build.py)."""
+    from stackctl.cli.stack_build import build_services
+    from stackctl.cli.stack_common import check_services
+
+    project = stack.load_project()
+    check_services(project, tuple(services))
+    if not any(svc.build is not None for n, svc in project.stack.services.items()
+               if not services or n in services):
+        click.echo("No services to build", err=True)
+        return
+    build_services(project, tuple(services), "text")
+
+
+def _store():
+    from stackctl.paths import default_paths
+    from stackctl.runtime.images.store import ImageStore
+
+    return ImageStore(default_paths().images)

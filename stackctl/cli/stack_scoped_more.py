@@ -106,3 +106,144 @@ def _images_docker(kw: dict[str, Any]) -> None:
 
 
 images = scoped(I.ls, _images, replace_args=[_targets()], docker_args=_images_docker)
+
+
+# --- pull, push, build, create ---------------------------------------------------------------
+
+def _one_name(key: str, verb: str, *only_stack: str):
+    """The Docker form of pull/push/build: exactly one positional (image or context)."""
+    def fn(kw: dict[str, Any]) -> None:
+        for opt in only_stack:
+            if kw.pop(opt):
+                raise UsageError(f"--{opt.replace('_', '-')} needs a stack "
+                                 "(--file FILE or -p NAME)")
+        targets = kw.pop("targets")
+        if len(targets) != 1:
+            raise UsageError(f'"stackctl {verb}" requires exactly 1 argument; for a stack\'s '
+                             "services add --file FILE or -p NAME")
+        kw[key] = targets[0]
+    return fn
+
+
+def _no(kw: dict[str, Any], verb: str, *names: str) -> None:
+    used = [n for n in names if kw.get(n)]
+    if used:
+        raise UsageError(f"{', '.join('--' + n.replace('_', '-') for n in used)}: not "
+                         f"supported by {verb} with a stack")
+
+
+def _pull(stack: StackArgs, kw: dict[str, Any]) -> None:
+    from stackctl.cli.stack_more import stack_pull
+
+    _no(kw, "pull", "all_tags", "platform")
+    stack_pull(stack, kw["targets"], quiet=kw["quiet"],
+               ignore_failures=kw["ignore_pull_failures"],
+               ignore_buildable=kw["ignore_buildable"])
+
+
+def _push(stack: StackArgs, kw: dict[str, Any]) -> None:
+    from stackctl.cli.stack_more import stack_push
+
+    _no(kw, "push", "all_tags")
+    stack_push(stack, kw["targets"], quiet=kw["quiet"],
+               ignore_failures=kw["ignore_push_failures"])
+
+
+def _registry():
+    from stackctl.cli import registry_cmd
+
+    return registry_cmd
+
+
+pull = scoped(_registry().pull, _pull, replace_args=[
+    click.Option(["--ignore-pull-failures"], is_flag=True,
+                 help="With a stack: pull what it can and ignore images with pull failures."),
+    click.Option(["--ignore-buildable"], is_flag=True,
+                 help="With a stack: ignore images that can be built."),
+    _targets()], docker_args=_one_name("name", "pull", "ignore_pull_failures",
+                                       "ignore_buildable"))
+push = scoped(_registry().push, _push, replace_args=[
+    click.Option(["--ignore-push-failures"], is_flag=True,
+                 help="With a stack: push what it can and ignore images with push failures."),
+    _targets()], docker_args=_one_name("name", "push", "ignore_push_failures"))
+
+
+def _create(stack: StackArgs, kw: dict[str, Any]) -> None:
+    from stackctl.cli.stack_cmd import up
+
+    targets = kw["targets"]
+    flags = {k: kw.pop(k) for k in ("build", "force_recreate", "no_recreate", "remove_orphans")}
+    inner = up.callback.__wrapped__  # up's body, without its option parsing
+    inner(stack=stack, detach=True, wait=False, wait_timeout=None, pull=None, no_start=True,
+          no_deps=False, no_color=False, fmt="text", services=tuple(targets), **flags)
+
+
+def _create_docker(kw: dict[str, Any]) -> None:
+    for opt in ("build", "force_recreate", "no_recreate", "remove_orphans"):
+        if kw.pop(opt):
+            raise UsageError(f"--{opt.replace('_', '-')} needs a stack (--file FILE or -p NAME)")
+    targets = kw.pop("targets")
+    if not targets:
+        raise UsageError('"stackctl create" requires at least 1 argument (an image)')
+    kw["image"], kw["command"] = targets[0], tuple(targets[1:])
+
+
+create = scoped(C.create, _create, short_p=False, replace_args=[
+    click.Option(["--build"], is_flag=True, help="With a stack: build images first."),
+    click.Option(["--force-recreate"], is_flag=True,
+                 help="With a stack: recreate containers even if unchanged."),
+    click.Option(["--no-recreate"], is_flag=True,
+                 help="With a stack: keep existing containers."),
+    click.Option(["--remove-orphans"], is_flag=True,
+                 help="With a stack: remove containers of services not in the file."),
+    click.Argument(["targets"], nargs=-1, type=click.UNPROCESSED)], docker_args=_create_docker)
+
+
+# --- build: Docker's -f/--file is the Dockerfile --------------------------------------------
+
+class _BuildCommand(click.Command):
+    """``build``: ``-f VALUE`` names the stack file when the ``-f`` rule says so (VALUE ends
+    in .yml/.yaml/.json, or is a path to a file with a ``/``... that is not a Dockerfile);
+    ``--file`` keeps Docker's meaning here (the Dockerfile), so the stack is ``-f FILE.yml``
+    or ``-p NAME``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from stackctl.cli.stack_scoped import _STACK_SUFFIXES
+
+        out = list(args)
+        for i, a in enumerate(out[:-1]):
+            if a == "--":
+                break
+            if a == "-f" and out[i + 1].endswith(_STACK_SUFFIXES):
+                out[i] = "--stack-file"
+        return super().parse_args(ctx, out)
+
+
+def _build_callback(stack_files, stack_project, **kw) -> None:
+    stack = StackArgs(files=tuple(stack_files), project_name=stack_project)
+    targets = kw.pop("targets")
+    if stack.explicit:
+        from stackctl.cli import stack_client
+        from stackctl.cli.stack_more import stack_build
+
+        _no(kw, "build", "tags", "dockerfile", "target")
+        stack_client.select_stack(stack)
+        stack_build(stack, targets, quiet=kw["quiet"])
+        return
+    if len(targets) != 1:
+        raise UsageError('"stackctl build" requires exactly 1 argument (the context); for a '
+                         "stack's services add -f FILE.yml or -p NAME")
+    I.build.callback(context=targets[0], **kw)
+
+
+build = _BuildCommand(
+    name="build", callback=_build_callback, help=I.build.help,
+    context_settings=I.build.context_settings,
+    params=[click.Option(["--stack-file", "stack_files"], multiple=True, metavar="FILE",
+                         help="Build this stack's services (also -f FILE.yml)."),
+            click.Option(["-p", "--project-name", "stack_project"], metavar="NAME",
+                         help="Build the services of this stack (project).")]
+    + [p for p in I.build.params if not isinstance(p, click.Argument)]
+    + [click.Argument(["targets"], nargs=-1, metavar="CONTEXT | [SERVICE...]")],
+    epilog="With -f FILE.yml or -p NAME: builds that stack's services that have a build: "
+           "section (see docs/cli-stacks.md).")

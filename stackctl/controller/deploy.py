@@ -549,7 +549,8 @@ class Deployer:
 
     async def _create(self, version: Version, slot: str, netc: str | None) -> None:
         try:
-            await start_task(self.ctx, self.progress, version, slot, network_container=netc)
+            await start_task(self.ctx, self.progress, version, slot, network_container=netc,
+                             start=not self.options.no_start)
         except StackctlError as exc:
             why = f"{version.service}.{slot}: {exc.message}"
             self._fail(version.service, why)

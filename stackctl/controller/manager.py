@@ -324,7 +324,10 @@ class Manager:
             raise
         finally:
             with trio.CancelScope(shield=True):
-                if ok:
+                if ok and opts.no_start:  # `up --no-start`, `create`: created, left for `start`
+                    self._status(name, STATUS_STOPPED if set(selected) >= set(new.stack.services)
+                                 else f"{STATUS_STOPPED}: {','.join(sorted(selected))}")
+                elif ok:
                     self._status(name, "running")
                 elif self._field_status(name) == STATUS_DEPLOYING:
                     # interrupted: what the deploy made and nothing uses goes again; the

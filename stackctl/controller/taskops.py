@@ -74,8 +74,10 @@ def new_task_id() -> str:
 
 
 async def start_task(ctx: Ctx, progress: Progress, version: Version, slot: str, *,
-                     network_container: str | None = None, action: str = "create") -> str:
-    """Create and start a new container for ``slot`` of ``version``; its id."""
+                     network_container: str | None = None, action: str = "create",
+                     start: bool = True) -> str:
+    """Create and start a new container for ``slot`` of ``version``; its id. With
+    ``start=False`` (``up --no-start``, ``create``) only create it."""
     req = version.request(slot, task_id=new_task_id(), network_container=network_container)
     service = version.service
     node = ctx.node_of_slot(version.stack.name or "", service, slot)
@@ -90,6 +92,9 @@ async def start_task(ctx: Ctx, progress: Progress, version: Version, slot: str, 
         # of a dead task): the new one gets the task id as a suffix
         req.name = f"{req.name}-{req.opts.labels[LABEL_TASK_ID][:8]}"
         cid = await ctx.node.create_container(req.opts, node=node, **req.create_kwargs())
+    if not start:
+        await progress(service, action, "done", f"created {req.name}", slot=slot, container=cid)
+        return cid
     try:
         # no call needed to keep it out: a task's endpoints are made not serving at create
         # (`setup_container(serving=False)` for a service), so this only records it
