@@ -378,9 +378,10 @@ class Manager:
                     nursery.start_soon(functools.partial(
                         stop_task, self.ctx, prog, c.service or "", c.slot or "", c,
                         drain=False))
+            # first: no push (another stack's reconcile) makes its overlays again meanwhile
+            self.ctx.overlay.forget_stack(name)
             if current is not None:
                 await self._remove_resources(current, volumes, prog)
-            self.ctx.overlay.forget_stack(name)
             await self.ctx.node.remove_task_files(name)
             self.ctx.placements.pop(name, None)
             if current is not None:
