@@ -184,3 +184,20 @@ def test_up_with_wrong_password_unknown_tag_or_unreachable_registry_is_one_line(
     assert len(errors) == 1, p.stderr
     assert f"service web: pull {gone}: cannot connect to registry" in errors[0], errors[0]
     assert node.ps("pw") == []
+
+
+def test_up_pulls_an_image_pinned_by_digest(registry, node):
+    cli = node.cli
+    ref = f"{registry.host}/team/pin:1"
+    digest = _push_busybox(cli, ref, "pinned")
+    image = node.image_id(ref)
+    cli("image", "rm", ref, check=0)
+    repo = ref.rsplit(":", 1)[0]
+    for name, pinned in (("pd", f"{repo}@{digest}"), ("ptd", f"{ref}@{digest}")):
+        path = node.write(name, STACK.format(ref=pinned, extra=""))
+        cli("up", "-d", "--wait", "-f", path, check=0)
+        assert [r["State"] for r in node.ps(name)] == ["running"]
+        assert node.image_id(pinned) == image
+        before = registry.requests("GET", "/manifests/")
+        cli("up", "-d", "--wait", "--pull", "always", "-f", path, check=0)
+        assert registry.requests("GET", "/manifests/") == before  # a digest is never asked again
