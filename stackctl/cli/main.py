@@ -51,7 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "create": (f"{_M}:create", "Create a new container."),
     "attach": (f"{_X}:attach", "Attach local standard input, output, and error streams to a running container."),
     "commit": (f"{_X}:commit", "Create a new image from a container's changes."),
-    "cp": (f"{_X}:cp", "Copy files/folders between a container and the local filesystem."),
+    "cp": (f"{_M}:cp", "Copy files/folders between a container and the local filesystem."),
     "diff": (f"{_X}:diff", "Inspect changes to files or directories on a container's filesystem."),
     "export": (f"{_X}:export", "Export a container's filesystem as a tar archive."),
     "port": (f"{_M}:port", "List port mappings or a specific mapping for the container."),

@@ -344,3 +344,43 @@ def _store():
     from stackctl.runtime.images.store import ImageStore
 
     return ImageStore(default_paths().images)
+
+
+def stack_cp(stack: StackArgs, src: str, dest: str, *, index: int = 1, all_: bool = False,
+             archive: bool = False, follow_link: bool = False, quiet: bool = False) -> None:
+    """``cp -f FILE SERVICE:SRC DEST`` / ``cp -f FILE SRC SERVICE:DEST``: ``stackctl cp``
+    with the service's container (slot ``--index``, default 1; ``--all``: every container
+    of the service, for a copy into them) in place of SERVICE."""
+    from stackctl.cli import container_extra_cmd as X
+    from stackctl.cli.remote import remote_node
+    from stackctl.cli.stack_verbs import resolve
+
+    s, d = X._split_container_path(src), X._split_container_path(dest)
+    if (s is None) == (d is None):
+        raise UsageError("copying between containers is not supported" if s else
+                         "must specify at least one service (SERVICE:PATH)",
+                         hint="stackctl cp -f FILE SERVICE:SRC_PATH DEST_PATH, or "
+                              "SRC_PATH SERVICE:DEST_PATH")
+    service, path = s or d
+    if all_ and s is not None:
+        raise UsageError("--all copies into the containers of a service, not out of them")
+    name = _name(stack)
+    with _agent() as client:
+        if all_:
+            found = [c for c in containers(client, name, [service], all_=True)
+                     if not _oneoff(c)]
+            if not found:
+                resolve(client, name, service, running=False)  # the error that says why
+        else:
+            svc, slot = parse_target(service)
+            found = [resolve(client, name, service if "." in service else f"{svc}.{index}",
+                             running=False)]
+    for c in found:
+        if remote_node(c.get("node")) is not None:
+            raise StackctlError(f"{c.get('name')} runs on node {c.get('node')}: cp to or from "
+                                "another node is not supported yet",
+                                hint=f"run `stackctl cp` on {c.get('node')} with the "
+                                     f"container {c['id'][:12]}")
+        where = f"{c['id']}:{path}"
+        X.cp.callback(archive=archive, follow_link=follow_link, quiet=quiet,
+                      src=where if s is not None else src, dest=where if d is not None else dest)

@@ -247,3 +247,26 @@ build = _BuildCommand(
     + [click.Argument(["targets"], nargs=-1, metavar="CONTEXT | [SERVICE...]")],
     epilog="With -f FILE.yml or -p NAME: builds that stack's services that have a build: "
            "section (see docs/cli-stacks.md).")
+
+
+# --- cp ---------------------------------------------------------------------------------------
+
+def _cp(stack: StackArgs, kw: dict[str, Any]) -> None:
+    from stackctl.cli.stack_more import stack_cp
+
+    stack_cp(stack, kw["src"], kw["dest"], index=kw["index"], all_=kw["all_"],
+             archive=kw["archive"], follow_link=kw["follow_link"], quiet=kw["quiet"])
+
+
+def _cp_docker(kw: dict[str, Any]) -> None:
+    if kw.pop("index") != 1 or kw.pop("all_"):
+        raise UsageError("--index and --all need a stack (--file FILE or -p NAME)")
+
+
+cp = scoped(X.cp, _cp, replace_args=[
+    click.Option(["--index"], type=int, default=1, show_default=True,
+                 help="With a stack: the slot of the service."),
+    click.Option(["--all", "all_"], is_flag=True,
+                 help="With a stack: copy into every container of the service."),
+    click.Argument(["src"], metavar="SRC"), click.Argument(["dest"], metavar="DEST")],
+    docker_args=_cp_docker)

@@ -42,7 +42,7 @@ def _state(node, service: str) -> list[str]:
     return [c["State"] for c in node.ps("more") if c["Service"] == service]
 
 
-def test_port_images_pause_unpause(node):
+def test_port_images_pause_unpause_cp(node):
     stack, port = _deploy(node)
     # port: Compose prints HOST_IP:PORT
     out = node.cli("port", "-f", stack, "web", "80").stdout
@@ -68,6 +68,16 @@ def test_port_images_pause_unpause(node):
     node.cli("unpause", "-p", "more", "web")
     assert wait_for(lambda: http_get(port).strip() == "hello", 10, "web answers again")
     assert [c["Name"] for c in node.ps("more") if c["Service"] == "web"] == ["more-web-1"]
+    # cp: into the service's container (the server serves it), and back out
+    src = node.tmp / "page.html"
+    src.write_text("copied in\n")
+    node.cli("cp", "-f", stack, str(src), "web:/www/page.html")
+    assert http_get(port, "/page.html") == "copied in\n"
+    node.cli("cp", "-p", "more", "web:/www/index.html", str(node.tmp / "out.html"))
+    assert (node.tmp / "out.html").read_text() == "hello\n"
+    assert node.cli("cp", "-p", "more", "--all", "web:/x", "/tmp/x", check=False).returncode == 2
+    missing = node.cli("cp", "-p", "more", "--index", "3", "web:/x", "y", check=False)
+    assert missing.returncode == 1 and "no slot 3" in missing.stderr
 
 
 def test_kill_is_not_healed_and_start_brings_it_back(node):
