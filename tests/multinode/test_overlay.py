@@ -389,3 +389,31 @@ networks:
         cap.terminate()
         raw = cap.communicate(timeout=10)[0]
     assert b"149999\n150000" not in raw and b"149999" not in raw, "plain payload on the wire"
+
+
+def test_a_node_that_leaves_the_cluster_leaves_no_entries_on_the_others(stacks):
+    h = stacks
+    name, path = h.write_stack(API.format(port=18087))
+    h.cli("up", "-d", "--wait", "-f", path)
+    vtep = h.address("n3")
+
+    def entries(node: str) -> list[str]:
+        fdb = h.in_node(node, "bridge", "fdb", "show").stdout
+        return [line for line in fdb.splitlines() if f"dst {vtep} " in line + " "]
+
+    assert entries("n1") and entries("n2")  # n3's replica and n3's own address
+    with open(h.inventory) as f:
+        full = f.read()
+    two = full[:full.index("  - name: n3")]
+    try:
+        with open(h.inventory, "w") as f:
+            f.write(two)
+        h.cli("ps", "-f", path)  # the CLI sends the inventory: n3 is no member any more
+        deadline = time.monotonic() + 20
+        while (entries("n1") or entries("n2")) and time.monotonic() < deadline:
+            h.cli("ps", "-f", path)
+        assert not entries("n1") and not entries("n2"), (entries("n1"), entries("n2"))
+    finally:
+        with open(h.inventory, "w") as f:
+            f.write(full)
+        h.cli("ps", "-f", path)
