@@ -135,10 +135,12 @@ def registry_credentials(project, services: tuple[str, ...]) -> dict[str, dict[s
 
 def send_images(client, project, params: dict[str, Any], services: tuple[str, ...],
                 fmt: str, *, built: bool, pull: str | None = None) -> None:
-    """On a cluster: the images of this machine's store that the stack's tasks need go to
-    the nodes the manager places those tasks on (only the layers a node lacks); services
-    with a ``build:`` whose image is not here are built here first, as Compose builds where
-    it runs. An image this machine does not have is left to the nodes (already there, or
+    """On a cluster: the images of this machine's store that the stack's services need go to
+    every node that could run them — the nodes whose labels meet the service's placement
+    constraints, not only where its tasks are now, so that a task moved off a lost or drained
+    node finds its image where it lands (only the layers a node lacks travel). Services with
+    a ``build:`` whose image is not here are built here first, as Compose builds where it
+    runs. An image this machine does not have is left to the nodes (already there, or
     pulled from its registry), and so is an ``image:`` with ``pull_policy: always`` or
     ``--pull always``: each node pulls it itself."""
     from stackctl.cli.progress import renderer_for
@@ -148,6 +150,8 @@ def send_images(client, project, params: dict[str, Any], services: tuple[str, ..
     from stackctl.cluster.ship import ship
     from stackctl.paths import default_paths
     from stackctl.runtime.images.store import ImageStore
+    from stackctl.scheduler.constraints import matches_all
+    from stackctl.scheduler.nodes import NodeSnapshot
 
     store = ImageStore(default_paths().images)
     wanted = {name: image_name(project.name, name, svc)
@@ -166,19 +170,16 @@ def send_images(client, project, params: dict[str, Any], services: tuple[str, ..
     local = {n: ref for n, ref in wanted.items() if store.exists(ref)}
     if not local:
         return
-    result = client.call("stack.plan", params)
-    the_plan = result.get("plan", result) if isinstance(result, dict) else {}
     inv = selected_inventory()
-    here = {n.name for n in inv.nodes if n.is_local}
+    snapshots = {n.name: NodeSnapshot(n.name, id=n.id, role=inv.role_of(n),
+                                      labels=dict(n.labels))
+                 for n in inv.nodes if not n.is_local}
     per_node: dict[str, set[str]] = {}
-    for level in the_plan.get("levels", []):
-        for svc in level.get("services", []):
-            actions = [a for w in svc.get("waves", []) for a in w.get("actions", [])]
-            actions += svc.get("unchanged", [])
-            for a in actions:
-                node, name = a.get("node"), a.get("service")
-                if node and node not in here and name in local:
-                    per_node.setdefault(node, set()).add(local[name])
+    for name, ref in local.items():
+        constraints = project.stack.services[name].deploy.placement.parsed_constraints()
+        for node, snap in snapshots.items():
+            if not constraints or matches_all(constraints, snap):
+                per_node.setdefault(node, set()).add(ref)
     if not per_node:
         return
     out = renderer_for(fmt, title=f"Sending images of {project.name}")
