@@ -169,7 +169,7 @@ class AgentAPI:
         name = _param(req.params, "manager", str, None) or next(
             (n.get("name") for n in nodes if n.get("role") == "manager"), None) or \
             (nodes[0].get("name") if nodes else "")
-        manager.members.update(nodes, name)
+        manager.members.update(nodes, name, _param(req.params, "liveness", dict, None))
         wait = _param(req.params, "wait", (int, float), 0)
         missing = await manager.members.wait_connected(
             [n["name"] for n in nodes], float(wait)) if wait else []

@@ -76,7 +76,15 @@ def inventory_params(inv: Any) -> dict[str, Any]:
         row["identity"] = inv.resolve(n.identity)
         row["known_hosts"] = inv.resolve(n.known_hosts)
         nodes.append(row)
-    return {"nodes": nodes, "manager": inv.manager.name}
+    params: dict[str, Any] = {"nodes": nodes, "manager": inv.manager.name}
+    import os
+
+    liveness = {key: float(os.environ[env]) for key, env in (
+        ("heartbeat", "STACKCTL_HEARTBEAT"), ("down_after", "STACKCTL_DOWN_AFTER"))
+        if os.environ.get(env)}
+    if liveness:  # the manager's liveness settings, from the CLI's environment
+        params["liveness"] = liveness
+    return params
 
 
 class Agent:
