@@ -75,13 +75,11 @@ def test_send_images_leaves_the_images_the_nodes_pull(tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod, "ImageStore", Store)
     monkeypatch.setattr(ship_mod, "ship", lambda store, per_node, ssh, out: shipped.update(
         per_node))
-    nodes = [SimpleNamespace(name="n1", is_local=True), SimpleNamespace(name="n2",
-                                                                         is_local=False)]
+    nodes = [SimpleNamespace(name="n1", id="n1", is_local=True, labels={}),
+             SimpleNamespace(name="n2", id="n2", is_local=False, labels={})]
     monkeypatch.setattr(stack_client, "selected_inventory", lambda: SimpleNamespace(
-        nodes=nodes, get=lambda n: n))
-    plan = {"levels": [{"services": [{"waves": [{"actions": [
-        {"node": "n2", "service": s} for s in ("web", "hub", "local")]}]}]}]}
-    client = SimpleNamespace(call=lambda method, params: {"plan": plan})
+        nodes=nodes, get=lambda n: n, role_of=lambda n: "worker"))
+    client = SimpleNamespace(call=lambda method, params: {})  # nothing asked of the manager
     stack_cmd.send_images(client, project, {}, (), "text", built=True)
     assert shipped == {"n2": ["app-local", "busybox"]}
     shipped.clear()
