@@ -342,13 +342,16 @@ class NodeOps:
         return dict(img.config.get("config") or {})
 
     async def pull_image(self, ref: str, *, policy: str = "missing",
-                         auth: dict[str, Any] | None = None) -> dict[str, Any]:
+                         auth: dict[str, Any] | None = None,
+                         progress: Callable[[dict[str, Any]], None] | None = None
+                         ) -> dict[str, Any]:
         """Make ``ref`` present on this node as ``policy`` says, pulling it from its registry
         (:func:`~stackctl.runtime.images.registry.policy.ensure_image`, docs/registry.md).
         ``auth`` (``RegistryAuth.to_dict()``) is used for this pull only and never stored;
         without it the node's own credentials are used (or none). Returns ``{"id", "pinned",
         "node_ref", "pulled"}``. A ``repo:tag@sha256:...`` reference leaves ``repo:tag`` on
-        that very image, also when the digest was here already."""
+        that very image, also when the digest was here already. ``progress``: called (from
+        the transfer threads) with ``CallbackProgress``'s dicts."""
         from stackctl.runtime.images.registry.auth import RegistryAuth
         from stackctl.runtime.images.registry.policy import ensure_image
         from stackctl.runtime.images.registry.reference import parse_ref
@@ -357,7 +360,10 @@ class NodeOps:
         images = self.containers.images
 
         def work() -> dict[str, Any]:
-            e = ensure_image(self.paths, ref, policy, creds)
+            from stackctl.runtime.images.registry.progress import CallbackProgress
+
+            e = ensure_image(self.paths, ref, policy, creds,
+                             CallbackProgress(progress) if progress is not None else None)
             r = parse_ref(ref)
             if r.digest and r.local_tag:
                 try:

@@ -235,7 +235,7 @@ async def pull_service_image(ctx: Ctx, progress: Progress, stack: str, service: 
 
     await progress(service, "pull", "started", f"pulling {ref} ({policy})")
     try:
-        first = await cluster.member(local).pull_image(ref, policy=policy, auth=auth)
+        first = await _pull_here(cluster.member(local), progress, service, ref, policy, auth)
     except StackctlError as exc:
         raise failed(local, exc) from None
     node_ref = str(first.get("node_ref") or "")
@@ -260,6 +260,45 @@ async def pull_service_image(ctx: Ctx, progress: Progress, stack: str, service: 
     await progress(service, "pull", "done", f"{ref} is {node_ref.rpartition('@')[2][:19]}"
                    f"{where}")
     return str(first["id"])
+
+
+#: the layer steps of a pull that become ``pull`` progress events (not the byte counts)
+PULL_STEPS = ("Already exists", "Download complete", "Pull complete")
+
+
+async def _pull_here(node: Any, progress: Progress, service: str, ref: str, policy: str,
+                     auth: dict[str, str] | None) -> dict[str, Any]:
+    """The manager's own pull, its transfer heard as ``pull`` progress events (Docker's
+    lines: ``1: Pulling from team/app``, ``<layer>: Download complete``/``Pull complete``)."""
+    token = trio.lowlevel.current_trio_token()
+    send, receive = trio.open_memory_channel[dict](math.inf)
+
+    def heard(ev: dict) -> None:  # from the transfer threads
+        if not (ev.get("line") or ev.get("status") in PULL_STEPS):
+            return
+
+        def put() -> None:
+            try:
+                send.send_nowait(ev)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                pass  # the pull has ended: nobody listens any more
+        try:
+            token.run_sync_soon(put)
+        except trio.RunFinishedError:
+            pass
+
+    async def relay() -> None:
+        async for ev in receive:
+            text = ev.get("line") or f"{ev.get('layer')}: {ev.get('status')}"
+            await progress(service, "pull", "progress", text)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(relay)
+        try:
+            return await node.pull_image(ref, policy=policy, auth=auth, progress=heard)
+        finally:
+            # after the events the threads queued (run_sync_soon keeps their order)
+            token.run_sync_soon(send.close)
 
 
 def used_networks(stack: Stack, services: list[str]) -> list[str]:

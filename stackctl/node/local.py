@@ -171,11 +171,14 @@ class LocalNode:
                                           target=target)
 
     async def pull_image(self, ref: str, *, policy: str = "missing",
-                         auth: dict[str, Any] | None = None) -> dict[str, Any]:
+                         auth: dict[str, Any] | None = None,
+                         progress: Any = None) -> dict[str, Any]:
         """Make ``ref`` present here as ``policy`` says, pulling it from its registry
         (:meth:`~stackctl.agent.nodeops.NodeOps.pull_image`); ``auth`` is for this pull
-        only."""
-        return await self.ops.pull_image(ref, policy=policy, auth=auth)
+        only; ``progress(dict)`` hears the transfer (from its threads)."""
+        if progress is None:
+            return await self.ops.pull_image(ref, policy=policy, auth=auth)
+        return await self.ops.pull_image(ref, policy=policy, auth=auth, progress=progress)
 
     # -- serving state -----------------------------------------------------------------------
 

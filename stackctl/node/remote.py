@@ -121,8 +121,10 @@ class RemoteNode:
         return await self._call("node.image.config", {"ref": ref})
 
     async def pull_image(self, ref: str, *, policy: str = "missing",
-                         auth: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The node pulls ``ref`` itself; ``auth`` travels with this request only."""
+                         auth: dict[str, Any] | None = None,
+                         progress: Any = None) -> dict[str, Any]:
+        """The node pulls ``ref`` itself; ``auth`` travels with this request only (its
+        transfer progress stays on the node)."""
         params: dict[str, Any] = {"ref": ref, "policy": policy}
         if auth:
             params["auth"] = dict(auth)

@@ -103,6 +103,9 @@ def test_up_pulls_as_pull_policy_says(registry, node):
     path = node.write("pp", STACK.format(ref=ref, extra=""))
     p = cli("up", "-d", "--wait", "-f", path, check=0)
     assert f"pulling {ref}" in p.stdout + p.stderr
+    # Docker's pull lines, as `pull` progress events
+    assert "pull: progress (1: Pulling from team/web)" in p.stdout, p.stdout
+    assert ": Pull complete)" in p.stdout, p.stdout
     assert node.image_id(ref) == first
     rows = node.ps("pp")
     assert [r["State"] for r in rows] == ["running"]

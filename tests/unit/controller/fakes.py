@@ -219,7 +219,7 @@ class FakeNode:
         c = self._get(cid)
         return {"Id": c.id, "Name": c.name, "State": {"Status": c.state}}
 
-    async def pull_image(self, ref, *, policy="missing", auth=None):
+    async def pull_image(self, ref, *, policy="missing", auth=None, progress=None):
         """As NodeOps.pull_image, against :attr:`registry`."""
         await trio.lowlevel.checkpoint()
         self.pulls.append((ref, policy, auth))
@@ -241,6 +241,9 @@ class FakeNode:
         if isinstance(entry, Exception):
             raise entry
         got_digest, image_id = entry
+        if progress is not None:
+            progress({"layer": got_digest[7:19], "status": "Pull complete", "current": 0,
+                      "total": 0})
         self.images[name] = image_id
         return {"id": image_id, "pinned": f"{name.rpartition(':')[0]}@{got_digest}",
                 "node_ref": f"{name}@{got_digest}", "pulled": True}

@@ -81,6 +81,9 @@ def test_resolved_once_and_every_node_of_the_service_pulls_that_digest(tmp_path)
     assert w.fakes["n2"].images[REF] == w.fakes["n3"].images[REF] == "sha256:img-old"
     done = [e["message"] for e in w.events if e["action"] == "pull" and e["status"] == "done"]
     assert done == [f"{REF} is {OLD[:19]} on n1, n2, n3"]
+    # the manager's own transfer is heard as progress (the nodes' stays on the nodes)
+    heard = [e["message"] for e in w.events if e["status"] == "progress"]
+    assert heard == [f"{OLD[7:19]}: Pull complete"]
 
 
 def test_only_the_nodes_that_run_the_service_pull_and_no_credentials_without_the_flag(tmp_path):
