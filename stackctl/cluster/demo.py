@@ -101,6 +101,9 @@ class DemoCluster:
     #: extra environment of every SSH session on the nodes (``up(env=...)``), such as
     #: ``STACKCTL_INSECURE_REGISTRIES`` for a registry on the bridge's address
     node_env: dict[str, str] = field(default_factory=dict)
+    #: each node's state directory on a tmpfs of this size (``up(state_size="96m")``): a
+    #: disk a test can fill (the chaos suite's full disk)
+    state_size: str = ""
 
     @property
     def bridge(self) -> str:
@@ -339,7 +342,8 @@ def _pick_index(index: int | None) -> tuple[int, str | None]:
 
 def up(n: int, *, name: str = "demo", base: str = DEFAULT_BASE,
        index: int | None = None, cluster_dir: str | None = None,
-       warm: bool = True, env: dict[str, str] | None = None) -> DemoCluster:
+       warm: bool = True, env: dict[str, str] | None = None,
+       state_size: str = "") -> DemoCluster:
     """Make an N-node cluster in ``cluster_dir`` (default ``<base>/<name>``). On any failure
     everything made so far is removed and the error raised. ``warm=False`` sets
     ``STACKCTL_WARM=0`` on the nodes (no warm-run server per agent: lighter for tests);
@@ -371,7 +375,8 @@ def up(n: int, *, name: str = "demo", base: str = DEFAULT_BASE,
         raise ConflictError(f"no free subnet for a demo cluster: {why}",
                             hint="remove an old one (scripts/demo-cluster down NAME) or pass "
                                  "another --index")
-    cluster = DemoCluster(name=name, index=k, dir=cdir, warm=warm, node_env=dict(env or {}))
+    cluster = DemoCluster(name=name, index=k, dir=cdir, warm=warm, node_env=dict(env or {}),
+                          state_size=state_size)
     cluster.save()
     try:
         _make(cluster, n)
@@ -421,6 +426,10 @@ def _make_node(c: DemoCluster, node: DemoNode, client_pub: str) -> str:
     """Netns, veth, sshd of one node; returns its known_hosts line."""
     for d in (node.state, node.run, node.ssh_dir, os.path.join(node.dir, "cg")):
         os.makedirs(d, mode=0o700, exist_ok=True)
+    if c.state_size:
+        c._mark(f"mount:{node.state}")
+        _run(["mount", "-t", "tmpfs", "-o", f"size={c.state_size},mode=0700", "tmpfs",
+              node.state])
     c._mark(f"netns:{node.netns}")
     _run(["ip", "netns", "add", node.netns])
     c._mark(f"link:{node.veth}")
@@ -597,6 +606,9 @@ def down(cluster: DemoCluster | str) -> list[str]:
                 left.append(what)
         elif kind in ("link", "bridge") and _link_exists(obj):
             if _run(["ip", "link", "del", obj], check=False).returncode != 0:
+                left.append(what)
+        elif kind == "mount" and os.path.ismount(obj):
+            if _run(["umount", "-l", obj], check=False).returncode != 0:
                 left.append(what)
     # 3. files: nothing is mounted below the directory in this namespace (the nodes' mounts
     # lived in their own mount namespaces, gone with their processes)

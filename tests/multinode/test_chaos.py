@@ -249,3 +249,42 @@ def test_a_node_whose_sshd_stops_has_its_replicas_replaced_and_fenced_when_back(
     final = slots(c, path)
     report("sshd stopped", {}, converge, final)
     one_each(final, 3)
+
+
+@pytest.fixture
+def small_disks(tmp_path):
+    """Two nodes whose state directories are 128 MiB tmpfs mounts (a disk a test fills)."""
+    from stackctl.cluster import demo
+
+    d = demo.up(2, name=f"d{uuid.uuid4().hex[:6]}", cluster_dir=str(tmp_path / "demo"),
+                warm=False, state_size="128m")
+    try:
+        c = make(d, str(tmp_path))
+        yield c
+        for path in c.stacks:
+            c.cli("down", "-v", "-f", path, check=False)
+    finally:
+        left = demo.down(demo.DemoCluster.load(str(tmp_path / "demo")))
+        assert not left, f"leftovers: {left}"
+
+
+@full_only
+def test_a_full_state_disk_on_a_worker_during_a_deploy(small_disks):
+    """Case 5: n2's state disk fills during an update: the update stops with one line naming
+    the full disk (failure_action pause), what runs keeps serving; once there is room, the
+    same `up` converges, each slot once."""
+    c = small_disks
+    path = c.write_stack(SERVICE.format(port=PORT + 5, replicas=2, per_node=1))
+    c.cli("up", "-d", "--wait", "-f", path)
+    state = c.demo.node("n2").state
+    c.ssh("n2", "sh", "-c", f"dd if=/dev/zero of={state}/fill bs=1M 2>/dev/null; true")
+    with Load([c.address("n1"), c.address("n2")], PORT + 5) as load:
+        p = c.cli("up", "-d", "--wait", "-f", path, env={"VERSION": "2"}, check=False)
+    assert p.returncode != 0
+    assert "no space left" in p.stderr.lower() or "disk" in p.stderr.lower(), p.stderr
+    assert load["failed"] == 0, load["errors"][:5]
+    c.ssh("n2", "rm", "-f", f"{state}/fill")
+    c.cli("up", "-d", "--wait", "-f", path, env={"VERSION": "2"})
+    final = slots(c, path)
+    report("full disk", load, 0.0, final)
+    one_each(final, 2)
