@@ -204,3 +204,38 @@ def test_up_pulls_an_image_pinned_by_digest(registry, node):
         before = registry.requests("GET", "/manifests/")
         cli("up", "-d", "--wait", "--pull", "always", "-f", path, check=0)
         assert registry.requests("GET", "/manifests/") == before  # a digest is never asked again
+
+
+def test_up_with_a_periodic_pull_policy_asks_when_the_last_pull_is_old(registry, node):
+    """daily / weekly / every_<d>: the last pull's time (registry.json next to the store) is
+    aged by editing it — no waiting."""
+    cli = node.cli
+    ref = f"{registry.host}/team/tick:1"
+    _push_busybox(cli, ref, "tick")
+    cli("image", "rm", ref, check=0)
+    manifests = lambda: registry.requests("GET", "/v2/team/tick/manifests/")  # noqa: E731
+    records = os.path.join(node.paths.images, "registry.json")
+
+    def age(seconds: float) -> None:
+        with open(records) as f:
+            data = json.load(f)
+        data["pulls"][ref]["pulled_at"] = time.time() - seconds
+        with open(records, "w") as f:
+            json.dump(data, f)
+
+    path = node.write("pt", STACK.format(ref=ref, extra="    pull_policy: daily\n"))
+    cli("up", "-d", "--wait", "-f", path, check=0)  # missing: pulled
+    asked = manifests()
+    cli("up", "-d", "--wait", "-f", path, check=0)  # pulled just now: not asked
+    assert manifests() == asked
+    age(25 * 3600)  # a day ago: daily asks again
+    cli("up", "-d", "--wait", "-f", path, check=0)
+    assert manifests() > asked
+    asked = manifests()
+    age(25 * 3600)
+    path = node.write("pt", STACK.format(ref=ref, extra="    pull_policy: weekly\n"))
+    cli("up", "-d", "--wait", "-f", path, check=0)  # a day is not a week
+    assert manifests() == asked
+    path = node.write("pt", STACK.format(ref=ref, extra="    pull_policy: every_12h\n"))
+    cli("up", "-d", "--wait", "-f", path, check=0)  # but more than 12 hours
+    assert manifests() > asked
