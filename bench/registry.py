@@ -128,7 +128,9 @@ def main() -> int:
     ap.add_argument("--mb", type=int, default=12, help="MB per layer (default 12)")
     ap.add_argument("--json", metavar="FILE", help="also write the samples as JSON (bench/results.py)")
     args = ap.parse_args()
-    groups, notes = [], []
+    groups = []
+    notes = ["skopeo copy downloads and verifies (into an OCI layout) but does not unpack; "
+             "stackctl pull and docker pull also unpack the layers, ready to run"]
     if os.geteuid() != 0:
         print("bench/registry.py needs root (stackctl unpacks layers as root)", file=sys.stderr)
         return 1
@@ -141,7 +143,7 @@ def main() -> int:
         notes.append("skopeo: not installed (apt-get install skopeo); measuring stackctl alone")
     if not have_docker:
         notes.append("docker: not installed (apt-get install docker.io); measuring without it")
-    for note in notes:
+    for note in notes[1:]:
         print(note)
     tmp = tempfile.mkdtemp(prefix="bench-registry-")
     dockerd = peers.Dockerd(os.path.join(tmp, "docker"))

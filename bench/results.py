@@ -201,14 +201,14 @@ def _value_check(group: str, row: str, limit: float, unit: str,
     return check
 
 
-def _both(*checks: Callable[[Result], tuple[str, bool] | None]
+def _both(*checks: tuple[str, Callable[[Result], tuple[str, bool] | None]]
           ) -> Callable[[Result], tuple[str, bool] | None]:
-    """All of ``checks`` (each measured); the figures joined."""
+    """All of the named ``checks`` (each measured); the figures joined with their names."""
     def check(result: Result) -> tuple[str, bool] | None:
-        got = [c(result) for c in checks]
-        if any(g is None for g in got):
+        got = [(name, c(result)) for name, c in checks]
+        if any(g is None for _n, g in got):
             return None
-        return "; ".join(g[0] for g in got), all(g[1] for g in got)
+        return ", ".join(f"{n} {g[0]}" for n, g in got), all(g[1] for _n, g in got)
     return check
 
 
@@ -223,8 +223,9 @@ def _rolling(result: Result) -> tuple[str, bool] | None:
 
 def _pull_push(kind: str) -> Callable[[Result], tuple[str, bool] | None]:
     group = f"{kind}, plain" if kind == "pull" else "push"
-    return _both(_ratio_check(group, f"stackctl {kind}", "skopeo", 1.0),
-                 _ratio_check(group, f"stackctl {kind}", f"docker {kind}", 1.0 - 1e-9))
+    return _both(("vs skopeo", _ratio_check(group, f"stackctl {kind}", "skopeo", 1.0)),
+                 ("vs docker", _ratio_check(group, f"stackctl {kind}", f"docker {kind}",
+                                            1.0 - 1e-9)))
 
 
 def _node_loss(result: Result) -> tuple[str, bool] | None:
@@ -255,8 +256,8 @@ def adapt(name: str, data: dict) -> Result:
 
 def _updown(services: int) -> Callable[[Result], tuple[str, bool] | None]:
     g = f"{services} services"
-    return _both(_ratio_check(f"up, {g}", "stackctl", "docker-compose", 0.5),
-                 _ratio_check(f"down, {g}", "stackctl", "docker-compose", 0.5))
+    return _both(("up", _ratio_check(f"up, {g}", "stackctl", "docker-compose", 0.5)),
+                 ("down", _ratio_check(f"down, {g}", "stackctl", "docker-compose", 0.5)))
 
 
 TARGETS: list[Target] = [
@@ -393,7 +394,7 @@ def results_markdown(state: dict, benches: Sequence[tuple[str, str, str]]) -> st
         e = entries.get(name)
         if e is None:
             continue
-        out += [f"## {title}", "", f"{what}.", ""]
+        out += [f"## {title}", "", f"{what[:1].upper()}{what[1:]}.", ""]
         meta = [f"`{e['command']}`"] if e.get("command") else []
         meta += [f"{e.get('mode', '?')} run, {e.get('date', '?')}"]
         if e.get("seconds"):

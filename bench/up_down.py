@@ -86,10 +86,10 @@ def measure_pair(run_up, run_down, n: int) -> tuple[list[float], list[float]]:
     return ups, downs
 
 
-def timed_rows(tool: str, up, down, n: int) -> list[tuple[str, list[float]]]:
+def timed_rows(tool: str, up, down, n: int, wait: str = "") -> list[tuple[str, list[float]]]:
     """The "<tool> up -d" and "<tool> down -v" rows of n timed (up, down) pairs."""
     ups, downs = measure_pair(up, down, n)
-    return [(f"{tool} up -d", ups), (f"{tool} down -v", downs)]
+    return [(f"{tool} up -d{wait}", ups), (f"{tool} down -v", downs)]
 
 
 def compose_rows(tool: str, file: str, env: dict[str, str], n: int) -> list[tuple[str, list[float]]]:
@@ -141,7 +141,7 @@ def measure_size(services: int, n: int, notes: list[str]) -> list[tuple[str, lis
         try:
             # --wait: until every container runs (compose v1's `up -d` returns then too)
             rows += timed_rows("stackctl", lambda: st.cli("up", "-d", "--wait", "-f", f, "-p", "bench"),
-                               lambda: st.cli("down", "-v", "-p", "bench"), n)
+                               lambda: st.cli("down", "-v", "-p", "bench"), n, " --wait")
         except RuntimeError as exc:
             notes.append(f"stackctl: failed: {exc}")
         finally:

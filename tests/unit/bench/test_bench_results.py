@@ -105,7 +105,7 @@ def test_pull_needs_both_peers_measured():
     group.rows.append(res.Row("docker pull", [300.0]))
     v = next(v for v in res.verdicts({"registry": _result("registry", group)})
              if v.target.startswith("pull"))
-    assert (v.met, v.measured) == (True, "0.83x; 0.33x")
+    assert (v.met, v.measured) == (True, "vs skopeo 0.83x, vs docker 0.33x")
 
 
 def test_svg_chart_is_well_formed_and_escapes_labels():
