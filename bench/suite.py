@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                          "from bench/results.json")
     args = ap.parse_args(argv)
     if args.render:
-        _save(_load_state())
+        _save(_load_state(), readme=True)
         return 0
     if args.list:
         for b in BENCHES:
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.only or "seconds" not in state["run"]:
             state["run"]["seconds"] = round(time.monotonic() - started)
             state["run"]["load"] = [round(x, 1) for x in (*load0, *os.getloadavg())]
-        _save(state)
+        _save(state, readme=True)
     say(f"wrote {os.path.relpath(RESULTS_MD)} and {os.path.relpath(CHARTS)}/ "
         f"in {time.monotonic() - started:.0f} s")
     return 0
@@ -360,7 +360,7 @@ def _load_state() -> dict:
         return {"entries": {}}
 
 
-def _save(state: dict) -> None:
+def _save(state: dict, readme: bool = False) -> None:
     with open(RESULTS_JSON, "w", encoding="utf-8") as f:
         json.dump(state, f, indent=1)
     os.makedirs(CHARTS, exist_ok=True)
@@ -374,7 +374,10 @@ def _save(state: dict) -> None:
     shown = [(b.name, b.title, b.what) for b in order]
     with open(RESULTS_MD, "w", encoding="utf-8") as f:
         f.write(res.results_markdown(state, shown))
-    # the README's benchmark section, between its markers (left alone when they are gone)
+    if not readme:
+        return
+    # the README's benchmark section, between its markers (left alone when they are gone),
+    # only once a run is over: the README is not to show half a run
     readme = os.path.join(ROOT, "README.md")
     with open(readme, encoding="utf-8") as f:
         text = f.read()
