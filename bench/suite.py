@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -204,23 +205,26 @@ def run_one(b: Bench, quick: bool, tmp: str) -> dict:
                             cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1"),
                             bufsize=1)
     lines: list[str] = []
+    # a benchmark past its time gets SIGINT, also when it prints nothing: its finally blocks
+    # stop what it started
+    timer = threading.Timer(b.timeout, proc.send_signal, (signal.SIGINT,))
+    timer.start()
     try:
         for line in proc.stdout:
             lines.append(line.rstrip("\n"))
             say(f"    | {line.rstrip()}")
-            if time.monotonic() - t0 > b.timeout:
-                raise TimeoutError
         proc.wait()
-    except (TimeoutError, KeyboardInterrupt) as exc:
-        # SIGINT: the benchmark's finally blocks stop what it started
+    except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(120)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if isinstance(exc, KeyboardInterrupt):
-            raise
+        raise
+    finally:
+        timer.cancel()
+    if time.monotonic() - t0 >= b.timeout:
         entry["skipped"] = f"stopped after {b.timeout:.0f} s"
     entry["seconds"] = round(time.monotonic() - t0, 1)
     entry["output"] = "\n".join(lines[-80:])
