@@ -200,38 +200,59 @@ def stack_images(stack: StackArgs, services: Sequence[str], *, quiet: bool = Fal
 
 
 def stack_wait(stack: StackArgs, services: Sequence[str], *, down_project: bool = False) -> None:
-    """``wait -f FILE SERVICE...``: block until the services' containers stop; print each
-    one's exit code (as ``docker wait``); ``--down-project`` then runs ``down``."""
-    from stackctl.cli.remote import remote_node, ssh_argv
+    """``wait -f FILE SERVICE...``: block until every container of the services (one-off
+    ones too) has stopped, as ``docker compose wait``: one ``container "ID" exited with
+    status code N`` line per container as it stops; the command exits with the status code
+    of the last one to stop. ``--down-project`` then runs ``down --remove-orphans``."""
+    import threading
 
     name = _name(stack)
     with _agent() as client:
-        found = [c for c in containers(client, name, services, all_=True) if not _oneoff(c)]
+        found = containers(client, name, services, all_=True)
         if not found:
-            require_deployed(client, name)
-    codes = []
-    for c in found:
-        where = remote_node(c.get("node"))
-        if where is not None:
-            import subprocess
+            raise StackctlError(f'no containers for project "{name}"')
+    lock = threading.Lock()
+    last = [0]
 
-            out = subprocess.run(ssh_argv(where, ["wait", c["id"]]), capture_output=True,
-                                 text=True)
-            code = int(out.stdout.strip() or 1) if out.returncode == 0 else 1
-        else:
-            from stackctl.cli.common import manager
+    def one(c: dict[str, Any]) -> None:
+        code = _wait_one(c)
+        with lock:
+            last[0] = code
+            click.echo(f'container "{c["id"]}" exited with status code {code}')
+            sys.stdout.flush()
 
-            code = manager().wait(c["id"])
-        codes.append(code)
-        click.echo(str(code))
-        sys.stdout.flush()
+    threads = [threading.Thread(target=one, args=(c,), daemon=True) for c in found]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
     if down_project:
         with _agent() as client:
             from stackctl.cli.stack_common import run_stream
 
             run_stream(client, "stack.remove", {"name": name, "volumes": False,
-                                                "remove_orphans": False}, "text",
+                                                "remove_orphans": True}, "text",
                        title=f"Removing {name}", stack=name)
+    raise SystemExit(last[0])
+
+
+def _wait_one(c: dict[str, Any]) -> int:
+    """The exit code of one container once it has stopped (here, or on its node over ssh)."""
+    from stackctl.cli.remote import remote_node, ssh_argv
+
+    where = remote_node(c.get("node"))
+    if where is not None:
+        import subprocess
+
+        out = subprocess.run(ssh_argv(where, ["wait", c["id"]]), capture_output=True, text=True)
+        text = out.stdout.strip()
+        return int(text) if out.returncode == 0 and text.isdigit() else 1
+    from stackctl.cli.common import manager
+
+    return manager().wait(c["id"])
 
 
 # --- images of the stack: pull, push, build ------------------------------------------------

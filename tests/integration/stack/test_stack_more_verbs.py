@@ -107,8 +107,15 @@ def test_kill_is_not_healed_and_start_brings_it_back(node):
 
 def test_wait_prints_exit_codes_and_rm_removes_stopped(node):
     stack, _ = _deploy(node)
-    out = node.cli("wait", "-f", stack, "job", timeout=60).stdout
-    assert out.split() == ["7"]
+    # wait: Compose's line per container, and the exit status of the last one to stop
+    p = node.cli("wait", "-f", stack, "job", timeout=60, check=False)
+    job = [c for c in node.ps("more") if c["Service"] == "job"][0]
+    assert p.returncode == 7
+    assert p.stdout.strip().startswith('container "') and \
+        p.stdout.strip().endswith('" exited with status code 7')
+    assert job["ID"] in p.stdout
+    none = node.cli("wait", "-p", "nosuch", "x", check=False)
+    assert none.returncode == 1 and 'no containers for project "nosuch"' in none.stderr
     # rm without -f asks; "n" keeps the container
     p = node.cli("rm", "-p", "more", "job", check=False, env={})
     assert "Going to remove more-job-1" in p.stderr
