@@ -60,11 +60,11 @@ def stack_rm(stack: StackArgs, services: Sequence[str], *, force: bool = False,
         if not found:
             click.echo("No stopped containers", err=True)
             return
-        if not force:
-            click.echo("Going to remove " + ", ".join(c.get("name", "") for c in found),
-                       err=True)
-            if not click.confirm("Are you sure?", default=False, err=True):
-                return
+        msg = "Going to remove " + ", ".join(c.get("name", "") for c in found)
+        if force:
+            click.echo(msg)  # as Compose: the list on stdout, then the removal
+        elif not click.confirm(msg, default=False, err=True):
+            return
         _stream(client, "rm", name, services, volumes=volumes)
 
 

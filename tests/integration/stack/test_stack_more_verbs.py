@@ -120,7 +120,8 @@ def test_wait_prints_exit_codes_and_rm_removes_stopped(node):
     p = node.cli("rm", "-p", "more", "job", check=False, env={})
     assert "Going to remove more-job-1" in p.stderr
     assert [c["Name"] for c in node.ps("more") if c["Service"] == "job"] == ["more-job-1"]
-    node.cli("rm", "-p", "more", "-f", "job")
+    p = node.cli("rm", "-p", "more", "-f", "job")
+    assert p.stdout.startswith("Going to remove more-job-1\n")
     assert [c for c in node.ps("more") if c["Service"] == "job"] == []
     none = node.cli("rm", "-p", "more", "-f", "job")
     assert "No stopped containers" in none.stderr
