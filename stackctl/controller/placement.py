@@ -155,9 +155,10 @@ def single_node(name: str, *, cpus: int = 0, memory: int = 0,
 
 
 def split_networks(stack: Stack, where: Mapping[SlotKey, str]) -> list[str]:
-    """Networks whose services' tasks are on more than one node, with several services on
-    them: those tasks cannot reach each other by name or address until overlay networks
-    span the nodes (docs/nodes.md). One warning line per such network."""
+    """Bridge networks (one per node) whose services' tasks are on more than one node, with
+    several services on them: those tasks cannot reach each other across nodes on it — an
+    overlay network would span the nodes (docs/networking.md). One warning line per such
+    network; the caller leaves out stacks whose networks are overlays."""
     nodes_of: dict[str, set[str]] = {}
     for (svc, _slot), node in where.items():
         nodes_of.setdefault(svc, set()).add(node)
@@ -169,8 +170,8 @@ def split_networks(stack: Stack, where: Mapping[SlotKey, str]) -> list[str]:
         if len(members) < 2 or len(spread) < 2:
             continue
         detail = ", ".join(f"{m} on {'/'.join(sorted(nodes_of[m]))}" for m in members)
-        out.append(f"network {stack.name}_{key} spans nodes {', '.join(spread)} ({detail}): "
-                   "replicas on different nodes cannot reach each other by name yet (no "
-                   "overlay network); constrain the services that talk to each other to one "
-                   "node")
+        out.append(f"network {stack.name}_{key} spans nodes {', '.join(spread)} ({detail}) "
+                   "but is a bridge network, one per node: replicas on different nodes cannot "
+                   "reach each other on it; use driver: overlay (the default on a cluster) or "
+                   "constrain the services that talk to each other to one node")
     return out
