@@ -69,20 +69,18 @@ def selected_inventory() -> Any:
 
 
 def inventory_params(inv: Any) -> dict[str, Any]:
-    """``cluster.update_inventory``'s params: the nodes with their files' paths resolved."""
-    nodes = []
-    for n in inv.nodes:
-        row = n.public(inv.role_of(n))
-        row["identity"] = inv.resolve(n.identity)
-        row["known_hosts"] = inv.resolve(n.known_hosts)
-        nodes.append(row)
-    params: dict[str, Any] = {"nodes": nodes, "manager": inv.manager.name}
+    """``cluster.update_inventory``'s params (:func:`stackctl.cluster.connect.inventory_params`)
+    and the manager's liveness settings from this environment (``STACKCTL_HEARTBEAT``,
+    ``STACKCTL_DOWN_AFTER``), when set."""
     import os
 
+    from stackctl.cluster.connect import inventory_params as base
+
+    params = base(inv)
     liveness = {key: float(os.environ[env]) for key, env in (
         ("heartbeat", "STACKCTL_HEARTBEAT"), ("down_after", "STACKCTL_DOWN_AFTER"))
         if os.environ.get(env)}
-    if liveness:  # the manager's liveness settings, from the CLI's environment
+    if liveness:
         params["liveness"] = liveness
     return params
 
