@@ -84,7 +84,7 @@ def test_build_push_pull_create(node, registry, tmp_path):
     # create: the containers exist, none started
     node.projects.add("imgs")
     node.cli("create", "-f", stack, timeout=120)
-    assert "stopped" in node.cli("ls", "-a").stdout  # left for `start`: not healed up
+    assert "created(2)" in node.cli("ls", "-a").stdout  # left for `start`: not healed up
     rows = node.ps("imgs")
     assert sorted((r["Service"], r["State"]) for r in rows) == [("app", "created"),
                                                                 ("plain", "created")]
