@@ -60,6 +60,10 @@ def fast_config(args: list[str]) -> int | None:
     o = parse_fast_args(args)
     if o is None:
         return None
+    import gc
+
+    gc.disable()  # a short process that makes next to no cycles: no collector passes over
+    # the objects the imports and the loader make (load_project pauses it too, for everyone)
     from stackctl.cli.common import error_lines
     from stackctl.errors import StackctlError
     from stackctl.spec.load import LoadOptions, load_project
