@@ -202,10 +202,10 @@ create = scoped(C.create, _create, short_p=False, replace_args=[
 # --- build: Docker's -f/--file is the Dockerfile --------------------------------------------
 
 class _BuildCommand(click.Command):
-    """``build``: ``-f VALUE`` names the stack file when the ``-f`` rule says so (VALUE ends
-    in .yml/.yaml/.json, or is a path to a file with a ``/``... that is not a Dockerfile);
-    ``--file`` keeps Docker's meaning here (the Dockerfile), so the stack is ``-f FILE.yml``
-    or ``-p NAME``."""
+    """``build``: ``-f VALUE`` names the stack file only when VALUE ends in .yml, .yaml or
+    .json (a path with a ``/`` is a Dockerfile here: ``docker build -f dir/Dockerfile``);
+    ``--file`` keeps Docker's meaning (the Dockerfile), so the stack is ``-f FILE.yml`` or
+    ``-p NAME``."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         from stackctl.cli.stack_scoped import _STACK_SUFFIXES
