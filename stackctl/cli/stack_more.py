@@ -277,18 +277,35 @@ def _note(service: str, what: str) -> None:
     click.echo(f" Service {service}  {what}", err=True)
 
 
+def _with_deps(project: Any, services: Sequence[str], include_deps: bool) -> Sequence[str]:
+    if not include_deps or not services:
+        return services
+    from stackctl.cli.stack_common import check_services
+
+    check_services(project, tuple(services))
+    return sorted(project.graph.with_dependencies(services))
+
+
 def stack_pull(stack: StackArgs, services: Sequence[str], *, quiet: bool = False,
-               ignore_failures: bool = False, ignore_buildable: bool = False) -> None:
+               ignore_failures: bool = False, ignore_buildable: bool = False,
+               include_deps: bool = False, policy: str = "always") -> None:
     """``pull -f FILE [SERVICE...]``: pull the services' images into this node's store
-    (the registry client, docs/registry.md), each image once. Exit 1 if one fails (unless
-    ``--ignore-pull-failures``; a service that can be built only warns, as Compose)."""
+    (the registry client, docs/registry.md), each image once (``--policy missing``: only
+    those the store does not have). Exit 1 if one fails (unless ``--ignore-pull-failures``;
+    a service that can be built only warns, as Compose)."""
     from stackctl.runtime.images.registry import progress as P
     from stackctl.runtime.images.registry.pull import pull as do_pull
 
     project = stack.load_project()
+    services = _with_deps(project, services, include_deps)
     store = _store()
     failed = []
     for image, users in _images_of(project, services, buildable=not ignore_buildable).items():
+        if policy == "missing" and _present(store, image):
+            if not quiet:
+                for s in users:
+                    _note(s, "Skipped (image is already present locally)")
+            continue
         prog = P.for_terminal(True)
         try:
             do_pull(store, image, progress=prog)
@@ -310,14 +327,23 @@ def stack_pull(stack: StackArgs, services: Sequence[str], *, quiet: bool = False
         raise StackctlError("pull failed: " + "; ".join(failed))
 
 
+def _present(store: Any, image: str) -> bool:
+    try:
+        store.resolve(image)
+    except StackctlError:
+        return False
+    return True
+
+
 def stack_push(stack: StackArgs, services: Sequence[str], *, quiet: bool = False,
-               ignore_failures: bool = False) -> None:
+               ignore_failures: bool = False, include_deps: bool = False) -> None:
     """``push -f FILE [SERVICE...]``: push the images of the services that have both
     ``build:`` and ``image:`` (what Compose pushes; the others are skipped)."""
     from stackctl.runtime.images.registry import progress as P
     from stackctl.runtime.images.registry.push import push as do_push
 
     project = stack.load_project()
+    services = _with_deps(project, services, include_deps)
     store = _store()
     failed = []
     for image, users in _images_of(project, services, buildable=True).items():

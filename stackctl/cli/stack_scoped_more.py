@@ -138,7 +138,8 @@ def _pull(stack: StackArgs, kw: dict[str, Any]) -> None:
     _no(kw, "pull", "all_tags", "platform")
     stack_pull(stack, kw["targets"], quiet=kw["quiet"],
                ignore_failures=kw["ignore_pull_failures"],
-               ignore_buildable=kw["ignore_buildable"])
+               ignore_buildable=kw["ignore_buildable"], include_deps=kw["include_deps"],
+               policy=kw["policy"] or "always")
 
 
 def _push(stack: StackArgs, kw: dict[str, Any]) -> None:
@@ -146,7 +147,7 @@ def _push(stack: StackArgs, kw: dict[str, Any]) -> None:
 
     _no(kw, "push", "all_tags")
     stack_push(stack, kw["targets"], quiet=kw["quiet"],
-               ignore_failures=kw["ignore_push_failures"])
+               ignore_failures=kw["ignore_push_failures"], include_deps=kw["include_deps"])
 
 
 def _registry():
@@ -160,12 +161,19 @@ pull = scoped(_registry().pull, _pull, replace_args=[
                  help="With a stack: pull what it can and ignore images with pull failures."),
     click.Option(["--ignore-buildable"], is_flag=True,
                  help="With a stack: ignore images that can be built."),
+    click.Option(["--include-deps"], is_flag=True,
+                 help="With a stack: also pull the services' dependencies."),
+    click.Option(["--policy"], type=click.Choice(["missing", "always"]), default=None,
+                 help="With a stack: pull only missing images, or always (default)."),
     _targets()], docker_args=_one_name("name", "pull", "ignore_pull_failures",
-                                       "ignore_buildable"))
+                                       "ignore_buildable", "include_deps", "policy"))
 push = scoped(_registry().push, _push, replace_args=[
     click.Option(["--ignore-push-failures"], is_flag=True,
                  help="With a stack: push what it can and ignore images with push failures."),
-    _targets()], docker_args=_one_name("name", "push", "ignore_push_failures"))
+    click.Option(["--include-deps"], is_flag=True,
+                 help="With a stack: also push the services' dependencies."),
+    _targets()], docker_args=_one_name("name", "push", "ignore_push_failures",
+                                       "include_deps"))
 
 
 def _create(stack: StackArgs, kw: dict[str, Any]) -> None:

@@ -73,6 +73,8 @@ def test_build_push_pull_create(node, registry, tmp_path):
     p = node.cli("pull", "-f", stack, "app", timeout=120)
     assert "Service app  Pulled" in p.stderr
     assert ref in _images(node)
+    p = node.cli("pull", "-f", stack, "--policy", "missing", "app", timeout=120)
+    assert "Service app  Skipped (image is already present locally)" in p.stderr
     # an image no registry here has: exit 1 naming the service; ignored when asked
     bad = node.write_stack(STACK.replace("REG", registry.host)
                            .replace("stackctl/busybox:latest", f"{registry.host}/no/such:1"),
