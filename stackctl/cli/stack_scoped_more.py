@@ -180,16 +180,19 @@ def _create(stack: StackArgs, kw: dict[str, Any]) -> None:
     from stackctl.cli.stack_cmd import up
 
     targets = kw["targets"]
-    flags = {k: kw.pop(k) for k in ("build", "force_recreate", "no_recreate", "remove_orphans")}
+    flags = {k: kw.pop(k) for k in ("build", "force_recreate", "no_recreate", "remove_orphans",
+                                    "stack_pull")}
+    flags["pull"] = flags.pop("stack_pull")
     inner = up.callback.__wrapped__  # up's body, without its option parsing
-    inner(stack=stack, detach=True, wait=False, wait_timeout=None, pull=None, no_start=True,
+    inner(stack=stack, detach=True, wait=False, wait_timeout=None, no_start=True,
           no_deps=False, no_color=False, fmt="text", services=tuple(targets), **flags)
 
 
 def _create_docker(kw: dict[str, Any]) -> None:
-    for opt in ("build", "force_recreate", "no_recreate", "remove_orphans"):
+    for opt in ("build", "force_recreate", "no_recreate", "remove_orphans", "stack_pull"):
         if kw.pop(opt):
-            raise UsageError(f"--{opt.replace('_', '-')} needs a stack (--file FILE or -p NAME)")
+            flag = "pull" if opt == "stack_pull" else opt.replace("_", "-")
+            raise UsageError(f"--{flag} needs a stack (--file FILE or -p NAME)")
     targets = kw.pop("targets")
     if not targets:
         raise UsageError('"stackctl create" requires at least 1 argument (an image)')
@@ -204,6 +207,9 @@ create = scoped(C.create, _create, short_p=False, replace_args=[
                  help="With a stack: keep existing containers."),
     click.Option(["--remove-orphans"], is_flag=True,
                  help="With a stack: remove containers of services not in the file."),
+    click.Option(["--pull", "stack_pull"],
+                 type=click.Choice(["always", "missing", "never", "build"]), default=None,
+                 help="With a stack: pull images before creating (as up --pull)."),
     click.Argument(["targets"], nargs=-1, type=click.UNPROCESSED)], docker_args=_create_docker)
 
 
