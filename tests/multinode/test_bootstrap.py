@@ -172,6 +172,15 @@ def test_manager_key_reaches_the_agent_protocol_only(booted):
     assert n2_key in manager_known
 
 
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to reap it has stopped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_bootstrap_again_upgrades_and_no_container_stops(booted):
     c, inv, _results, _lines, tmp, cache = booted
     exe = os.path.join(prefix_of(c, "n2"), "bin", "stackctl")
@@ -188,7 +197,11 @@ def test_bootstrap_again_upgrades_and_no_container_stops(booted):
     after = agent_info(c, "n2")
     assert result["agent"]["old"]["pid"] == before["pid"]
     assert after["pid"] != before["pid"] and after["version"] == "0.1.0.post7"
-    assert not os.path.exists(f"/proc/{before['pid']}")
+    # the old agent has stopped (on a loaded machine its exit may lag the new one's start)
+    deadline = time.monotonic() + 15
+    while _alive(before["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(before["pid"])
     out = ssh(c, "n2", f"{exe} inspect -f '{{{{.State.Pid}}}} {{{{.State.Status}}}}' keep")
     assert out.stdout.decode().split() == [str(pid), "running"]
     with open(f"/proc/{pid}/cmdline", "rb") as f:
