@@ -29,6 +29,21 @@ def _can_run_root_tests() -> str | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """``async def`` tests run under ``trio.run`` (no pytest-trio needed)."""
+    import functools
+    import inspect
+
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    import trio
+
+    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    trio.run(functools.partial(pyfuncitem.obj, **kwargs))
+    return True
+
+
 def pytest_collection_modifyitems(config, items):
     reason = _can_run_root_tests()
     if reason is None:

@@ -7,28 +7,16 @@
 - Each cluster's ``ssh_config`` has Host aliases n1..nN: ``ssh -F c.ssh_config n1 ...`` and
   ``c.ssh_options()`` for asyncssh. Nodes run without the warm-run server (lighter).
 - Tests here need root: mark them ``pytest.mark.root``.
-- ``async def`` tests run under ``trio.run``.
+- ``async def`` tests run under ``trio.run`` (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import uuid
 
 import pytest
-import trio
 
 from stackctl.cluster import demo
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem):
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    trio.run(functools.partial(pyfuncitem.obj, **kwargs))
-    return True
 
 
 class _Clusters:
