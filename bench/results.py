@@ -254,6 +254,19 @@ def adapt(name: str, data: dict) -> Result:
     raise ValueError(f"{name}: a JSON result of unknown form")
 
 
+def _config(services: int, limit: float) -> Callable[[Result], tuple[str, bool] | None]:
+    """Judged on the wall clock; the CPU time beside it (what a loaded machine disturbs less)."""
+    wall = _value_check(f"config, {services} services", "stackctl", limit, "ms")
+
+    def check(result: Result) -> tuple[str, bool] | None:
+        got = wall(result)
+        cpu = result.values.get(f"stackctl_cpu_ms_{services}_services")
+        if got is None or cpu is None:
+            return got
+        return f"{got[0]} wall (CPU {fmt(cpu)} ms)", got[1]
+    return check
+
+
 def _updown(services: int) -> Callable[[Result], tuple[str, bool] | None]:
     g = f"{services} services"
     return _both(("up", _ratio_check(f"up, {g}", "stackctl", "docker-compose", 0.5)),
@@ -263,10 +276,8 @@ def _updown(services: int) -> Callable[[Result], tuple[str, bool] | None]:
 TARGETS: list[Target] = [
     Target("start_latency", "warm start within 3x of crun",
            _ratio_check("container start", "stackctl run --rm (agent up: warm)", "crun run", 3.0)),
-    Target("config_speed", "`config` of 3 services <= 100 ms",
-           _value_check("config, 3 services", "stackctl", 100, "ms")),
-    Target("config_speed", "`config` of 400 services <= 1 s",
-           _value_check("config, 400 services", "stackctl", 1000, "ms")),
+    Target("config_speed", "`config` of 3 services <= 100 ms", _config(3, 100)),
+    Target("config_speed", "`config` of 400 services <= 1 s", _config(400, 1000)),
     Target("up_down", "up/down of 3 services at most half docker-compose's time", _updown(3)),
     Target("up_down", "up/down of 10 services at most half docker-compose's time", _updown(10)),
     Target("rolling_update", "rolling update faster than swarm, no lost request", _rolling),
