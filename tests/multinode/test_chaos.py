@@ -277,13 +277,15 @@ def test_a_full_state_disk_on_a_worker_during_a_deploy(small_disks):
     path = c.write_stack(SERVICE.format(port=PORT + 5, replicas=2, per_node=1))
     c.cli("up", "-d", "--wait", "-f", path)
     state = c.demo.node("n2").state
-    c.ssh("n2", "sh", "-c", f"dd if=/dev/zero of={state}/fill bs=1M 2>/dev/null; true")
+    # full to the last page (1 MiB blocks first, then 4 KiB ones: tmpfs allocates pages)
+    c.ssh("n2", "sh", "-c", f"dd if=/dev/zero of={state}/fill bs=1M 2>/dev/null; "
+                            f"dd if=/dev/zero of={state}/fill2 bs=4k 2>/dev/null; true")
     with Load([c.address("n1"), c.address("n2")], PORT + 5) as load:
         p = c.cli("up", "-d", "--wait", "-f", path, env={"VERSION": "2"}, check=False)
     assert p.returncode != 0
     assert "no space left" in p.stderr.lower() or "disk" in p.stderr.lower(), p.stderr
     assert load["failed"] == 0, load["errors"][:5]
-    c.ssh("n2", "rm", "-f", f"{state}/fill")
+    c.ssh("n2", "rm", "-f", f"{state}/fill", f"{state}/fill2")
     c.cli("up", "-d", "--wait", "-f", path, env={"VERSION": "2"})
     final = slots(c, path)
     report("full disk", load, 0.0, final)
