@@ -18,7 +18,8 @@ import pytest
 from stackctl.paths import NodePaths
 
 sys.path.insert(0, os.path.dirname(__file__))
-from kernel_cleanup import remove_cgroups, remove_networking, unmount_under  # noqa: E402
+from kernel_cleanup import (kill_processes_mentioning, remove_cgroups,  # noqa: E402
+                            remove_networking, unmount_under)
 
 
 def _can_run_root_tests() -> str | None:
@@ -66,10 +67,22 @@ def node_paths(tmp_path) -> NodePaths:
     state.mkdir()
     run.mkdir()
     paths = NodePaths(state=str(state), run=str(run), cgroup_parent=f"stackctl-test-{uuid.uuid4().hex[:8]}")
-    yield paths
-    remove_networking(paths)
-    unmount_under(str(tmp_path))
-    remove_cgroups(paths.cgroup_parent)
+    try:
+        yield paths
+    finally:
+        # each step runs even if one before it failed: a test's node leaves nothing behind
+        try:
+            # its daemons (agent, DNS server, warm server) end with the test, whatever the
+            # test's own teardown managed
+            kill_processes_mentioning(str(state))
+        finally:
+            try:
+                remove_networking(paths)
+            finally:
+                try:
+                    unmount_under(str(tmp_path))
+                finally:
+                    remove_cgroups(paths.cgroup_parent)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Clean-up helpers shared by fixtures: unmount and remove cgroups made below a test's dirs."""
+"""Clean-up helpers shared by fixtures: unmount, remove cgroups, and end the processes a test
+left running, below a test's dirs."""
 
 from __future__ import annotations
 
@@ -67,3 +68,38 @@ def remove_networking(paths) -> None:
         nets_mod.remove(paths, nets, force=True)
     gc.gc_stale(paths, live_containers=[])
     subprocess.run(["nft", "delete", "table", "ip", firewall.table_name(paths)], capture_output=True)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Processes (not this one) whose command line or environment names ``text``."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd or text in env:
+            found.append(int(pid))
+    return found
+
+
+def kill_processes_mentioning(text: str) -> None:
+    """SIGKILL every process that names ``text`` (a test's node daemons: agent, DNS server,
+    warm server, a registry), and wait for them to go."""
+    import signal
+
+    pids = processes_mentioning(text)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if os.path.exists(f"/proc/{p}")]
+        time.sleep(0.05)

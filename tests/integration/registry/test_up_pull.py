@@ -66,9 +66,11 @@ def node(cli, node_paths, tmp_path):
     try:
         yield n
     finally:
-        for name in n.projects:
-            cli("down", "-v", "-p", name, timeout=90)
-        n.stop_agent()
+        try:
+            for name in n.projects:
+                cli("down", "-v", "-p", name, timeout=90)
+        finally:
+            n.stop_agent()
 
 
 def _push_busybox(cli, ref: str, marker: str) -> str:

@@ -17,6 +17,8 @@ import time
 import urllib.request
 from typing import Self
 
+from kernel_cleanup import processes_mentioning  # noqa: F401  (tests/: on sys.path)
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 IMAGE = "stackctl/busybox:latest"
 
@@ -292,18 +294,3 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def processes_mentioning(text: str) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().decode(errors="replace")
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmd or text in env:
-            found.append(int(pid))
-    return found
