@@ -99,7 +99,6 @@ class Manager:
         from stackctl.controller.overlay import Overlay  # overlay networks (docs/networking.md)
 
         self.ctx.overlay = Overlay(paths.state, self.members)
-        self.pending: dict[str, Placed] = {}  # stack -> its last placement
         if poll_interval is not None:
             self.ctx.poll_interval = poll_interval
         if drain_grace is not None:
@@ -202,7 +201,6 @@ class Manager:
         placed = assign(loaded.stack, loaded.desired(), observed, nodes, rebalance=rebalance)
         if commit:
             self.ctx.placements[loaded.name] = placed.nodes
-            self.pending[loaded.name] = placed
         return placed
 
     def _with_pending(self, the_plan: Plan, placed: Placed) -> Plan:
@@ -659,7 +657,8 @@ class Manager:
                     # interrupted (or `deploying` with nobody deploying: the agent died
                     # mid-deploy): heal what exists, create nothing new until the next `up`
                     hold = self._held(status)
-                    placed = await self.place(current, await observe(self.ctx, name))
+                    observed = await observe(self.ctx, name)
+                    placed = await self.place(current, observed)
                     moving = sorted({svc for svc, _ in placed.moved} - set(stopped))
                     if moving and not hold:
                         # a node drained (or no longer meeting constraints): its tasks move
@@ -668,7 +667,7 @@ class Manager:
                         continue
                     when = await reconcile_stack(
                         self.ctx, current, self.history, stopped=stopped, hold=hold,
-                        desired=placed.desired,
+                        desired=placed.desired, observed=observed,
                         versions=self._version_finder(name, current, previous))
                 except StackctlError as exc:
                     log.warning("reconcile %s: %s", name, exc.message)

@@ -140,7 +140,6 @@ class Members:
         self.last_seen: dict[str, float] = {local.name: time.time()}
         self.versions: dict[str, str] = {}
         self.changed = trio.Event()
-        self._nursery: trio.Nursery | None = None
         self._scopes: dict[str, tuple[str, trio.CancelScope]] = {}  # name -> (url, scope)
         self._wanted = trio.Event()
 
@@ -279,7 +278,6 @@ class Members:
         """Keep one connection per remote node while the manager runs, and watch them."""
         self._watch_since = self.clock()
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
             nursery.start_soon(self._watch)
             task_status.started()
             while True:

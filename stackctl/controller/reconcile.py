@@ -36,7 +36,7 @@ from stackctl.controller.taskops import start_task, stop_task, sync_serving
 from stackctl.controller.taskspec import object_files
 from stackctl.controller.watch import observe
 from stackctl.errors import StackctlError
-from stackctl.scheduler.observed import ContainerInfo, slot_sort_key
+from stackctl.scheduler.observed import ContainerInfo, StackObserved, slot_sort_key
 from stackctl.scheduler.restart import should_restart
 from stackctl.scheduler.rolling import LISTEN_TIMEOUT
 from stackctl.scheduler.tasks import Desired
@@ -81,17 +81,20 @@ async def reconcile_stack(ctx: Ctx, loaded: Loaded, history: RestartHistory, *,
                           versions: Callable[[str, str], Loaded | None] | None = None,
                           progress: Progress | None = None,
                           image_config: Callable[[str], Any] | None = None,
-                          desired: Desired | None = None) -> int | None:
+                          desired: Desired | None = None,
+                          observed: StackObserved | None = None) -> int | None:
     """One pass (see the module docstring); the next restart due (wall ns), if any.
 
     ``versions(service, config_hash)`` finds the stored version a container was made from
     (default: ``loaded`` only); ``hold``: the stack's last deploy was interrupted — heal the
     slots that have a container, create none. ``desired``: ``loaded``'s tasks as placed
-    (default: unplaced)."""
+    (default: unplaced); ``observed``: the stack as the caller just read it (default: read
+    here)."""
     name = loaded.name
     progress = progress or Progress(name, None, ctx.wall)
     desired = desired if desired is not None else loaded.desired()
-    observed = await observe(ctx, name)
+    if observed is None:
+        observed = await observe(ctx, name)
     await sync_serving(ctx, observed.containers())
     now = ctx.wall()
     next_wake: int | None = None

@@ -106,9 +106,12 @@ class TaskRequest:
     service_ports: list[ServicePortSpec] = field(default_factory=list)
 
     def create_kwargs(self) -> dict[str, Any]:
-        return {"name": self.name, "networks": list(self.networks), "ports": list(self.ports),
-                "service": self.service, "endpoint_mode": self.endpoint_mode,
-                "health": self.health}
+        """What ``create_container`` takes besides the options (the node interface's
+        :class:`~stackctl.node.interface.ContainerRequest`, without the options)."""
+        from stackctl.node.interface import ContainerRequest
+
+        return ContainerRequest(self.opts, self.name, self.networks, self.ports, self.service,
+                                self.endpoint_mode, self.health).kwargs()
 
 
 def image_ref(stack_name: str, service_name: str, service: Service) -> str:
