@@ -16,8 +16,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-#: the stackctl a node runs for the CLI: under the node's prefix when bootstrapped, else PATH
-_STACKCTL = 'p="${STACKCTL_PREFIX:-/opt/stackctl}/bin/stackctl"; [ -x "$p" ] || p=stackctl; '
 
 
 def remote_node(node: str | None) -> Any:
@@ -39,7 +37,9 @@ def ssh_argv(where: Any, argv: Sequence[str], *, tty: bool = False) -> list[str]
     from stackctl.transport import openssh
 
     inv, node = where
-    command = _STACKCTL + 'exec "$p" ' + shlex.join(list(argv))
+    from stackctl.transport.target import NODE_STACKCTL
+
+    command = NODE_STACKCTL + 'exec "$p" ' + shlex.join(list(argv))
     out = openssh.ssh_argv(ssh_target(node), ssh_options(inv, node), command)
     if tty:
         out[out.index("-T")] = "-tt"

@@ -28,7 +28,7 @@ from stackctl.errors import StackctlError
 # prefix (a per-node STACKCTL_PREFIX comes from the node's sshd environment, hence the shell
 # expansion there). The manager's key does not need it: the node forces its command.
 # When the prefix has none (a node set up by hand, the demo cluster), the stackctl on PATH.
-from stackctl.controller.members import REMOTE_COMMAND  # noqa: E402  (one definition)
+from stackctl.transport.target import REMOTE_COMMAND  # noqa: E402,F401  (one definition)
 STATUS_TIMEOUT = 5.0
 
 

@@ -455,7 +455,7 @@ def _make_node(c: DemoCluster, node: DemoNode, client_pub: str) -> str:
            # `node bootstrap`: one filesystem for all nodes, so each installs into its own
            # prefix and keeps the manager's key in its own authorized_keys (docs/nodes.md)
            # (until a node is bootstrapped, its prefix has no stackctl and the remote command,
-           # controller/members.REMOTE_COMMAND, runs the one on PATH: this checkout's)
+           # transport/target.REMOTE_COMMAND, runs the one on PATH: this checkout's)
            "STACKCTL_PREFIX": os.path.join(node.dir, "prefix"),
            "STACKCTL_AUTHORIZED_KEYS": authorized,
            "PATH": f"{c.bin_dir}:{SYSTEM_PATH}",

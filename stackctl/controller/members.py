@@ -47,6 +47,7 @@ import trio
 from stackctl.controller.cluster import Cluster
 from stackctl.errors import StackctlError
 from stackctl.scheduler.nodes import NANO, NodeSnapshot
+from stackctl.transport.target import REMOTE_COMMAND
 
 log = logging.getLogger("stackctl.controller")
 
@@ -56,11 +57,6 @@ KNOWN_HOSTS = "known_hosts"
 RECONNECT_MIN, RECONNECT_MAX = 0.5, 5.0
 HEARTBEAT = 1.0  # seconds between heartbeats
 DOWN_AFTER = 5.0  # seconds without an answer before a node is down
-#: what the manager runs on a node to reach its agent: stackctl under the node's prefix when
-#: `node bootstrap` installed it there, else the one on PATH (the manager's own key is
-#: authorized with a forced command, which wins over this)
-REMOTE_COMMAND = ('p="${STACKCTL_PREFIX:-/opt/stackctl}/bin/stackctl"; [ -x "$p" ] || '
-                  'p=stackctl; exec "$p" agent dial-stdio')
 INFO_TIMEOUT = 30.0
 
 

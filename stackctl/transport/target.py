@@ -15,6 +15,13 @@ from dataclasses import dataclass
 from stackctl.transport.errors import SSHTargetError
 
 DEFAULT_REMOTE_COMMAND = "stackctl agent dial-stdio"
+
+#: a shell prefix that sets $p to the stackctl a node runs: the one under the node's prefix
+#: when `node bootstrap` installed it there, else the one on PATH
+NODE_STACKCTL = 'p="${STACKCTL_PREFIX:-/opt/stackctl}/bin/stackctl"; [ -x "$p" ] || p=stackctl; '
+#: what the CLI and the manager run on a node to reach its agent (the manager's own key is
+#: authorized with a forced command, which wins over this)
+REMOTE_COMMAND = NODE_STACKCTL + 'exec "$p" agent dial-stdio'
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE_INTERVAL = 15.0  # seconds between keepalives on an idle connection (asyncssh)
 
