@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 
 class StackctlError(Exception):
@@ -37,30 +36,80 @@ class UsageError(StackctlError):
     exit_code = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Pos:
-    """A place in a file: 1-based line and column."""
+# Pos and Issue are written out rather than made with ``dataclasses``: every stack verb imports
+# this module, and ``dataclasses`` imports ``inspect`` (with ast, dis, tokenize: ~10 ms of a
+# ~100 ms ``config -q``). They behave as frozen, slotted dataclasses would.
 
-    file: str
-    line: int
-    col: int
+class Pos:
+    """A place in a file: 1-based line and column (immutable, hashable)."""
+
+    __slots__ = ("file", "line", "col")
+
+    def __init__(self, file: str, line: int, col: int) -> None:
+        _set = object.__setattr__
+        _set(self, "file", file)
+        _set(self, "line", line)
+        _set(self, "col", col)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
 
+    def __repr__(self) -> str:
+        return f"Pos(file={self.file!r}, line={self.line!r}, col={self.col!r})"
 
-@dataclass(frozen=True, slots=True)
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Pos:
+            return NotImplemented
+        return (self.file, self.line, self.col) == (other.file, other.line, other.col)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.file, self.line, self.col))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: Pos is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: Pos is immutable")
+
+    def __reduce__(self) -> tuple:  # copy, deepcopy and pickle go through __init__
+        return (Pos, (self.file, self.line, self.col))
+
+
 class Issue:
-    """One located problem (or warning) in a stack file."""
+    """One located problem (or warning) in a stack file (immutable, hashable)."""
 
-    message: str
-    path: str = ""  # dotted key path, e.g. services.web.ports[0]
-    pos: Pos | None = None
+    __slots__ = ("message", "path", "pos")
+
+    def __init__(self, message: str, path: str = "", pos: Pos | None = None) -> None:
+        _set = object.__setattr__
+        _set(self, "message", message)
+        _set(self, "path", path)  # dotted key path, e.g. services.web.ports[0]
+        _set(self, "pos", pos)
 
     def __str__(self) -> str:
         where = f"{self.pos}: " if self.pos else ""
         key = f"{self.path}: " if self.path else ""
         return f"{where}{key}{self.message}"
+
+    def __repr__(self) -> str:
+        return f"Issue(message={self.message!r}, path={self.path!r}, pos={self.pos!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Issue:
+            return NotImplemented
+        return (self.message, self.path, self.pos) == (other.message, other.path, other.pos)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.message, self.path, self.pos))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: Issue is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: Issue is immutable")
+
+    def __reduce__(self) -> tuple:
+        return (Issue, (self.message, self.path, self.pos))
 
 
 class SpecError(StackctlError):

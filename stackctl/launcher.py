@@ -61,7 +61,7 @@ def launch() -> None:
         os._exit(code)  # nothing of ours to tear down: skip the interpreter's finalization
     from stackctl.cli.main import main
 
-    main()
+    main(quick_exit=True)
 
 
 def _probe_path(python: str, flags: list[str]) -> list[str]:

@@ -136,8 +136,25 @@ def _dial_stdio() -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; expected errors become one clear message and an exit status."""
+def _leave(code: int) -> None:
+    """Exit with ``code`` once the output is out, without the interpreter's finalization (a
+    last garbage collection and the teardown of every module: a few ms of a short command
+    that holds no resource to release)."""
+    from stackctl.trace import report_now
+
+    report_now()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def main(argv: list[str] | None = None, *, quick_exit: bool = False) -> None:
+    """Run the CLI; expected errors become one clear message and an exit status.
+    ``quick_exit`` (the launcher's, for its own process): a command that holds nothing to
+    release (``config``'s fast path) leaves by ``os._exit``."""
     from stackctl.trace import mark
 
     args = sys.argv[1:] if argv is None else list(argv)
@@ -162,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
 
         code = fast_config(args[1:])  # None: not a plain config, click parses it
         if code is not None:
+            if quick_exit:
+                _leave(code)
             sys.exit(code)
     import click
 

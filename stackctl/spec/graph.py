@@ -23,10 +23,10 @@ imported only then — a cycle is detected without it (what Kahn's algorithm can
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stackctl.errors import Issue, SpecError
+from stackctl.spec.record import FrozenRecord
 from stackctl.spec.issues import issue_at, sort_issues, written_key
 from stackctl.spec.models import Service
 
@@ -42,16 +42,21 @@ def active_services(services: Mapping[str, Service], profiles: Collection[str]) 
             if not svc.profiles or everything or active.intersection(svc.profiles)}
 
 
-@dataclass(frozen=True, slots=True)
-class Dependency:
-    """One edge: ``service`` depends on ``on``."""
+class Dependency(FrozenRecord):
+    """One edge: ``service`` depends on ``on``. ``kind``: "depends_on" | "network_mode" |
+    "ipc" | "pid" | "volumes_from"."""
 
-    service: str
-    on: str
-    kind: str  # "depends_on" | "network_mode" | "ipc" | "pid" | "volumes_from"
-    condition: str = "service_started"
-    required: bool = True
-    restart: bool = False
+    __slots__ = ("service", "on", "kind", "condition", "required", "restart")
+
+    def __init__(self, service: str, on: str, kind: str, condition: str = "service_started",
+                 required: bool = True, restart: bool = False) -> None:
+        _set = object.__setattr__
+        _set(self, "service", service)
+        _set(self, "on", on)
+        _set(self, "kind", kind)
+        _set(self, "condition", condition)
+        _set(self, "required", required)
+        _set(self, "restart", restart)
 
 
 class _Graph:

@@ -24,25 +24,29 @@ absolute (:mod:`stackctl.spec.paths`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from stackctl.errors import Issue, Pos, SpecError
 from stackctl.spec.merge import copy_tree
+from stackctl.spec.record import Record
 from stackctl.spec.yamlpos import OverrideDict, PDict, format_path, strip_positions
 
 SECTIONS = ("services", "networks", "volumes", "secrets", "configs")
 
 
-@dataclass
-class IncludeEntry:
+class IncludeEntry(Record):
     """One entry of ``include``, paths absolute."""
 
-    paths: list[str]
-    project_directory: str | None = None
-    env_files: list[str] = field(default_factory=list)
-    pos: Pos | None = None
-    key_path: str = "include"
+    __slots__ = ("paths", "project_directory", "env_files", "pos", "key_path")
+
+    def __init__(self, paths: list[str], project_directory: str | None = None,
+                 env_files: list[str] | None = None, pos: Pos | None = None,
+                 key_path: str = "include") -> None:
+        self.paths = paths
+        self.project_directory = project_directory
+        self.env_files = [] if env_files is None else env_files
+        self.pos = pos
+        self.key_path = key_path
 
 
 LoadSub = Callable[[IncludeEntry], Any]  # -> the sub-project's merged top-level tree

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from stackctl.errors import Issue, Pos
+from stackctl.spec.record import Record
 from stackctl.spec.yamlpos import PDict, PList, format_path
 
 _NAME = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
@@ -54,12 +54,15 @@ class TemplateError(Exception):
         self.variable = variable
 
 
-@dataclass
-class Substitution:
-    """The result of interpolating one string."""
+class Substitution(Record):
+    """The result of interpolating one string; ``unset``: the variables used without a value
+    or default."""
 
-    value: str
-    unset: list[str] = field(default_factory=list)  # variables used without a value or default
+    __slots__ = ("value", "unset")
+
+    def __init__(self, value: str, unset: list[str] | None = None) -> None:
+        self.value = value
+        self.unset = [] if unset is None else unset
 
 
 def substitute(text: str, environ: Mapping[str, str]) -> Substitution:
@@ -180,14 +183,19 @@ def _braced(body: str, whole: str, env: Mapping[str, str], unset: list[str], dep
 # Trees
 
 
-@dataclass
-class Interpolated:
-    """A new tree with every string interpolated, and what was found on the way."""
+class Interpolated(Record):
+    """A new tree with every string interpolated, and what was found on the way (``unset``:
+    the first use of each unset variable)."""
 
-    tree: Any
-    errors: list[Issue] = field(default_factory=list)
-    warnings: list[Issue] = field(default_factory=list)
-    unset: dict[str, Issue] = field(default_factory=dict)  # first use of each unset variable
+    __slots__ = ("tree", "errors", "warnings", "unset")
+
+    def __init__(self, tree: Any, errors: list[Issue] | None = None,
+                 warnings: list[Issue] | None = None,
+                 unset: dict[str, Issue] | None = None) -> None:
+        self.tree = tree
+        self.errors = [] if errors is None else errors
+        self.warnings = [] if warnings is None else warnings
+        self.unset = {} if unset is None else unset
 
 
 def unset_warning(name: str, path: str = "", pos: Pos | None = None) -> Issue:

@@ -27,7 +27,6 @@ import os
 import posixpath
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from stackctl.errors import Issue, Pos, SpecError
@@ -37,51 +36,69 @@ from stackctl.spec.include import IncludeEntry, apply_include
 from stackctl.spec.interpolate import interpolate_tree, substitute, TemplateError
 from stackctl.spec.merge import merge_trees
 from stackctl.spec.paths import resolve_paths
+from stackctl.spec.record import Record
 from stackctl.spec.yamlpos import PDict, PList, format_path, load_yaml_documents
 
 STDIN_NAME = "<stdin>"
 
 
-@dataclass
-class LoadOptions:
-    """What the command line (or a test) says about the project."""
+class LoadOptions(Record):
+    """What the command line (or a test) says about the project. ``environ`` None: the
+    process environment; ``cwd`` None: the working directory; ``stdin``: the text of
+    ``-f -`` (None: read standard input)."""
 
-    files: list[str] = field(default_factory=list)
-    project_name: str | None = None
-    profiles: list[str] = field(default_factory=list)
-    env_files: list[str] = field(default_factory=list)
-    project_directory: str | None = None
-    environ: Mapping[str, str] | None = None  # None: the process environment
-    cwd: str | None = None  # None: the working directory
-    stdin: str | None = None  # the text of "-f -"; None: read standard input
+    __slots__ = ("files", "project_name", "profiles", "env_files", "project_directory",
+                 "environ", "cwd", "stdin")
+
+    def __init__(self, files: list[str] | None = None, project_name: str | None = None,
+                 profiles: list[str] | None = None, env_files: list[str] | None = None,
+                 project_directory: str | None = None,
+                 environ: Mapping[str, str] | None = None, cwd: str | None = None,
+                 stdin: str | None = None) -> None:
+        self.files = [] if files is None else files
+        self.project_name = project_name
+        self.profiles = [] if profiles is None else profiles
+        self.env_files = [] if env_files is None else env_files
+        self.project_directory = project_directory
+        self.environ = environ
+        self.cwd = cwd
+        self.stdin = stdin
 
 
-@dataclass
-class RawProject:
+class RawProject(Record):
     """A project loaded up to the merged raw tree (no validation yet)."""
 
-    name: str
-    directory: str
-    files: list[str]
-    environ: dict[str, str]
-    profiles: list[str]
-    raw: PDict
-    warnings: list[Issue]
+    __slots__ = ("name", "directory", "files", "environ", "profiles", "raw", "warnings")
+
+    def __init__(self, name: str, directory: str, files: list[str], environ: dict[str, str],
+                 profiles: list[str], raw: PDict, warnings: list[Issue]) -> None:
+        self.name = name
+        self.directory = directory
+        self.files = files
+        self.environ = environ
+        self.profiles = profiles
+        self.raw = raw
+        self.warnings = warnings
 
 
-@dataclass
-class Project:
+class Project(Record):
     """A loaded, validated project."""
 
-    name: str
-    directory: str
-    files: list[str]
-    environ: dict[str, str]
-    profiles: list[str]
-    raw: PDict
-    stack: Any
-    graph: Any
-    warnings: list[Issue]
+    __slots__ = ("name", "directory", "files", "environ", "profiles", "raw", "stack", "graph",
+                 "warnings")
+
+    def __init__(self, name: str, directory: str, files: list[str], environ: dict[str, str],
+                 profiles: list[str], raw: PDict, stack: Any, graph: Any,
+                 warnings: list[Issue]) -> None:
+        self.name = name
+        self.directory = directory
+        self.files = files
+        self.environ = environ
+        self.profiles = profiles
+        self.raw = raw
+        self.stack = stack
+        self.graph = graph
+        self.warnings = warnings
 
 
 def load_project(opts: LoadOptions, *, build: Any = None) -> Project:

@@ -17,7 +17,6 @@ position. Pure functions, no I/O.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 
 NANOSECOND = 1
 MICROSECOND = 1_000
@@ -38,6 +37,24 @@ _DURATION_UNITS = {
 }
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 _MAX_NS = 2**63 - 1
+# a plain decimal number: what the exact integer arithmetic below takes; anything else
+# (exponents, signs, underscores) goes to ``decimal``, imported only then (it costs ~3 ms of
+# every stack verb's start otherwise)
+_PLAIN = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
+
+
+def _plain_parts(text: str) -> tuple[str, str] | None:
+    """(integer digits, fraction digits) of a plain decimal such as ``1.5`` or ``.5``."""
+    match = _PLAIN.fullmatch(text)
+    if match is None or not (match.group(1) or match.group(2)):
+        return None
+    return match.group(1), match.group(2) or ""
+
+
+def _scaled(parts: tuple[str, str], factor: int) -> tuple[int, int]:
+    """``number * factor`` as (numerator, denominator), exactly."""
+    whole, frac = parts
+    return int(whole + frac or "0") * factor, 10 ** len(frac)
 
 
 def _describe(value: object) -> str:
@@ -57,6 +74,12 @@ def parse_duration(value: object) -> int:
     if isinstance(value, float):
         if value != value or value < 0 or value in (float("inf"),):
             raise ValueError(f"expected a non-negative duration, got {value}")
+        parts = _plain_parts(repr(value))
+        if parts is not None:
+            num, den = _scaled(parts, SECOND)
+            return _check_range(num // den, value)
+        from decimal import Decimal
+
         return _check_range(int(Decimal(repr(value)) * SECOND), value)
     if not isinstance(value, str):
         raise ValueError(f"expected a duration such as 10s or 1m30s, got {_describe(value)}")
@@ -72,7 +95,7 @@ def parse_duration(value: object) -> int:
         return 0
     if not body:
         raise ValueError(f"expected a duration such as 10s or 1m30s, got {_describe(value)}")
-    total = Decimal(0)
+    parts = []
     pos = 0
     while pos < len(body):
         match = _DURATION_PART.match(body, pos)
@@ -80,11 +103,15 @@ def parse_duration(value: object) -> int:
             raise ValueError(
                 f"invalid duration {_describe(value)}: expected numbers with units "
                 "ns, us, ms, s, m or h, such as 1m30s")
-        total += Decimal(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        parts.append(_scaled(_plain_parts(match.group(1)),  # type: ignore[arg-type]
+                             _DURATION_UNITS[match.group(2)]))
         pos = match.end()
+    # the exact sum, truncated to whole nanoseconds at the end (as Decimal arithmetic did)
+    den = max(d for _, d in parts)
+    total = sum(n * (den // d) for n, d in parts)
     if sign < 0 and total:
         raise ValueError(f"expected a non-negative duration, got {_describe(value)}")
-    return _check_range(int(total), value)
+    return _check_range(total // den, value)
 
 
 def _check_range(ns: int, original: object) -> int:
@@ -149,12 +176,12 @@ def parse_bytes(value: object) -> int:
         raise ValueError(
             f"invalid size {_describe(value)}: expected a number with an optional unit "
             "b, k, m or g (such as 512m or 1gb)")
-    try:
-        number = Decimal(match.group(1))
-    except InvalidOperation:
-        raise ValueError(f"invalid size {_describe(value)}: not a number") from None
+    parts = _plain_parts(match.group(1))
+    if parts is None:  # 1.2.3
+        raise ValueError(f"invalid size {_describe(value)}: not a number")
     unit = (match.group(2) or "").lower()
-    result = int(number * _SIZE_UNITS[unit])
+    num, den = _scaled(parts, _SIZE_UNITS[unit])
+    result = num // den
     if result > _MAX_NS:
         raise ValueError(f"size {_describe(value)} is too large")
     return result
@@ -177,9 +204,20 @@ def parse_cpus(value: object) -> int:
     """NanoCPUs from ``0.5``, ``"1.5"``, ``2`` — exact, as ``docker``'s ParseCPUs."""
     if isinstance(value, bool) or value is None:
         raise ValueError(f"expected a number of CPUs such as 0.5 or 2, got {_describe(value)}")
-    if isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
+    plain = _plain_parts(value.strip() if isinstance(value, str) else
+                         repr(value) if isinstance(value, float) else "")
+    if isinstance(value, int) or plain is not None:  # exact, in integers
+        num, den = (value * SECOND, 1) if isinstance(value, int) else _scaled(plain, SECOND)  # type: ignore[arg-type]
+        if num < 0:
+            raise ValueError(f"expected a non-negative number of CPUs, got {_describe(value)}")
+        if num % den:
+            raise ValueError(f"number of CPUs {_describe(value)} is too precise (at most 9 decimals)")
+        if num // den > _MAX_NS:
+            raise ValueError(f"number of CPUs {_describe(value)} is too large")
+        return num // den
+    from decimal import Decimal, InvalidOperation  # 1e-3, " +1_5", "Infinity"...
+
+    if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(f"expected a number of CPUs, got {value}")
         number = Decimal(repr(value))
@@ -207,4 +245,4 @@ def format_cpus(nano: int) -> float | int:
     """NanoCPUs back to the number users write: ``0.5``, ``2``."""
     if nano % SECOND == 0:
         return nano // SECOND
-    return float(Decimal(nano) / SECOND)
+    return nano / SECOND  # correctly rounded, as float(Decimal(nano) / SECOND) was

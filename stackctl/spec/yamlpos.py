@@ -27,9 +27,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-import yaml
-
 from stackctl.errors import Issue, Pos, SpecError
+from stackctl.spec.yamlimport import compiled, import_yaml
+
+yaml = import_yaml()  # (its unused regular expressions are not compiled: yamlimport.py)
 
 
 class PDict(dict):
@@ -294,7 +295,7 @@ class _Loader(_ParserBase, yaml.constructor.SafeConstructor, yaml.resolver.Resol
 _DROPPED = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp",
             "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _Loader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED]
+    ch: [(tag, compiled(rx)) for tag, rx in resolvers if tag not in _DROPPED]
     for ch, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(

@@ -18,8 +18,6 @@ The base :class:`Model`:
   collections unless they mean something, extension keys last.
 """
 
-import difflib
-import json
 import re
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, ClassVar
@@ -60,6 +58,8 @@ def describe(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         text = value if len(value) <= 60 else value[:57] + "..."
+        import json  # (only messages need it: not imported on every start)
+
         return json.dumps(text, ensure_ascii=False)
     if isinstance(value, (int, float)):
         return repr(value)
@@ -72,6 +72,8 @@ def describe(value: Any) -> str:
 
 def suggest(word: str, choices: Iterable[str]) -> str | None:
     """The closest known key, if any is close enough (difflib)."""
+    import difflib  # (only messages need it)
+
     found = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return found[0] if found else None
 

@@ -29,8 +29,9 @@ import sys
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
+
+from stackctl.spec.record import FrozenRecord
 
 _MISSING: Any = object()
 _BAD: Any = object()  # a checker's result when it recorded an error
@@ -52,16 +53,20 @@ class Invalid(ValueError):
         self.at = at
 
 
-@dataclass(frozen=True)
-class ErrorItem:
+class ErrorItem(FrozenRecord):
     """One validation error. ``kind``: ``invalid`` (our wording), ``unknown`` (an unknown
     key; ``input`` is its value), ``missing`` (a required key)."""
 
-    loc: Loc
-    kind: str
-    message: str
-    input: Any = None
-    suggestion: str | None = None
+    __slots__ = ("loc", "kind", "message", "input", "suggestion")
+
+    def __init__(self, loc: Loc, kind: str, message: str, input: Any = None,  # noqa: A002
+                 suggestion: str | None = None) -> None:
+        _set = object.__setattr__
+        _set(self, "loc", loc)
+        _set(self, "kind", kind)
+        _set(self, "message", message)
+        _set(self, "input", input)
+        _set(self, "suggestion", suggestion)
 
 
 class ValidationFailed(ValueError):

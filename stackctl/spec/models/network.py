@@ -1,6 +1,5 @@
 """Networks: a service's attachments (``services.*.networks``) and the top-level ``networks``."""
 
-import ipaddress
 from typing import Annotated, Any, ClassVar
 
 from stackctl.spec.models.core import BeforeValidator, Field, field_validator
@@ -24,6 +23,8 @@ def _ip(value: Any, version: int | None = None) -> str | None:
         return None
     if not isinstance(value, str):
         raise fail(f"expected an IP address, got {describe(value)}")
+    import ipaddress  # here: only files that give addresses pay its import
+
     try:
         addr = ipaddress.ip_address(value)
     except ValueError:
@@ -38,6 +39,8 @@ def _subnet(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise fail(f"expected a subnet in CIDR form such as 10.5.0.0/16, got {describe(value)}")
+    import ipaddress
+
     try:
         ipaddress.ip_network(value, strict=False)
     except ValueError:
@@ -103,6 +106,8 @@ class IpamPool(Model):
 
     def finish(self, data: dict[str, Any]) -> None:
         if self.gateway and self.subnet:
+            import ipaddress
+
             net = ipaddress.ip_network(self.subnet, strict=False)
             if ipaddress.ip_address(self.gateway) not in net:
                 raise fail(f"the gateway {self.gateway} is not in the subnet {self.subnet}")

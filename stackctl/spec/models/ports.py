@@ -7,7 +7,6 @@ container port with a host range keeps the range as ``published`` (any free port
 A host range and a container range of different lengths is an error.
 """
 
-import ipaddress
 import re
 from typing import Any, ClassVar
 
@@ -98,6 +97,8 @@ class Port(Model):
             return None
         if not isinstance(value, str):
             raise fail(f"expected an IP address, got {describe(value)}")
+        import ipaddress  # here: only files that give host addresses pay its import
+
         try:
             ipaddress.ip_address(value)
         except ValueError:

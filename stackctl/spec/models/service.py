@@ -256,6 +256,8 @@ class Service(Model):
     def _check_security(self) -> None:
         """net.* sysctls need the service's own network namespace (as runc refuses them);
         security_opt values must be ones stackctl carries out."""
+        if not self.sysctls and not self.security_opt:
+            return  # (the runtime's module is not imported for nothing: config -q's speed)
         from stackctl.errors import UsageError
         from stackctl.runtime.security import check_sysctl_network, parse_security_opts
 
