@@ -403,19 +403,27 @@ def _holds_models(hint: Any) -> bool:
 
 
 class _FieldPlan:
-    __slots__ = ("name", "default", "factory", "exclude", "check", "printer", "serializer",
-                 "nested")
+    __slots__ = ("name", "default", "factory", "exclude", "check", "hint", "_printer",
+                 "serializer", "nested")
 
     def __init__(self, name: str, default: Any, factory: Any, exclude: bool, check: Checker,
-                 printer: Printer, serializer: Any, nested: bool = False) -> None:
+                 hint: Any, serializer: Any, nested: bool = False) -> None:
         self.nested = nested
         self.name = name
         self.default = default
         self.factory = factory
         self.exclude = exclude
         self.check = check
-        self.printer = printer
+        self.hint = hint
+        self._printer: Printer | None = None
         self.serializer = serializer
+
+    @property
+    def printer(self) -> Printer:
+        """How the field is printed, compiled on first use (``config -q`` prints nothing)."""
+        if self._printer is None:
+            self._printer = compile_printer(self.hint)
+        return self._printer
 
 
 class BaseModel:
@@ -468,7 +476,7 @@ class BaseModel:
                     check = _after(m.bound(cls), check)
             serializers = [m for m in marks if m.role == "serializer"]
             fields.append(_FieldPlan(name, info.default, info.default_factory, info.exclude,
-                                     check, compile_printer(hint),
+                                     check, hint,
                                      serializers[-1].func if serializers else None,
                                      _holds_models(hint)))
         plan = tuple(fields)

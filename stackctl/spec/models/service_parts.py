@@ -4,7 +4,6 @@ secret/config references and env_file entries."""
 import re
 from typing import Any, ClassVar
 
-from stackctl import shellwords
 from stackctl.spec.models.core import Field, field_validator
 
 from stackctl.spec import units
@@ -256,6 +255,8 @@ def command_list(value: Any) -> list[str] | None:
     if value is None:
         return None
     if isinstance(value, str):
+        from stackctl import shellwords  # (only string commands need it)
+
         try:
             return shellwords.split(value)
         except ValueError as exc:
