@@ -21,6 +21,7 @@ becomes a layer tar with OCI whiteouts.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import hashlib
@@ -238,11 +239,46 @@ def apply_layer(src: BinaryIO, dest: str, *, overlay: bool = True,
     stream, _kind = open_decompressed(src)
     reader = HashingReader(stream)
     unpacker = _Unpacker(dest, overlay=overlay, xattr_prefix=xattr_prefix)
-    try:
-        with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tar:  # type: ignore[call-overload]
+    with _tar_errors():
+        # bufsize: the stream is read 1 MiB at a time (tarfile's default, 10 KiB, is 100 calls
+        # through the decompressor and the hasher per MiB)
+        with tarfile.open(fileobj=reader, mode="r|", errorlevel=2, bufsize=_CHUNK) as tar:  # type: ignore[call-overload]
             for member in tar:
                 unpacker.add(member, tar)
         reader.drain()
+    unpacker.finish()
+    return LayerInfo(diff_id=reader.digest, size=unpacker.size, tar_size=reader.count)
+
+
+def apply_plain_layer(path: str, dest: str, diff_id: str, *, overlay: bool = True,
+                      xattr_prefix: str = OVERLAY_XATTR_PREFIX) -> LayerInfo:
+    """Unpack an *uncompressed* layer tar stored at ``path`` whose sha256 the caller has
+    already checked to be ``diff_id`` (for an uncompressed layer, its digest is its diff ID).
+
+    Same result as :func:`apply_layer`, cheaper: only the headers pass through Python; a
+    file's content is copied from its offset in the tar by the kernel (``copy_file_range``),
+    and the tar is not hashed a second time.
+    """
+    unpacker = _Unpacker(dest, overlay=overlay, xattr_prefix=xattr_prefix)
+    with open(path, "rb") as f, _tar_errors():
+        if detect_compression(f.read(6)):
+            raise LayerError("apply_plain_layer: the layer is compressed")
+        f.seek(0)
+        unpacker.copy_from = f.fileno()
+        with tarfile.open(fileobj=f, mode="r:", errorlevel=2) as tar:
+            for member in tar:
+                unpacker.add(member, tar)
+                tar.members = []  # headers are not kept: a layer may have very many entries
+        tar_size = os.fstat(f.fileno()).st_size
+    unpacker.finish()
+    return LayerInfo(diff_id=diff_id, size=unpacker.size, tar_size=tar_size)
+
+
+@contextlib.contextmanager
+def _tar_errors() -> Iterator[None]:
+    """A damaged tar or compressed stream is one :class:`LayerError`."""
+    try:
+        yield
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, ValueError) as exc:
         raise LayerError(f"unreadable layer tar: {exc}") from None
     except Exception as exc:
@@ -253,8 +289,6 @@ def apply_layer(src: BinaryIO, dest: str, *, overlay: bool = True,
                 or (isinstance(exc, OSError) and exc.errno is None) or "zstd" in str(exc).lower():
             raise LayerError(f"unreadable layer tar: {exc}") from None
         raise
-    unpacker.finish()
-    return LayerInfo(diff_id=reader.digest, size=unpacker.size, tar_size=reader.count)
 
 
 class _Unpacker:
@@ -266,6 +300,7 @@ class _Unpacker:
         self.size = 0
         self.written: set[str] = set()
         self.dirs: list[tuple[str, tarfile.TarInfo]] = []  # metadata applied at the end
+        self.copy_from = -1  # an uncompressed tar's descriptor: content copied by offset
 
     def add(self, m: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
         parts = split_entry_name(m.name)
@@ -312,9 +347,12 @@ class _Unpacker:
     def _regular(self, m: tarfile.TarInfo, tar: tarfile.TarFile, path: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as out:
-            data = tar.extractfile(m)
-            if data is not None:
-                shutil.copyfileobj(data, out, _CHUNK)
+            if self.copy_from >= 0 and not m.issparse():
+                _copy_range(self.copy_from, fd, m.offset_data, m.size, m.name)
+            else:
+                data = tar.extractfile(m)
+                if data is not None:
+                    shutil.copyfileobj(data, out, _CHUNK)
         self.size += m.size
 
     def _hardlink(self, m: tarfile.TarInfo, path: str) -> None:
@@ -370,6 +408,16 @@ class _Unpacker:
     def finish(self) -> None:
         for path, m in reversed(self.dirs):
             self._meta(path, m)
+
+
+def _copy_range(src: int, dst: int, offset: int, size: int, name: str) -> None:
+    """``size`` bytes of ``src`` from ``offset`` to the start of ``dst``, in the kernel."""
+    done = 0
+    while done < size:
+        n = os.copy_file_range(src, dst, size - done, offset + done, done)
+        if n == 0:
+            raise LayerError(f"unreadable layer tar: {name!r} is cut short ({done} of {size} bytes)")
+        done += n
 
 
 # --- making a layer -------------------------------------------------------------------------

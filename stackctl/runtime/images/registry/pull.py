@@ -39,6 +39,7 @@ from stackctl.runtime.images.registry._httpx import httpx
 
 from stackctl.errors import StackctlError
 from stackctl.runtime.images import oci
+from stackctl.runtime.images.layers import detect_compression
 from stackctl.runtime.images.refs import short_id
 from stackctl.runtime.images.registry.auth import CredentialStore, RegistryAuth
 from stackctl.runtime.images.registry.client import RegistryClient, pull_scope
@@ -50,6 +51,7 @@ from stackctl.runtime.images.registry.errors import (
 )
 from stackctl.runtime.images.registry.platforms import choose_manifest, format_platform, host_platform, parse_platform
 from stackctl.runtime.images.registry.progress import NullProgress, Progress
+from stackctl.runtime.images.registry import unpack
 from stackctl.runtime.images.registry.records import Records
 from stackctl.runtime.images.registry.reference import RegistryRef, parse_ref
 from stackctl.runtime.images.store import Image, ImageStore
@@ -58,7 +60,6 @@ ACCEPT = ", ".join((oci.MT_MANIFEST, oci.MT_INDEX, oci.MT_DOCKER_MANIFEST, oci.M
 MAX_MANIFEST = 4 << 20
 CONCURRENT_DOWNLOADS = 3  # Docker's max-concurrent-downloads
 RESUME_ATTEMPTS = 5
-UNPACK_IN_CHILD = True  # see unpack_apart
 
 
 @dataclass
@@ -266,98 +267,96 @@ def _fetch_layers(store: ImageStore, c: RegistryClient, repository: str, todo: l
 def _fetch_layer(store: ImageStore, c: RegistryClient, repository: str, desc: dict[str, Any], diff_id: str,
                  stage: str, progress: Progress, cancel: threading.Event) -> tuple[str, str, int]:
     """Download one layer blob into ``stage`` (resuming with Range), verify it, unpack it.
-    The unpacking of one layer overlaps the download of the next ones (other workers)."""
+
+    A compressed layer is decompressed into a spooled tar as its bytes arrive (one pass, its
+    diff ID hashed on the way); an uncompressed one is its own tar. Once the digest and the
+    diff ID are checked, the tar is unpacked in a child (:mod:`.unpack`) while other layers
+    download (other workers)."""
     digest, size = desc["digest"], int(desc.get("size") or 0)
     key = short_id(digest)
     hexd = oci.hex_of(digest)
     if store.has_blob(digest):  # blob here, layer not unpacked: unpack from the store's verified blob
         return "", "", 0
     blob_tmp = os.path.join(stage, hexd + ".blob")
+    layer_root = os.path.join(stage, hexd + ".layer")
+    want_layer = not store.has_layer(diff_id)
     sha = hashlib.sha256()
     got = [0]  # bytes kept so far, updated as they arrive (a broken stream resumes from there)
-    with open(blob_tmp, "wb", buffering=1 << 20) as f:  # 64 KiB reads, 1 MiB writes
-        for attempt in range(RESUME_ATTEMPTS):
-            try:
-                _stream(c, repository, digest, size, got, f, sha, progress, key, cancel)
-                break
-            except (httpx.TransportError, httpx.StreamError) as exc:
-                if attempt == RESUME_ATTEMPTS - 1:
-                    raise RegistryError(f"{c.subject}: the download of layer {key} kept failing "
-                                        f"({exc.__class__.__name__}: {exc}); retry later") from None
-                time.sleep(0.2 * (attempt + 1))
-    progress.layer(key, "Verifying Checksum")
-    actual = "sha256:" + sha.hexdigest()
-    if actual != digest or (size and got[0] != size):
-        raise DigestMismatchError(
-            f"{c.subject}: digest mismatch for layer {digest}: received {got[0]} bytes hashing to {actual}; "
-            "nothing was stored — the registry's copy is corrupt or was tampered with: push the image again")
-    progress.layer(key, "Download complete")
-    if store.has_layer(diff_id) or cancel.is_set():
-        return blob_tmp, "", 0
-    progress.layer(key, "Extracting")  # in a child process: no byte count to show
-    layer_root = os.path.join(stage, hexd + ".layer")
-    os.mkdir(layer_root, 0o755)
+    sink = _Sink(os.path.join(stage, hexd + ".tar") if want_layer else "")
     try:
-        info = unpack_apart(blob_tmp, layer_root) if UNPACK_IN_CHILD else _unpack(blob_tmp, layer_root)
+        with open(blob_tmp, "wb", buffering=1 << 20) as f:  # 64 KiB reads, 1 MiB writes
+            sink.file = f
+            for attempt in range(RESUME_ATTEMPTS):
+                try:
+                    _stream(c, repository, digest, size, got, sink, sha, progress, key, cancel)
+                    break
+                except (httpx.TransportError, httpx.StreamError) as exc:
+                    if attempt == RESUME_ATTEMPTS - 1:
+                        raise RegistryError(f"{c.subject}: the download of layer {key} kept failing "
+                                            f"({exc.__class__.__name__}: {exc}); retry later") from None
+                    time.sleep(0.2 * (attempt + 1))
+        progress.layer(key, "Verifying Checksum")
+        actual = "sha256:" + sha.hexdigest()
+        if actual != digest or (size and got[0] != size):
+            raise DigestMismatchError(
+                f"{c.subject}: digest mismatch for layer {digest}: received {got[0]} bytes hashing to {actual}; "
+                "nothing was stored — the registry's copy is corrupt or was tampered with: push the image again")
+        progress.layer(key, "Download complete")
+        if not want_layer or cancel.is_set():
+            return blob_tmp, "", 0
+        tar, tar_diff_id = blob_tmp, digest  # uncompressed: the verified blob is the tar
+        if sink.spool is not None:
+            tar = sink.spool.path
+            tar_diff_id, _ = sink.spool.close()
+        if tar_diff_id != diff_id:
+            raise DigestMismatchError(f"{c.subject}: layer {digest} unpacks to {tar_diff_id}, but the image "
+                                      f"config says {diff_id}; nothing was stored — the image is corrupt: push it again")
+        progress.layer(key, "Extracting")  # in a child process: no byte count to show
+        os.mkdir(layer_root, 0o755)
+        info = unpack.unpack_plain(tar, layer_root, diff_id)
     except StackctlError as exc:
+        if isinstance(exc, RegistryError):
+            raise
         raise StackctlError(f"{c.subject}: layer {key}: {exc.message}") from None
-    if info.diff_id != diff_id:
-        raise DigestMismatchError(f"{c.subject}: layer {digest} unpacks to {info.diff_id}, but the image "
-                                  f"config says {diff_id}; nothing was stored — the image is corrupt: push it again")
+    finally:
+        sink.discard()  # the spooled tar: unpacked, or not wanted
     return blob_tmp, layer_root, info.size
 
 
-def _unpack(blob: str, dest: str):
-    from stackctl.runtime.images.layers import apply_layer
+class _Sink:
+    """Where a layer's bytes go as they arrive: the blob file, and — for a compressed layer
+    that is to be unpacked — a :class:`~.unpack.TarSpool` decompressing them into ``spool``,
+    made on the first bytes (they say the compression)."""
 
-    with open(blob, "rb") as f:
-        return apply_layer(f, dest, overlay=True)  # type: ignore[arg-type]
+    def __init__(self, spool: str) -> None:
+        self.file: Any = None
+        self.spool_path = spool
+        self.spool: unpack.TarSpool | None = None
+        self.head = b""
 
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        if self.spool is not None:
+            self.spool.feed(data)
+        elif self.spool_path:  # not decided yet
+            self.head += data
+            if len(self.head) < 6:
+                return
+            kind = detect_compression(self.head)
+            if kind:
+                self.spool = unpack.TarSpool(self.spool_path, kind)
+                self.spool.feed(self.head)
+            self.spool_path, self.head = "", b""  # uncompressed: the blob is the tar
 
-def unpack_apart(blob: str, dest: str):
-    """``apply_layer`` in a forked child, so that unpacking (CPU-bound Python: tarfile, the
-    diff ID's sha256) runs beside the downloads instead of taking turns with them for the GIL.
-    The child only unpacks into ``dest`` and reports the result on a pipe; an error there is
-    raised here as the same one line."""
-    from stackctl.runtime.images.layers import LayerInfo, apply_layer
-
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 0
-        try:
-            os.close(r)
-            with open(blob, "rb") as f:
-                info = apply_layer(f, dest, overlay=True)  # type: ignore[arg-type]
-            msg = {"diff_id": info.diff_id, "size": info.size, "tar_size": info.tar_size}
-        except StackctlError as exc:
-            msg = {"error": exc.message}
-        except BaseException as exc:  # noqa: BLE001 - reported by the parent
-            msg = {"error": f"unpacking failed: {exc.__class__.__name__}: {exc}"}
-        try:
-            os.write(w, json.dumps(msg).encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks = []
-    with os.fdopen(r, "rb") as f:
-        while data := f.read(65536):
-            chunks.append(data)
-    _, status = os.waitpid(pid, 0)
-    try:
-        msg = json.loads(b"".join(chunks) or b"{}")
-    except ValueError:
-        msg = {}
-    if "error" in msg:
-        raise StackctlError(msg["error"])
-    if "diff_id" not in msg:
-        raise StackctlError(f"the unpacking process died (status {status})")
-    return LayerInfo(diff_id=msg["diff_id"], size=int(msg["size"]), tar_size=int(msg["tar_size"]))
+    def discard(self) -> None:
+        if self.spool is not None:
+            self.spool.discard()
+            self.spool = None
 
 
-def _stream(c: RegistryClient, repository: str, digest: str, size: int, got: list[int], f, sha,
+def _stream(c: RegistryClient, repository: str, digest: str, size: int, got: list[int], sink, sha,
             progress: Progress, key: str, cancel: threading.Event) -> None:
-    """Append the blob from byte ``got[0]`` on to ``f`` and ``sha``; ``got[0]`` follows."""
+    """Append the blob from byte ``got[0]`` on to ``sink`` and ``sha``; ``got[0]`` follows."""
     headers = {"Range": f"bytes={got[0]}-"} if got[0] else {}
     resp = c.request("GET", f"/v2/{repository}/blobs/{digest}", [pull_scope(repository)], headers=headers, stream=True)
     try:
@@ -374,7 +373,7 @@ def _stream(c: RegistryClient, repository: str, digest: str, size: int, got: lis
                     skip -= len(chunk)
                     continue
                 chunk, skip = chunk[skip:], 0
-            f.write(chunk)
+            sink.write(chunk)
             sha.update(chunk)
             got[0] += len(chunk)
             if size and got[0] > size:
