@@ -74,3 +74,43 @@ def test_fast_path_does_not_import_click(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+# the start of `config -q` imports none of these (issue 14's speed target: each one costs
+# milliseconds of every stack verb's start; see docs/spec-loading.md, "Speed")
+HEAVY = ("click", "rich", "networkx", "trio", "pydantic", "dataclasses", "inspect", "ast",
+         "decimal", "json", "difflib", "ipaddress", "asyncio", "stackctl.runtime.security")
+
+
+def test_quiet_start_imports_nothing_heavy(tmp_path):
+    (tmp_path / "stack.yml").write_text(
+        "services:\n  web:\n    image: nginx\n    ports: ['8080:80']\n"
+        "    healthcheck: {test: [CMD, 'true'], interval: 1m30.5s}\n"
+        "    deploy: {resources: {limits: {memory: 64M, cpus: '0.5'}}}\n")
+    # -I -S as the launcher starts (site's .pth files import pathlib and more)
+    code = (f"import sys; sys.path += {[p for p in sys.path if p]!r}\n"
+            "from stackctl.cli.main import main\n"
+            "sys.argv = ['stackctl', 'config', '-q', '-f', 'stack.yml']\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+            "import yaml.reader; print(type(yaml.reader.Reader.NON_PRINTABLE).__name__)\n")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, env={"STACKCTL_WARM": "0", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    imported, pattern = out.stdout.split("\n")[:2]
+    assert imported == "[]"
+    assert pattern == "LazyPattern"  # PyYAML's Unicode class was never compiled
+
+
+def test_launcher_start_exits_with_the_status_and_output(tmp_path):
+    """The launcher's quick exit (os._exit) still flushes what config printed."""
+    (tmp_path / "stack.yml").write_text(STACK)
+    (tmp_path / "bad.yml").write_text("services:\n  web:\n    image: x\n    ports: ['99999:80']\n")
+    code = "import sys; sys.argv[0] = 'stackctl'; from stackctl.launcher import launch; launch()"
+    env = {"STACKCTL_WARM": "0", "PATH": "/usr/bin:/bin"}
+    ok = subprocess.run([sys.executable, "-c", code, "config", "--services", "-f", "stack.yml"],
+                        cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert (ok.returncode, ok.stdout) == (0, "web\n"), ok.stderr
+    bad = subprocess.run([sys.executable, "-c", code, "config", "-q", "-f", "bad.yml"],
+                         cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: bad.yml:4:13: services.web.ports[0]")

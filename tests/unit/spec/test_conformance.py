@@ -102,3 +102,38 @@ def test_compose_go_examples_script(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, str(script), str(tmp_path), "--expect",
                           str(tmp_path / "expect")], capture_output=True, text=True)
     assert run.returncode == 1 and "<- expected invalid" in run.stdout
+
+
+INVALID = [c for c in CASES if "valid: false" in c.read_text()]
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[c.stem for c in INVALID])
+def test_invalid_case_refused_by_config_quiet(case: Path, tmp_path: Path) -> None:
+    """`stackctl config -q` as a user runs it (the launcher's start: no site, the fast path,
+    PyYAML's lazy patterns) refuses every invalid case with exactly the located lines the
+    loader gives in process, and exit status 2."""
+    import subprocess
+    import sys
+
+    from stackctl.cli.common import error_lines
+
+    spec = yaml.safe_load(case.read_text())
+    root = tmp_path / "proj"
+    for name, text in spec.get("files", {}).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    env = {"HOME": str(tmp_path), **{k: str(v) for k, v in (spec.get("env") or {}).items()}}
+    args = list(spec.get("args", ["stack.yml"]))
+    with pytest.raises(SpecError) as info:
+        load_project(LoadOptions(files=args, environ=env, cwd=str(root)))
+    code = (f"import sys; sys.path += {[p for p in sys.path if p]!r}; sys.argv[0] = 'stackctl'\n"
+            "from stackctl.launcher import launch; launch()\n")
+    argv = [sys.executable, "-I", "-S", "-c", code, "config", "-q"]
+    for f in args:
+        argv += ["-f", f]
+    run = subprocess.run(argv, cwd=root, capture_output=True, text=True,
+                         env={**env, "STACKCTL_WARM": "0", "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 2, run.stderr
+    errors = [line for line in run.stderr.splitlines() if not line.startswith("warning:")]
+    assert errors == error_lines(info.value)

@@ -103,3 +103,48 @@ def test_format_cpus_round_trips():
         assert parse_cpus(format_cpus(nano)) == nano
     assert format_cpus(2 * SECOND) == 2
     assert units.human_bytes(512 * 1024**2) == "512MiB"
+
+
+# Durations, sizes and CPUs are computed in exact integers (``decimal`` is imported only for
+# forms such as 1e-3): the same results as exact decimal arithmetic.
+from decimal import Decimal  # noqa: E402
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NUMBER = st.from_regex(r"\A(?:[0-9]{1,6}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})\Z")
+_UNIT = st.sampled_from(["ns", "us", "ms", "s", "m", "h"])
+
+
+@given(st.lists(st.tuples(_NUMBER, _UNIT), min_size=1, max_size=4))
+def test_duration_is_the_exact_decimal_sum_truncated(parts):
+    text = "".join(n + u for n, u in parts)
+    exact = sum(Decimal(n) * units._DURATION_UNITS[u] for n, u in parts)
+    assert parse_duration(text) == int(exact)
+
+
+@given(st.from_regex(r"\A[0-9]{1,6}(?:\.[0-9]{1,12})?\Z"),
+       st.sampled_from(["", "b", "k", "m", "g", "kb", "mib"]))
+def test_size_is_the_exact_decimal_product_truncated(number, unit):
+    exact = Decimal(number) * units._SIZE_UNITS[unit[:1]]
+    assert parse_bytes(number + unit) == int(exact)
+
+
+@given(_NUMBER)
+def test_cpus_exact_or_too_precise(number):
+    nano = Decimal(number) * SECOND
+    if nano != nano.to_integral_value():
+        with pytest.raises(ValueError, match="too precise"):
+            parse_cpus(number)
+    else:
+        assert parse_cpus(number) == int(nano)
+        assert format_cpus(int(nano)) == (int(nano) // SECOND if int(nano) % SECOND == 0
+                                          else float(nano / SECOND))
+
+
+def test_forms_beyond_plain_decimals_still_parse():
+    assert parse_cpus("1e-3") == 1_000_000
+    assert parse_cpus(1e-05) == 10_000
+    assert parse_duration(1e-05) == 10_000
+    with pytest.raises(ValueError, match="not a number"):
+        parse_bytes("1.2.3")
