@@ -176,6 +176,7 @@ class Supervisor:
         if gone:
             log.info("forgot the health of %d removed containers", len(gone))
         await self._ensure_dns()
+        await self._ensure_tunnels()
 
     def _gc_network(self) -> None:
         from stackctl.net import store as netstore
@@ -223,6 +224,18 @@ class Supervisor:
         while True:
             await trio.sleep(DNS_CHECK_EVERY)
             await self._ensure_dns(stop_idle=True)
+            await self._ensure_tunnels()
+
+    async def _ensure_tunnels(self) -> None:
+        """Encrypted overlays on the userspace data path (:mod:`stackctl.net.tunneld`): a
+        tunnel process that died is started again from its configuration, one whose network
+        is gone is ended. Like the DNS server, tunnels outlive an agent restart."""
+        from stackctl.net import tunneld
+
+        try:
+            await trio.to_thread.run_sync(tunneld.check, self.paths)
+        except (StackctlError, OSError) as exc:
+            log.warning("overlay tunnel: %s", getattr(exc, "message", exc))
 
     async def _ensure_dns(self, *, stop_idle: bool = False) -> None:
         """The node's DNS server (:mod:`stackctl.net.dnsd`) runs while containers have

@@ -154,8 +154,39 @@ def views(networks: Mapping[str, Mapping[str, Any]], containers: Iterable[Contai
                            "attachable": bool(rec.get("attachable")),
                            "encrypted": bool(rec.get("encrypted")),
                            "labels": dict(rec.get("labels") or {}), "nodes": node_addrs,
-                           "peers": peers, "keys": keys, "mtu": int(rec.get("mtu") or 0)})
+                           "peers": peers, "keys": keys, "mtu": int(rec.get("mtu") or 0),
+                           "datapath": rec.get("datapath") or "",
+                           "datapath_reason": rec.get("datapath_reason") or ""})
     return out
+
+
+def pick_datapath(name: str, caps: Mapping[str, Mapping[str, Any]]) -> tuple[str, str, str]:
+    """(algorithm, data path, why) of encrypted network ``name`` from each node's
+    ``node.overlay.caps`` (pure): IPsec ESP with AES-GCM, else with AES-CBC + HMAC-SHA256,
+    when every node's kernel can; else the userspace AES-256-GCM tunnel
+    (:mod:`stackctl.net.tunnel`) when every node can run it; else refused, naming the nodes
+    — never plain VXLAN."""
+    for algo, label in (("gcm", "AES-GCM"), ("cbc", "AES-CBC + HMAC-SHA256")):
+        if all(c.get(algo) for c in caps.values()):
+            return algo, "ipsec", f"every node's kernel does IPsec ESP with {label}"
+    no_esp = sorted(n for n, c in caps.items() if not (c.get("gcm") or c.get("cbc")))
+    why_esp = "; ".join(sorted({str(caps[n].get("esp_reason") or "no ESP in the kernel")
+                                for n in no_esp})) or "the nodes share no ESP algorithm"
+    if all(c.get("userspace") for c in caps.values()):
+        return ("userspace", "userspace-aes-gcm",
+                f"node(s) {', '.join(no_esp) or ', '.join(sorted(caps))} cannot do IPsec ESP "
+                f"({why_esp}): AES-256-GCM in a userspace tunnel instead")
+    bad = sorted(n for n, c in caps.items()
+                 if not (c.get("gcm") or c.get("cbc") or c.get("userspace")))
+    bad = bad or sorted(n for n, c in caps.items() if not c.get("userspace"))
+    why_user = "; ".join(sorted({str(caps[n].get("userspace_reason") or "?") for n in bad
+                                 if not caps[n].get("userspace")}))
+    raise OverlayError(
+        f"overlay network {name} is encrypted, but node(s) {', '.join(bad)} cannot do "
+        f"IPsec ESP ({why_esp}) nor run the userspace tunnel ({why_user}); refusing to "
+        "send it in clear",
+        hint="load the esp4 and aes/gcm kernel modules there, or install `cryptography` and "
+        "make /dev/net/tun available, or remove `encrypted` from the network's driver_opts")
 
 
 def rotate_keys(keys: list[dict[str, Any]], now: float, every: float,
@@ -299,8 +330,9 @@ class Overlay:
                        "labels": {**net.labels, "com.stackctl.stack": stack.name,
                                   "com.stackctl.network": key},
                        "addresses": {}, "keys": []}
+                rec["datapath"] = "vxlan"
                 if rec["encrypted"]:
-                    algo = await self._algo(ctx, name)
+                    algo, rec["datapath"], rec["datapath_reason"] = await self._algo(ctx, name)
                     from stackctl.net.overlay import overlay_mtu
 
                     rec["mtu"] = overlay_mtu(True, algo=algo)
@@ -315,23 +347,15 @@ class Overlay:
         await self.push(ctx)
         return new
 
-    async def _algo(self, ctx: Any, name: str) -> str:
-        """The ESP algorithm every node can do (AES-GCM, else AES-CBC+HMAC); refused when a
-        node can do neither."""
+    async def _algo(self, ctx: Any, name: str) -> tuple[str, str, str]:
+        """(algorithm, data path, why) of a new encrypted network, the same on every node
+        (:func:`pick_datapath` over what each node can do, asked once per node)."""
         caps = {}
         for n, m in ctx.node.members.items():
             if n not in self._caps:
                 self._caps[n] = await m.overlay_caps()
             caps[n] = self._caps[n]
-        for algo in ("gcm", "cbc"):
-            if all(c.get(algo) for c in caps.values()):
-                return algo
-        bad = sorted(n for n, c in caps.items() if not (c.get("gcm") or c.get("cbc")))
-        raise OverlayError(
-            f"overlay network {name} is encrypted, but node(s) {', '.join(bad)} cannot do "
-            "IPsec ESP (no esp4/AES in the kernel); refusing to send it in clear",
-            hint="load the esp4 and aes/gcm kernel modules there, or remove `encrypted` from "
-            "the network's driver_opts")
+        return pick_datapath(name, caps)
 
     def forget_stack(self, stack: str) -> None:
         gone = [n for n, r in self.networks.items() if r.get("stack") == stack]

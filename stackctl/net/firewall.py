@@ -252,7 +252,8 @@ def render(state: NetState, table: str) -> str:
         for vip in dead_vips:
             inp.append(f"ip daddr {vip} reject")
     inp += service_refuse
-    secret = [n for n in nets if n.encrypted and n.vni]
+    # (IPsec only: the userspace tunnel, stackctl/net/tunneld.py, sends no VXLAN at all)
+    secret = [n for n in nets if n.encrypted and n.vni and not n.userspace_tunnel]
     for net in secret:
         # cleartext VXLAN for an encrypted network is dropped (stackctl/net/xfrm.py)
         inp.append(f"udp dport 4789 @th,96,24 {net.vni} meta ipsec missing drop"

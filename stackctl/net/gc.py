@@ -16,6 +16,7 @@ from stackctl.net.model import NetState
 from stackctl.net.networks import commit, tag
 from stackctl.net.sandbox import _teardown
 from stackctl.net.service_ports import stale as stale_service_ports
+from stackctl.net.tunnel import tap_name
 from stackctl.paths import NodePaths
 
 
@@ -34,6 +35,7 @@ def stale_links(state: NetState, owner: str, links: Iterable[tuple[str, str, str
     """Pure: names of this node's links (by ifalias) that the state does not explain."""
     expected = {n.bridge for n in state.networks.values()}
     expected |= {n.vxlan for n in state.networks.values() if n.vni}
+    expected |= {tap_name(n.id) for n in state.networks.values() if n.userspace_tunnel}
     expected |= {ep.host_ifname for eps in state.endpoints.values() for ep in eps.values()}
     prefix = bridge.owner_alias(owner, "")
     return sorted(name for name, _kind, alias in links

@@ -95,6 +95,10 @@ class Network:
     vtep: str = ""  # this node's VXLAN endpoint (its address towards the other nodes)
     node_address: str = ""  # this node's own address on the overlay (SNAT towards peers)
     encrypted: bool = False  # VXLAN between nodes in IPsec ESP (stackctl/net/xfrm.py)
+    # how an overlay's frames cross nodes: "vxlan", "ipsec" (VXLAN in ESP), or
+    # "userspace-aes-gcm" (a TAP and a tunnel process, stackctl/net/tunnel.py), and why
+    datapath: str = ""
+    datapath_reason: str = ""
 
     @property
     def overlay(self) -> bool:
@@ -103,6 +107,10 @@ class Network:
     @property
     def vxlan(self) -> str:
         return f"{VXLAN_PREFIX}{self.id[:8]}"
+
+    @property
+    def userspace_tunnel(self) -> bool:
+        return self.datapath == "userspace-aes-gcm"
 
     @property
     def bridge(self) -> str:

@@ -176,7 +176,7 @@ def remove(paths: NodePaths, names: list[str], *, force: bool = False) -> list[s
             if net.overlay:
                 from stackctl.net import overlay
 
-                overlay.remove_kernel(net)
+                overlay.remove_kernel(net, paths)
             bridge.remove_link(net.bridge)
             del state.networks[net.id]
             state.endpoints.pop(net.id, None)
@@ -235,10 +235,25 @@ def inspect(paths: NodePaths, net: Network, state: NetState | None = None) -> di
         "Options": {
             "com.docker.network.bridge.name": net.bridge,
             "com.docker.network.driver.mtu": str(net.mtu),
+            **({"encrypted": ""} if net.encrypted else {}),
             **({"com.docker.network.bridge.default_bridge": "true",
                 "com.docker.network.bridge.enable_icc": "true",
                 "com.docker.network.bridge.enable_ip_masquerade": "true"} if is_default_bridge(net) else {}),
         },
         "Labels": dict(net.labels),
         "Services": {s: {"VIP": v} for s, v in sorted(state.vips.get(net.id, {}).items())},
+        **({"Overlay": _overlay_inspect(paths, net)} if net.overlay else {}),
     }
+
+
+def _overlay_inspect(paths: NodePaths, net: Network) -> dict[str, Any]:
+    """An overlay network's data path on this node (which, why; the tunnel's counters)."""
+    out: dict[str, Any] = {"VNI": net.vni, "VTEP": net.vtep, "NodeAddress": net.node_address,
+                           "Encrypted": net.encrypted,
+                           "DataPath": net.datapath or ("ipsec" if net.encrypted else "vxlan"),
+                           "DataPathReason": net.datapath_reason}
+    if net.userspace_tunnel:
+        from stackctl.net import tunneld
+
+        out["Tunnel"] = tunneld.summary(paths, net)
+    return out

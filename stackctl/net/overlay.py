@@ -47,7 +47,12 @@ ENCRYPTED_MTU = (OVERLAY_MTU - ESP_OVERHEAD) // 4 * 4  # 1424
 
 def overlay_mtu(encrypted: bool, base: int = 1500, *, algo: str = "gcm") -> int:
     """1450 for plain VXLAN; 1424 encrypted with AES-GCM (Docker's numbers); 1392 with the
-    AES-CBC + HMAC fallback (:mod:`stackctl.net.xfrm`)."""
+    AES-CBC + HMAC fallback (:mod:`stackctl.net.xfrm`); 1428 on the userspace tunnel
+    (:mod:`stackctl.net.tunnel`: no VXLAN header, its own 30 bytes)."""
+    if encrypted and algo == "userspace":
+        from stackctl.net import tunnel
+
+        return tunnel.mtu(base)
     mtu = base - VXLAN_OVERHEAD
     if not encrypted:
         return mtu
@@ -99,6 +104,13 @@ class OverlaySync:
     peers: list[Peer] = field(default_factory=list)
     keys: list[dict[str, Any]] = field(default_factory=list)  # encrypted: see net/xfrm.py
     mtu: int = 0  # 0: overlay_mtu(encrypted)
+    #: "vxlan", "ipsec" or "userspace-aes-gcm" (the manager's choice for every node) and why
+    datapath: str = ""
+    datapath_reason: str = ""
+
+    @property
+    def userspace(self) -> bool:
+        return self.encrypted and self.datapath == "userspace-aes-gcm"
 
     def me(self) -> NodeAddress:
         for n in self.nodes:
@@ -207,6 +219,12 @@ def ensure_vxlan(net: Network, tag: str) -> None:
 
     if not net.vni or not net.vtep:
         return
+    if net.userspace_tunnel:  # a TAP on the bridge instead (stackctl/net/tunneld.py)
+        from stackctl.net import tunneld
+
+        remove_link_quietly(net.vxlan)
+        tunneld.ensure_tap(net, tag)
+        return
     try:
         with _ipr() as ipr:
             idx = link_index(ipr, net.vxlan)
@@ -242,6 +260,15 @@ def ensure_vxlan(net: Network, tag: str) -> None:
         raise NetworkError(f"cannot set up VXLAN device {net.vxlan} of network "
                            f"{net.name!r}: {exc}", hint="needs root (CAP_NET_ADMIN) and the "
                            "vxlan kernel module") from None
+
+
+def remove_link_quietly(ifname: str) -> None:
+    from stackctl.net.bridge import remove_link
+
+    try:
+        remove_link(ifname)
+    except NetworkError:
+        pass
 
 
 def kernel_entries(ifname: str) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
@@ -308,11 +335,18 @@ def apply_view(paths: NodePaths, view: OverlaySync) -> dict[str, Any]:
     (idempotent): the network (created if missing, with the manager's subnet), its VXLAN
     device, the remote endpoints, the FDB and neighbour entries, IPsec for an encrypted one,
     and the firewall. Returns a small summary (peers, entries)."""
-    from stackctl.net import bridge, networks, xfrm
+    from stackctl.net import bridge, networks, tunnel, tunneld, xfrm
 
     me = view.me()
     mtu = view.mtu or overlay_mtu(view.encrypted)
-    if view.encrypted:
+    if view.userspace:
+        ok, why = tunneld.available()
+        if not ok:
+            raise NetworkError(f"overlay network {view.network!r} is encrypted, but this node "
+                               f"cannot run its userspace tunnel: {why}; refusing to send its "
+                               "traffic in clear", hint="install the `cryptography` package "
+                               "and make /dev/net/tun available (CONFIG_TUN)")
+    elif view.encrypted:
         xfrm.check_available(view.network, (view.keys[-1].get("algo") if view.keys else None)
                              or "gcm")
     try:
@@ -333,12 +367,19 @@ def apply_view(paths: NodePaths, view: OverlaySync) -> dict[str, Any]:
                 hint="remove it on that node (`stackctl network rm`) and deploy again")
         net.vni, net.vtep, net.node_address = int(view.vni), me.vtep, me.address
         net.encrypted = view.encrypted
+        net.datapath = view.datapath or ("ipsec" if view.encrypted else "vxlan")
+        net.datapath_reason = view.datapath_reason
         merge_peers(state, net, view)
         try:
             bridge.ensure_bridge(net, networks.tag(paths), state.vips.get(net.id, {}).values())
             fdb, neigh = desired_entries(state, net, view)
-            program(net, fdb, neigh)
-            if view.encrypted:
+            if net.userspace_tunnel:  # the same entries, to the tunnel process
+                tunneld.ensure(paths, tunnel.config_for(
+                    net.name, net.id, net.vni, me.vtep, net.mtu,
+                    [n.vtep for n in view.nodes], fdb, neigh, view.keys))
+            else:
+                program(net, fdb, neigh)
+            if view.encrypted and not net.userspace_tunnel:
                 xfrm.apply(net, me, [n for n in view.nodes if n.node != view.node], view.keys)
         finally:
             networks.commit(paths, state)
@@ -362,11 +403,16 @@ def forget_node(paths: NodePaths, node: str) -> int:
     return gone
 
 
-def remove_kernel(net: Network) -> None:
+def remove_kernel(net: Network, paths: NodePaths | None = None) -> None:
     """What an overlay network has beyond a bridge: the VXLAN device (its FDB and neighbour
-    entries go with it) and its IPsec states and policies."""
-    from stackctl.net import bridge, xfrm
+    entries go with it) and its IPsec states and policies — or, on the userspace data path,
+    its tunnel process (and files) and its TAP device."""
+    from stackctl.net import bridge, tunnel, tunneld, xfrm
 
+    if net.userspace_tunnel:
+        if paths is not None:
+            tunneld.stop(paths, net.id)
+        bridge.remove_link(tunnel.tap_name(net.id))
     bridge.remove_link(net.vxlan)
-    if net.encrypted or net.vni:
+    if (net.encrypted or net.vni) and not net.userspace_tunnel:
         xfrm.remove(net)

@@ -34,7 +34,8 @@ ICV_BITS = 64
 CBC_ENC, CBC_AUTH, CBC_ICV_BITS = "cbc(aes)", "hmac(sha256)", 128
 #: ESP overhead: GCM 8 (SPI, seq) + 8 (IV) + 8 (ICV) + 2 (trailer); CBC 8 + 16 + 16 + 2 + 15
 OVERHEAD = {"gcm": 26, "cbc": 57}
-KEY_BYTES = {"gcm": 20, "cbc": 48}
+#: bytes of one key generation (the userspace tunnel's: stackctl/net/tunnel.py)
+KEY_BYTES = {"gcm": 20, "cbc": 48, "userspace": 32}
 MARK_BASE = 0x0E000000  # | VNI: the firewall's mark of one encrypted network's VXLAN
 
 
@@ -68,6 +69,29 @@ def check_available(network: str, algo: str = "gcm") -> None:
                        f"IPsec: {why}; refusing to send its traffic in clear",
                        hint="load the esp4 and gcm/aes kernel modules, or remove `encrypted` "
                        "from the network's driver_opts")
+
+
+def kernel_gaps(config_text: str) -> list[str]:
+    """The options ESP needs that a kernel's config (``/proc/config.gz``) lacks (pure)."""
+    have = {}
+    for line in config_text.splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            k, _, v = line.partition("=")
+            have[k] = v.strip()
+    return [k for k in ("CONFIG_XFRM", "CONFIG_INET_ESP", "CONFIG_CRYPTO_GCM")
+            if have.get(k) not in ("y", "m")]
+
+
+def esp_reason() -> str:
+    """Why this kernel cannot do ESP, as far as its config says ("" if it cannot tell)."""
+    import gzip
+
+    try:
+        with gzip.open("/proc/config.gz", "rt") as f:
+            gaps = kernel_gaps(f.read())
+    except OSError:
+        return ""
+    return f"{', '.join(gaps)} not set in the kernel" if gaps else ""
 
 
 def capabilities() -> dict[str, bool]:

@@ -203,10 +203,19 @@ class LocalNode:
         return await trio.to_thread.run_sync(overlay.sync, self.paths, parsed)
 
     async def overlay_caps(self) -> dict[str, Any]:
-        """What this node's kernel can do for overlay networks (IPsec algorithms)."""
-        from stackctl.net import xfrm
+        """What this node can do for encrypted overlay networks: IPsec algorithms of its
+        kernel, else the userspace tunnel (stackctl/net/tunneld.py), and why not."""
+        from stackctl.net import tunneld, xfrm
 
-        return await trio.to_thread.run_sync(xfrm.capabilities)
+        def probe() -> dict[str, Any]:
+            caps: dict[str, Any] = dict(xfrm.capabilities())
+            if not (caps.get("gcm") or caps.get("cbc")):
+                caps["esp_reason"] = xfrm.esp_reason() or (
+                    "no xfrm" if not caps.get("xfrm") else "no ESP in the kernel")
+            caps["userspace"], caps["userspace_reason"] = tunneld.available()
+            return caps
+
+        return await trio.to_thread.run_sync(probe)
 
     # -- task files --------------------------------------------------------------------------
 
