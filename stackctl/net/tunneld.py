@@ -293,9 +293,14 @@ class _Tunnel:
         self.cfg = self._load()
         self.tap = _tap_fd(self.cfg.ifname)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            with contextlib.suppress(OSError):
-                self.sock.setsockopt(socket.SOL_SOCKET, opt, SOCK_BUFFER)
+        # bursts of a TCP window arrive faster than one thread opens them: a deep queue
+        # (the FORCE options, as root, go past net.core.rmem_max)
+        for force, opt in ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)):
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, force, SOCK_BUFFER)  # SO_*BUFFORCE
+            except OSError:
+                with contextlib.suppress(OSError):
+                    self.sock.setsockopt(socket.SOL_SOCKET, opt, SOCK_BUFFER)
         self.sock.bind((self.cfg.local, self.cfg.port))
         self.me = socket.inet_aton(self.cfg.local)
         self._apply(self.cfg)
