@@ -52,9 +52,13 @@ def _split_container_path(arg: str) -> tuple[str, str] | None:
 @click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information).")
 @click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress progress output during copy.")
+# what `cp -f FILE SRC SERVICE:DEST` runs on the container's node (stackctl/cli/remote.py):
+# stdin holds the archive of one path that this command makes of SRC_PATH, placed by the
+# same rules as that copy (into DEST if it is a directory, else as DEST)
+@click.option("--place", is_flag=True, hidden=True)
 @click.argument("src", metavar="SRC")
 @click.argument("dest", metavar="DEST")
-def cp(archive: bool, follow_link: bool, quiet: bool, src: str, dest: str) -> None:
+def cp(archive: bool, follow_link: bool, quiet: bool, src: str, dest: str, place: bool = False) -> None:
     """Copy files/folders between a container and the local filesystem.
 
     \b
@@ -106,7 +110,7 @@ def cp(archive: bool, follow_link: bool, quiet: bool, src: str, dest: str) -> No
         if src == "-":
             stream = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
             fs.with_root(mgr, rec, lambda root: fs.extract_archive(stream, root, path, keep_owner=archive,
-                                                                    place=False))
+                                                                    place=place))
             return
         local = os.path.abspath(src)
         contents_only = src.endswith("/.")

@@ -422,12 +422,26 @@ def stack_cp(stack: StackArgs, src: str, dest: str, *, index: int = 1, all_: boo
             svc, slot = parse_target(service)
             found = [resolve(client, name, service if "." in service else f"{svc}.{index}",
                              running=False)]
-    for c in found:
-        if remote_node(c.get("node")) is not None:
-            raise StackctlError(f"{c.get('name')} runs on node {c.get('node')}: cp to or from "
-                                "another node is not supported yet",
-                                hint=f"run `stackctl cp` on {c.get('node')} with the "
-                                     f"container {c['id'][:12]}")
-        where = f"{c['id']}:{path}"
-        X.cp.callback(archive=archive, follow_link=follow_link, quiet=quiet,
-                      src=where if s is not None else src, dest=where if d is not None else dest)
+    from stackctl.cli import remote
+
+    spooled = None  # the archive of SRC made for one node serves the next (--all)
+    try:
+        for c in found:
+            there = remote_node(c.get("node"))
+            if there is not None:  # on another node: a tar over ssh (stackctl/cli/remote.py)
+                label = f"{c.get('name') or c['id'][:12]} on node {c.get('node')}"
+                if s is not None:
+                    remote.copy_from(there, label, c["id"], path, dest, follow_link=follow_link,
+                                     quiet=quiet)
+                else:
+                    spooled = remote.copy_to(there, label, c["id"], path, src, archive=archive,
+                                             follow_link=follow_link, quiet=quiet,
+                                             name=c.get("name") or "", spooled=spooled)
+                continue
+            where = f"{c['id']}:{path}"
+            X.cp.callback(archive=archive, follow_link=follow_link, quiet=quiet,
+                          src=where if s is not None else src,
+                          dest=where if d is not None else dest)
+    finally:
+        if spooled is not None:
+            spooled.close()
