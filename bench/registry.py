@@ -1,22 +1,37 @@
 #!/usr/bin/env python3
 """Pulling and pushing a multi-layer image (tens of MB, several layers of random data) through
 a local registry (Debian's docker-registry on 127.0.0.1): stackctl against `skopeo copy` and
-`docker pull`/`docker push`, in one run. Prints median and p95 per tool and the ratio to skopeo
-(target: stackctl no slower than skopeo, faster than docker).
+`docker pull`/`docker push`, in one run. Prints median and p95 per tool, the ratio to skopeo,
+and the CPU seconds of each tool's own processes (target: stackctl no slower than skopeo,
+faster than docker).
 
     python3 bench/registry.py [-n 5] [--layers 4] [--mb 12]
 
-- pull: `stackctl pull` into an empty node (download, verify, unpack: the image is ready to
-  run) vs `skopeo copy --preserve-digests docker://... oci:DIR` (download and verify only:
-  skopeo does not unpack) vs `docker pull` into an empty dockerd (download and unpack).
-- push: `stackctl push` of the image vs `skopeo copy --preserve-digests oci:DIR docker://...`
+What each command does, so that the ratios compare like with like:
+
+- `stackctl pull` into an empty node: download, verify, unpack (the image is ready to run).
+  Two rows: cold (a fresh process: Python's start and imports, ~0.2 s here, are in the figure;
+  what a machine with no stackctl agent pays) and warm (through the node's warm server, which
+  every node running the agent has: no imports per command, as `docker pull` relies on dockerd).
+- `skopeo copy docker://... containers-storage:[overlay@DIR+RUN]NAME`: download, verify and
+  unpack into an overlay store — what `podman pull` does, the same work as `stackctl pull`.
+  This is the skopeo the target compares with.
+- `skopeo copy --preserve-digests docker://... oci:DIR`: download and verify only; skopeo does
+  not unpack into an OCI layout, so this row does less work than the others (shown as the
+  floor: the network and the hashing alone).
+- `docker pull` into an empty private dockerd (download and unpack, in the daemon).
+- push: `stackctl push` (cold and warm) vs `skopeo copy --preserve-digests oci:DIR docker://...`
   of the same blobs vs `docker push`, each into a fresh registry (nothing to skip, no mount).
 - Two variants of the image: layers as stackctl builds them (plain tar) and gzip-compressed
-  (as most registries hold them; made with `skopeo copy --dest-compress`).
+  (as most registries hold them; made by `skopeo copy --dest-compress` into an OCI layout and
+  pushed from there with `--preserve-digests`, so that skopeo cannot substitute the plain
+  layers the registry already has).
 
+Runs are interleaved (run i of every tool, then run i+1), since the machine is shared.
 A missing peer is named (`apt-get install skopeo docker.io`) and stackctl is still measured.
-Everything lives in a temporary directory; the registries (and dockerd, if installed) are
-started here and stopped by PID, also on error or Ctrl-C.
+Everything lives in a temporary directory; the registries, the warm server (and dockerd, if
+installed) are started here and stopped by PID, also on error or Ctrl-C; the overlay store's
+mount is unmounted after each skopeo run.
 """
 
 from __future__ import annotations
@@ -121,6 +136,70 @@ def build_image(tmp: str, env: dict[str, str], ref: str, layers: int, mb: int) -
     sh([sys.executable, "-m", "stackctl", "image", "build", "-q", "-t", ref, ctx], env)
 
 
+@contextlib.contextmanager
+def warm_server(tmp: str) -> Iterator[str]:
+    """The node's warm server (what `stackctl agent serve` starts) for a run directory under
+    ``tmp``, with no pool of prepared containers (pull and push start none); yields that run
+    directory. Stopped by PID."""
+    run = os.path.join(tmp, "warm-run")
+    os.makedirs(run, mode=0o700, exist_ok=True)
+    log = open(os.path.join(tmp, "warm.log"), "wb")
+    env = dict(os.environ, STACKCTL_WARM_POOL="0")
+    proc = subprocess.Popen([sys.executable, "-m", "stackctl.warm.server", os.path.join(tmp, "warm-state"), run,
+                             "stackctl-bench-registry"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                            env=env, cwd=os.path.dirname(HERE), start_new_session=True)
+    log.close()
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(os.path.join(run, "warm.sock")):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the warm server did not start; see {tmp}/warm.log")
+            time.sleep(0.05)
+        yield run
+    finally:
+        peers.stop_pid(proc.pid)
+
+
+def stackctl_command() -> list[str]:
+    """The ``stackctl`` a user runs: the launcher next to this interpreter (scripts/setup puts
+    it there; it starts Python without ``site``), else ``python3 -m stackctl``."""
+    launcher = os.path.join(os.path.dirname(sys.executable), "stackctl")
+    try:
+        with open(launcher, encoding="utf-8", errors="replace") as f:
+            if "stackctl fast launcher" in f.read(512):
+                return [launcher]
+    except OSError:
+        pass
+    return [sys.executable, "-m", "stackctl"]
+
+
+def warm_env(state: str, run: str) -> dict[str, str]:
+    return dict(stackctl_env(state), STACKCTL_RUN_DIR=run, STACKCTL_WARM="1")
+
+
+def containers_storage(root: str, name: str) -> str:
+    return f"containers-storage:[overlay@{root}/storage+{root}/run]{name}"
+
+
+def drop_containers_storage(root: str) -> None:
+    """containers-storage bind-mounts its overlay directory on itself: unmount, then remove."""
+    mnt = os.path.join(root, "storage", "overlay")
+    with open("/proc/self/mountinfo") as f:  # (os.path.ismount misses a bind mount on the same fs)
+        mounted = any(line.split()[4] == mnt for line in f)
+    if mounted:
+        subprocess.run(["umount", mnt], capture_output=True, check=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def ratios_line(rows: list[tuple[str, list[float]]], ours: list[str], peer: str) -> str:
+    import statistics
+
+    med = {name: statistics.median(v) for name, v in rows if v}
+    if peer not in med:
+        return ""
+    return "  vs " + peer + ": " + ", ".join(f"{n} {med[n] / med[peer]:.2f}x" for n in ours if n in med)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=5, help="runs per tool (default 5)")
@@ -129,8 +208,10 @@ def main() -> int:
     ap.add_argument("--json", metavar="FILE", help="also write the samples as JSON (bench/results.py)")
     args = ap.parse_args()
     groups = []
-    notes = ["skopeo copy downloads and verifies (into an OCI layout) but does not unpack; "
-             "stackctl pull and docker pull also unpack the layers, ready to run"]
+    notes = ["pull: 'skopeo copy -> containers-storage' downloads, verifies and unpacks (what podman pull does), "
+             "like stackctl pull and docker pull; 'skopeo copy -> oci:' only downloads and verifies (no unpack)",
+             "stackctl cold: a fresh process (Python start and imports included); warm: through the node's warm "
+             "server, which a node running the stackctl agent has"]
     if os.geteuid() != 0:
         print("bench/registry.py needs root (stackctl unpacks layers as root)", file=sys.stderr)
         return 1
@@ -143,12 +224,14 @@ def main() -> int:
         notes.append("skopeo: not installed (apt-get install skopeo); measuring stackctl alone")
     if not have_docker:
         notes.append("docker: not installed (apt-get install docker.io); measuring without it")
-    for note in notes[1:]:
+    for note in notes[2:]:
         print(note)
     tmp = tempfile.mkdtemp(prefix="bench-registry-")
     dockerd = peers.Dockerd(os.path.join(tmp, "docker"))
+    S_CS, S_OCI = "skopeo copy -> containers-storage", "skopeo copy -> oci: (no unpack)"
+    cmd = stackctl_command()
     try:
-        with peers.host_snapshot(), registry(os.path.join(tmp, "registry")) as host:
+        with peers.host_snapshot(), registry(os.path.join(tmp, "registry")) as host, warm_server(tmp) as wrun:
             src_env = stackctl_env(os.path.join(tmp, "src"))
             plain, gz = f"{host}/bench/app:plain", f"{host}/bench/app:gzip"
             build_image(tmp, src_env, plain, args.layers, args.mb)
@@ -156,8 +239,12 @@ def main() -> int:
             variants = [("plain", plain)]
             layout = os.path.join(tmp, "layout")
             if have_skopeo:
-                sh(["skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", "--dest-compress",
-                    f"docker://{plain}", f"docker://{gz}"])
+                gz_layout = os.path.join(tmp, "layout-gz")
+                sh(["skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-compress", f"docker://{plain}",
+                    f"oci:{gz_layout}:app"])
+                sh(["skopeo", "copy", "-q", "--preserve-digests", "--dest-tls-verify=false", f"oci:{gz_layout}:app",
+                    f"docker://{gz}"])
+                shutil.rmtree(gz_layout, ignore_errors=True)
                 variants.append(("gzip", gz))
                 sh(["skopeo", "copy", "-q", "--preserve-digests", "--src-tls-verify=false", f"docker://{plain}",
                     f"oci:{layout}:app"])
@@ -166,42 +253,61 @@ def main() -> int:
             size = args.layers * args.mb
             print(f"image: {args.layers} layers of {args.mb} MB random data ({size} MB), {args.n} runs each\n")
             for name, ref in variants:
-                rows: list[tuple[str, list[float]]] = [("stackctl pull", []), ("skopeo copy", []), ("docker pull", [])]
+                rows: list[tuple[str, list[float]]] = [
+                    ("stackctl pull (cold)", []), ("stackctl pull (warm)", []), (S_CS, []), (S_OCI, []),
+                    ("docker pull", [])]
                 for i in range(args.n):
                     state = os.path.join(tmp, f"pull-{name}-{i}")
-                    rows[0][1].append(timed([sys.executable, "-m", "stackctl", "pull", "-q", ref], stackctl_env(state),
-                                            cpu="stackctl pull"))
+                    rows[0][1].append(timed(cmd + ["pull", "-q", ref], stackctl_env(state), cpu="stackctl pull (cold)"))
+                    shutil.rmtree(state, ignore_errors=True)
+                    rows[1][1].append(timed(cmd + ["pull", "-q", ref], warm_env(state, wrun)))
                     shutil.rmtree(state, ignore_errors=True)
                     if have_skopeo:
+                        dest = os.path.join(tmp, f"cs-{name}-{i}")
+                        try:
+                            rows[2][1].append(timed(["skopeo", "copy", "-q", "--src-tls-verify=false",
+                                                     f"docker://{ref}", containers_storage(dest, f"bench/app:{name}")],
+                                                    cpu=S_CS))
+                        finally:
+                            drop_containers_storage(dest)
                         dest = os.path.join(tmp, f"oci-{name}-{i}")
-                        rows[1][1].append(timed(["skopeo", "copy", "-q", "--preserve-digests", "--src-tls-verify=false",
-                                                 f"docker://{ref}", f"oci:{dest}:app"], cpu="skopeo copy"))
+                        rows[3][1].append(timed(["skopeo", "copy", "-q", "--preserve-digests", "--src-tls-verify=false",
+                                                 f"docker://{ref}", f"oci:{dest}:app"], cpu=S_OCI))
                         shutil.rmtree(dest, ignore_errors=True)
                     if have_docker:
                         dockerd.docker("rmi", "-f", ref, check=False)
                         dockerd.docker("image", "prune", "-af", check=False)
                         t0 = time.perf_counter()
                         dockerd.docker("pull", "-q", ref)
-                        rows[2][1].append(time.perf_counter() - t0)
+                        rows[4][1].append(time.perf_counter() - t0)
                 print(f"pull, {name} layers:")
                 groups.append(group_of(f"pull, {name} layers ({size} MB)", "ms", rows, scale=1000))
-                print_table([r for r in rows if r[1]], baseline="skopeo copy" if have_skopeo else None)
-                print_cpu(["stackctl pull", "skopeo copy"], have_docker)
+                shown = [r for r in rows if r[1]]
+                print_table(shown, baseline=S_CS if have_skopeo else None)
+                if have_skopeo:
+                    print(ratios_line(shown, ["stackctl pull (cold)", "stackctl pull (warm)"], S_OCI))
+                print_cpu(["stackctl pull (cold)", S_CS, S_OCI], have_docker)
+                print("  (warm: the work is in the warm server's worker, not counted)")
                 print()
             # push: each run into a fresh registry
-            rows = [("stackctl push", []), ("skopeo copy", []), ("docker push", [])]
+            rows = [("stackctl push (cold)", []), ("stackctl push (warm)", []), ("skopeo copy", []),
+                    ("docker push", [])]
             if have_docker:
                 dockerd.docker("pull", "-q", plain)
             for i in range(args.n):
-                for idx, tool in enumerate(("stackctl", "skopeo", "docker")):
+                for idx, tool in enumerate(("stackctl", "warm", "skopeo", "docker")):
                     if tool == "skopeo" and not have_skopeo or tool == "docker" and not have_docker:
                         continue
                     with registry(os.path.join(tmp, f"push-{tool}-{i}")) as dest:
                         target = f"{dest}/bench/app:plain"
-                        if tool == "stackctl":
+                        if tool in ("stackctl", "warm"):
                             sh([sys.executable, "-m", "stackctl", "image", "tag", plain, target], src_env)
-                            rows[idx][1].append(timed([sys.executable, "-m", "stackctl", "push", "-q", target], src_env,
-                                                      cpu="stackctl push"))
+                            if tool == "stackctl":
+                                rows[idx][1].append(timed(cmd + ["push", "-q", target], src_env,
+                                                          cpu="stackctl push (cold)"))
+                            else:
+                                rows[idx][1].append(timed(cmd + ["push", "-q", target],
+                                                          dict(src_env, STACKCTL_RUN_DIR=wrun, STACKCTL_WARM="1")))
                             sh([sys.executable, "-m", "stackctl", "image", "rm", target], src_env)
                         elif tool == "skopeo":
                             rows[idx][1].append(timed(["skopeo", "copy", "-q", "--preserve-digests",
@@ -216,7 +322,7 @@ def main() -> int:
             groups.append(group_of(f"push, plain layers ({size} MB, into an empty registry)",
                                    "ms", rows, scale=1000))
             print_table([r for r in rows if r[1]], baseline="skopeo copy" if have_skopeo else None)
-            print_cpu(["stackctl push", "skopeo copy"], have_docker)
+            print_cpu(["stackctl push (cold)", "skopeo copy"], have_docker)
             dockerd.stop()  # inside host_snapshot: what dockerd left (docker0, nft tables) is undone
     finally:
         dockerd.stop()

@@ -182,6 +182,12 @@ def main(argv: list[str] | None = None, *, quick_exit: bool = False) -> None:
             if quick_exit:
                 _leave(code)
             sys.exit(code)
+    if args[:1] in (["pull"], ["push"]):
+        from stackctl.cli.registry_fast import fast_registry
+
+        code = fast_registry(args[0], args[1:])  # None: not a plain pull/push, click parses it
+        if code is not None:
+            sys.exit(code)
     import click
 
     from stackctl.cli.common import print_error

@@ -1,6 +1,7 @@
 """``stackctl pull | push | login | logout | search`` (and ``image pull | push``): registries
 from the command line, with Docker's flags and output. Thin: the work is in
-:mod:`stackctl.runtime.images.registry`. Importing this module costs only click."""
+:mod:`stackctl.runtime.images.registry`; ``pull`` and ``push`` run the bodies in
+:mod:`stackctl.cli.registry_fast` (also used without click). Importing this module costs only click."""
 
 from __future__ import annotations
 
@@ -13,13 +14,6 @@ from stackctl.errors import UsageError
 _CTX = {"help_option_names": ["-h", "--help"]}
 
 
-def _store():
-    from stackctl.paths import default_paths
-    from stackctl.runtime.images.store import ImageStore
-
-    return ImageStore(default_paths().images)
-
-
 # --- pull -----------------------------------------------------------------------------------
 
 @click.command("pull", context_settings=_CTX)
@@ -30,45 +24,9 @@ def _store():
 @click.argument("name", metavar="NAME[:TAG|@DIGEST]")
 def pull(all_tags: bool, platform: str, quiet: bool, disable_content_trust: bool, name: str) -> None:
     """Download an image from a registry."""
-    from stackctl.runtime.images.registry import progress as P
-    from stackctl.runtime.images.registry.client import RegistryClient
-    from stackctl.runtime.images.registry.pull import list_tags, pull as do_pull
-    from stackctl.runtime.images.registry.reference import parse_ref
+    from stackctl.cli.registry_fast import run_pull
 
-    r = parse_ref(name)
-    if all_tags and (r.tag or r.digest):
-        raise UsageError(f"pull {name}: tag can't be used with --all-tags/-a; give the repository only")
-    store = _store()
-    prog = P.for_terminal(quiet)
-    try:
-        with RegistryClient(r.registry) as client:
-            if all_tags:
-                client.subject = f"pull {r.familiar_repository} --all-tags"
-                tags = sorted(list_tags(client, r.repository))
-                if not tags:
-                    raise UsageError(f"pull {r.familiar_repository}: the repository has no tags; push one first")
-                results = []
-                for t in tags:
-                    results.append(do_pull(store, r.with_tag(t), platform=platform or None, progress=prog,
-                                           client=client))
-                    prog.line(f"Digest: {results[-1].digest}")
-            else:
-                results = [do_pull(store, r, platform=platform or None, progress=prog, client=client)]
-    finally:
-        prog.close()
-    if all_tags:
-        if not quiet:
-            new = any(not res.up_to_date for res in results)
-            status = "Downloaded newer image for" if new else "Image is up to date for"
-            click.echo(f"Status: {status} {r.familiar_repository}")
-        click.echo(r.full_name)
-        return
-    res = results[0]
-    if not quiet:
-        click.echo(f"Digest: {res.digest}")
-        status = "Image is up to date for" if res.up_to_date else "Downloaded newer image for"
-        click.echo(f"Status: {status} {r}")
-    click.echo(r.full)
+    run_pull(name, all_tags=all_tags, platform=platform, quiet=quiet)
 
 
 # --- push -----------------------------------------------------------------------------------
@@ -80,25 +38,9 @@ def pull(all_tags: bool, platform: str, quiet: bool, disable_content_trust: bool
 @click.argument("name", metavar="NAME[:TAG]")
 def push(all_tags: bool, quiet: bool, disable_content_trust: bool, name: str) -> None:
     """Upload an image to a registry."""
-    from stackctl.runtime.images.registry import progress as P
-    from stackctl.runtime.images.registry.client import RegistryClient
-    from stackctl.runtime.images.registry.push import local_tags_of, push as do_push
-    from stackctl.runtime.images.registry.reference import parse_ref
+    from stackctl.cli.registry_fast import run_push
 
-    r = parse_ref(name)
-    if all_tags and r.tag:
-        raise UsageError(f"push {name}: tag can't be used with --all-tags/-a; give the repository only")
-    store = _store()
-    names = local_tags_of(store, name) if all_tags else [name]
-    prog = P.for_terminal(quiet)
-    try:
-        with RegistryClient(r.registry) as client:
-            results = [do_push(store, n, progress=prog, client=client) for n in names]
-    finally:
-        prog.close()
-    if quiet:
-        for res in results:
-            click.echo(res.ref.full)
+    run_push(name, all_tags=all_tags, quiet=quiet)
 
 
 # --- login / logout -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import sys
 # and the container verbs that go with it (stack verbs and `agent` run here: they talk to the
 # agent, and `agent stop` would stop the server serving it)
 WARM_COMMANDS = frozenset({"run", "exec", "ps", "logs", "inspect", "rm", "stop", "start", "restart", "kill",
-                           "wait", "top", "stats"})
+                           "wait", "top", "stats", "pull", "push"})
 SOCKET_NAME = "warm.sock"
 # what a command run here would do on these signals, the worker does instead
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
