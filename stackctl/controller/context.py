@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from stackctl.controller.imagepull import ImagePins
 from stackctl.errors import StackctlError
 
 if TYPE_CHECKING:
@@ -99,6 +100,8 @@ class Ctx:
     placements: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
     #: overlay networks (stackctl/controller/overlay.Overlay), or None: bridges only
     overlay: Any = None
+    #: the registry images deploys resolved, for tasks placed later (controller/imagepull.py)
+    images: ImagePins = field(default_factory=ImagePins)
 
     @property
     def net(self) -> Cluster:

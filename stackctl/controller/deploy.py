@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from stackctl.controller.context import Ctx, DeployError, Progress
+from stackctl.controller.imagepull import Pin
 from stackctl.controller.rollout import Rollout
 from stackctl.controller.taskops import Version, start_task, stop_task, sync_serving
 from stackctl.controller.taskspec import image_ref, object_files, split_ports
@@ -216,14 +217,21 @@ async def pull_service_image(ctx: Ctx, progress: Progress, stack: str, service: 
     placed = service_nodes(ctx, stack, service)
     targets = [n for n in (placed if placed is not None else [local])
                if n not in cluster.down]
-    if policy in PULL_IF_MISSING:
-        have = [await cluster.image_id(ref, node=n) for n in targets]
-        if targets and all(have):
-            return None
     try:
         registry = parse_ref(ref).registry
     except StackctlError:
-        return None  # not a registry reference: the caller says what is wrong
+        registry = ""  # not a registry reference: the caller says what is wrong
+    if policy in PULL_IF_MISSING:
+        have = [await cluster.image_id(ref, node=n) for n in targets]
+        if targets and all(have):
+            if registry and await cluster.image_id(ref, node=local):
+                # nothing to pull; what the image was pulled as, for a task placed later on
+                # another node (the local records answer: no registry is asked)
+                await _pin(ctx, stack, service, ref, registry, cluster.member(local), targets,
+                           registry_auth)
+            return None
+    if not registry:
+        return None
     auth = dict((registry_auth or {}).get(registry) or {}) or None
     multi = len(cluster.members) > 1
 
@@ -256,10 +264,26 @@ async def pull_service_image(ctx: Ctx, progress: Progress, stack: str, service: 
             nursery.start_soon(one, node)
     if errors:
         raise errors[0]
+    ctx.images.remember(stack, service, Pin(ref, node_ref, str(first["id"]), registry),
+                        sorted({local, *others}), registry_auth)
     where = f" on {', '.join(sorted({local, *others}))}" if multi else ""
     await progress(service, "pull", "done", f"{ref} is {node_ref.rpartition('@')[2][:19]}"
                    f"{where}")
     return str(first["id"])
+
+
+async def _pin(ctx: Ctx, stack: str, service: str, ref: str, registry: str, node: Any,
+               nodes: list[str], registry_auth: Mapping[str, Mapping[str, str]] | None) -> None:
+    """Remember (:mod:`.imagepull`) the digest ``ref`` was pulled as on ``node``, which has
+    it: ``pull_image`` with ``missing`` reads it from the node's records. An image built or
+    loaded there has none: nothing is remembered."""
+    try:
+        info = await node.pull_image(ref, policy="missing")
+    except StackctlError:
+        return
+    if info.get("node_ref"):
+        ctx.images.remember(stack, service, Pin(ref, str(info["node_ref"]), str(info["id"]),
+                                                registry), nodes, registry_auth)
 
 
 #: the layer steps of a pull that become ``pull`` progress events (not the byte counts)
@@ -413,7 +437,8 @@ def version_of(ctx: Ctx, loaded: Loaded, desired: Desired, service: str,
     st = desired.services[service]
     files = object_files(loaded.stack, loaded.stack.services[service])
     directory = taskfiles_ref(loaded.name, service, st.config_hash.value) if files else ""
-    return Version(loaded.stack, service, st, directory, image_config)
+    return Version(loaded.stack, service, st, directory, image_config,
+                   image_id=loaded.image_ids.get(service, ""))
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from stackctl.controller.context import Ctx, Progress
+from stackctl.controller.imagepull import ensure_task_image
 from stackctl.controller.taskspec import (
     TaskRequest,
     health_timing,
@@ -40,6 +41,9 @@ class Version:
     st: ServiceTasks
     objects_dir: str = ""
     image_config: dict[str, Any] | None = None
+    #: the image id the version was made with (its config hash has it): a registry image the
+    #: deploy pulled is pulled by its node too before a task is created there
+    image_id: str = ""
 
     def task(self, slot: str) -> Task:
         for t in self.st.tasks:
@@ -84,6 +88,9 @@ async def start_task(ctx: Ctx, progress: Progress, version: Version, slot: str, 
     if ctx.overlay is not None:  # overlay networks: the manager gives the addresses
         ctx.overlay.prepare(version.stack.name or "", service, node, req)
     where = f" on {node}" if node is not None and len(ctx.node.members) > 1 else ""
+    if version.image_id:  # a task placed on a node that never pulled the image (moved)
+        await ensure_task_image(ctx, version.stack.name or "", service, slot, version.image_id,
+                                node)
     await progress(service, action, "started", f"creating {req.name}{where}", slot=slot)
     try:
         cid = await ctx.node.create_container(req.opts, node=node, **req.create_kwargs())

@@ -98,10 +98,13 @@ def test_missing_pulls_nothing_when_every_node_has_the_image(tmp_path):
     for f in w.fakes.values():
         f.images[REF] = "sha256:img-old"
     ids = trio.run(w.ensure, STACK.replace("always", "missing"))
-    assert ids == {"web": "sha256:img-old"} and w.pulls() == {}
+    # only the manager's node is asked, with `missing` (it has the image: nothing goes to the
+    # registry), for the digest the image was pulled as: a task moved later pulls that
+    assert ids == {"web": "sha256:img-old"} and w.pulls() == {"n1": [(REF, "missing", None)]}
+    assert w.ctx.images.pin_of("app", "web", "sha256:img-old").node_ref == f"{REF}@{OLD}"
     # --pull always overrides the file's policy
     trio.run(lambda: w.ensure(STACK.replace("always", "missing"), pull="always"))
-    assert [p[1] for p in w.pulls()["n1"]] == ["always"]
+    assert [p[1] for p in w.pulls()["n1"]] == ["missing", "always"]
 
 
 def test_a_node_that_cannot_pull_is_one_line_naming_the_node_and_the_reference(tmp_path):
@@ -140,3 +143,52 @@ def test_an_unknown_image_is_one_line(tmp_path):
         trio.run(w.ensure, STACK.replace(REF, "reg.example:5000/nope:1"))
     assert info.value.message == ("service web: node n1: pull reg.example:5000/nope:1: "
                                   "repository reg.example:5000/nope:1 not found")
+
+
+# --- a task placed later on a node that never pulled the image (controller/imagepull.py) ---
+
+def test_a_moved_task_pulls_the_deployed_digest_with_the_stacks_credentials(tmp_path):
+    from stackctl.controller.imagepull import ensure_task_image
+
+    w = World(tmp_path, {"1": "n2", "2": "n2"})  # n3 runs nothing of it at deploy time
+    auth = {"reg.example:5000": {"username": "alice", "password": "pw"}}
+    trio.run(w.ensure, STACK, auth)
+    assert "n3" not in w.pulls()
+    w.registry[f"{REF}@{OLD}"] = w.registry[REF]
+    w.registry[REF] = (NEW, "sha256:img-new")  # the tag moved since the deploy
+    # n2 went down: its slot 2 is placed on n3, which pulls the deployed digest, not the tag
+    trio.run(ensure_task_image, w.ctx, "app", "web", "2", "sha256:img-old", "n3")
+    assert w.pulls()["n3"] == [(f"{REF}@{OLD}", "missing", {"username": "alice", "password": "pw"})]
+    assert w.fakes["n3"].images[REF] == "sha256:img-old"
+    # known to be there now: the next task on n3 asks nothing; nor does a node that has it
+    trio.run(ensure_task_image, w.ctx, "app", "web", "3", "sha256:img-old", "n3")
+    trio.run(ensure_task_image, w.ctx, "app", "web", "1", "sha256:img-old", "n2")
+    assert len(w.pulls()["n3"]) == 1 and len(w.pulls()["n2"]) == 1
+    # an image this manager never pulled (built, loaded, another version) is left alone
+    trio.run(ensure_task_image, w.ctx, "app", "web", "1", "sha256:built-1", "n3")
+    assert len(w.pulls()["n3"]) == 1
+
+
+def test_a_moved_task_whose_node_cannot_pull_stays_pending_with_the_reason(tmp_path):
+    from stackctl.controller.imagepull import ImageUnavailableError, ensure_task_image
+
+    w = World(tmp_path, {"1": "n2"})
+    trio.run(w.ensure, STACK)
+    real = w.fakes["n3"].pull_image
+
+    async def refused(ref, **kw):
+        await real(ref, **kw)
+        raise StackctlError(f"pull {ref}: authentication required by reg.example:5000; log in "
+                            "first (stackctl login reg.example:5000)")
+
+    w.fakes["n3"].pull_image = refused
+    with pytest.raises(ImageUnavailableError) as info:
+        trio.run(ensure_task_image, w.ctx, "app", "web", "1", "sha256:img-old", "n3")
+    msg = info.value.message
+    assert msg.startswith(f"service web: No such image: {REF} on node n3; pulling {REF}@{OLD} "
+                          "there failed: pull ") and "authentication required" in msg
+    assert "\n" not in msg
+    assert list(w.ctx.images.pending("app")) == ["web.1"]
+    w.fakes["n3"].pull_image = real  # the node logged in: the next pass pulls, and it clears
+    trio.run(ensure_task_image, w.ctx, "app", "web", "1", "sha256:img-old", "n3")
+    assert w.ctx.images.pending("app") == {}
