@@ -7,7 +7,10 @@ under the same tag to the registry before answering. The image is built by stack
 machine (a private store), pushed, removed here; the stack names it by the bridge address,
 which the nodes may speak plain HTTP to only because their environment lists it in
 ``STACKCTL_INSECURE_REGISTRIES`` (demo.up(env=...)). Every process, cluster and registry the
-test starts is stopped in its teardown, also on failure."""
+test starts is stopped in its teardown, also on failure.
+
+A second test drains the node holding a replica: the other worker, which never pulled the
+image, pulls the deployed digest before the moved task is created there."""
 
 from __future__ import annotations
 
@@ -29,6 +32,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from stackctl.cluster import demo
+
+sys.path.insert(0, os.path.dirname(__file__))
+from clusterenv import wait_for  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.multinode]
 
@@ -266,3 +272,103 @@ def test_up_pulls_one_digest_on_every_node_that_needs_it(make_cluster, node_path
             "ps", "-f", stack, "--format", "json", env=on_cluster).stdout.splitlines()
             if line.startswith("{")]
         assert {r["Name"]: r["ID"] for r in after} == before
+
+
+MOVED_STACK = """services:
+  web:
+    image: {ref}
+    command: ["sh", "-c", "exec sleep 3600"]
+    deploy:
+      replicas: 1
+      placement:
+        constraints: ["node.role == worker"]
+"""
+
+
+def test_a_task_moved_to_a_node_without_the_image_pulls_the_deployed_digest_there(
+        make_cluster, node_paths, tmp_path):
+    """The replica's node is drained: the manager places it on the other worker, which never
+    pulled the image, and that node pulls the digest `up` resolved (not the tag, which moved
+    since), with the credentials `up --with-registry-auth` forwarded (the nodes have none)."""
+    insecure = f"{demo.SUBNET_PREFIX}.0.0/16"
+    c = make_cluster(3, env={"STACKCTL_INSECURE_REGISTRIES": insecure,
+                             "STACKCTL_AUTH_FILE": str(tmp_path / "nodes-auth.json"),
+                             "DOCKER_CONFIG": str(tmp_path / "nodes-docker")})
+    home = tmp_path / "home"
+    home.mkdir()
+    local = dict(os.environ, STACKCTL_STATE_DIR=node_paths.state,
+                 STACKCTL_RUN_DIR=node_paths.run, STACKCTL_CGROUP_PARENT=node_paths.cgroup_parent,
+                 HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
+                 DOCKER_CONFIG=str(home / ".docker"), STACKCTL_INSECURE_REGISTRIES=insecure,
+                 STACKCTL_REGISTRIES_CONFIG=str(tmp_path / "none.json"), STACKCTL_WARM="0")
+    for k in ("STACKCTL_NODES", "STACKCTL_AUTH_FILE", "DOCKER_AUTH_CONFIG"):
+        local.pop(k, None)
+    on_cluster = {**local, **c.env()}
+
+    def cli(*argv, env=local, check=0, input=None):
+        p = subprocess.run([sys.executable, "-m", "stackctl", *argv], capture_output=True,
+                           text=True, env=env, timeout=300, input=input, cwd=str(tmp_path))
+        if check is not None:
+            assert p.returncode == check, (argv, p.returncode, p.stdout, p.stderr)
+        return p
+
+    def image_on(node: str, ref: str) -> str | None:
+        out = subprocess.run(c.ssh_command(node, "stackctl", "image", "inspect", ref),
+                             capture_output=True, text=True, timeout=120)
+        return json.loads(out.stdout)[0]["Id"] if out.returncode == 0 else None
+
+    def running(stack: str) -> list[dict]:
+        rows = [json.loads(line) for line in cli("ps", "-f", stack, "--format", "json",
+                                                 env=on_cluster).stdout.splitlines()
+                if line.startswith("{")]
+        return [r for r in rows if r["State"] == "running"]
+
+    stack = str(tmp_path / "moved.yml")
+    with _registry(str(tmp_path / "registry")) as port, contextlib.ExitStack() as cleanup:
+        direct = f"127.0.0.1:{port}"
+        cli("login", "-u", USER, "--password-stdin", direct, input=PASSWORD + "\n")
+        cli("image", "build-busybox", "-q", "-t", f"{direct}/team/app:1")
+        first = json.loads(cli("image", "inspect", f"{direct}/team/app:1").stdout)[0]["Id"]
+        ctx = tmp_path / "next"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(f"FROM {direct}/team/app:1\nENV MARK=second\n")
+        cli("image", "build", "-q", "-t", f"{direct}/team/next:1", str(ctx))
+        cli("push", "-q", f"{direct}/team/app:1")
+        cli("image", "rm", f"{direct}/team/app:1")
+
+        def move_the_tag() -> None:  # pushed again right after the manager resolved it
+            cli("image", "tag", f"{direct}/team/next:1", f"{direct}/team/app:1")
+            cli("push", "-q", f"{direct}/team/app:1")
+
+        proxy = Proxy(c.gateway, port, move_the_tag)
+        cleanup.callback(proxy.close)
+        ref = f"{proxy.host}/team/app:1"
+        cli("login", "-u", USER, "--password-stdin", proxy.host, input=PASSWORD + "\n")
+        with open(stack, "w") as f:
+            f.write(f"name: moved\n{MOVED_STACK.format(ref=ref)}")
+        cleanup.callback(lambda: cli("down", "-v", "-f", stack, env=on_cluster, check=None))
+
+        cli("up", "-d", "--wait", "--with-registry-auth", "-f", stack, env=on_cluster)
+        assert proxy.moved.is_set()
+        [task] = running(stack)
+        holder = task["Node"]
+        assert holder in ("n2", "n3"), task
+        other = "n3" if holder == "n2" else "n2"
+        assert image_on(holder, ref) == first
+        assert image_on(other, ref) is None  # it ran nothing of the service: it has nothing
+
+        # the holder is drained: the replica moves to the other worker, which pulls
+        cli("node", "update", holder, "--availability", "drain", env=on_cluster)
+        moved = wait_for(lambda: [r for r in running(stack) if r["Node"] == other], 120,
+                          f"the replica running on {other}")
+        assert len(moved) == 1 and not [r for r in running(stack) if r["Node"] == holder]
+        assert image_on(other, ref) == first  # the deployed image, not the moved tag's
+        n = {x.name: x.address for x in c.nodes}
+        asked = [(m, path) for ip, m, path, st in proxy.log if ip == n[other]]
+        assert asked and all("/manifests/" not in p or p.rsplit("/", 1)[1].startswith("sha256:")
+                             for _, p in asked), asked  # by digest only, never by tag
+        # the forwarded credentials were used for that pull only: nothing of them on the nodes
+        for secret in (PASSWORD, base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()):
+            found = subprocess.run(["grep", "-rlsF", secret, *(x.dir for x in c.nodes)],
+                                   capture_output=True, text=True)
+            assert found.stdout == "", found.stdout
