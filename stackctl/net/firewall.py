@@ -139,6 +139,9 @@ def _service_port_rules(state: NetState) -> tuple[list[str], list[str]]:
     return dnat, refuse
 
 
+VXLAN_PORT = 4789  # stackctl.net.overlay.VXLAN_PORT (not imported: overlay imports this)
+
+
 def render(state: NetState, table: str) -> str:
     """The whole nft script that replaces ``table`` with what ``state`` needs."""
     nets: list[Network] = sorted(state.networks.values(), key=lambda n: n.bridge)
@@ -173,7 +176,25 @@ def render(state: NetState, table: str) -> str:
     for ip, proto, port in sorted(loop):
         raw.append(f'iifname != "lo" ip daddr {ip} {proto} dport {port} drop'
                    f' comment "published on {ip}:{port}/{proto}: from lo only"')
+    # overlay networks: neither VXLAN between the nodes nor the frames bridged between
+    # containers need connection tracking (no NAT, no state rule applies to them); with
+    # br_netfilter on (as Docker leaves it) every bridged frame would otherwise be looked up
+    # in conntrack on both nodes, and every outer UDP packet too (docs/networking.md,
+    # "Overlay: measured"). What is routed — to the gateway, a VIP, the node's own overlay
+    # address, published ports — is still tracked: its destination is no container address.
+    vxlan = [n for n in nets if n.vni and not n.userspace_tunnel]
+    if vxlan:
+        raw.append(f'udp dport {VXLAN_PORT} notrack comment "VXLAN between nodes"')
+    for net in vxlan:
+        containers = sorted({ep.address for ep in state.endpoints_of(net.id)}, key=_ip_key)
+        if containers:
+            raw.append(f"iifname {_q(net.bridge)} ip saddr {net.subnet} ip daddr "
+                       f"{{ {', '.join(containers)} }} notrack"
+                       f' comment "overlay {net.name}: bridged"')
     chain("raw", "type filter hook prerouting priority raw; policy accept;", raw)
+    if vxlan:
+        chain("raw_out", "type filter hook output priority raw; policy accept;",
+              [f'udp dport {VXLAN_PORT} notrack comment "VXLAN between nodes"'])
 
     # --- NAT -----------------------------------------------------------------------------
     ports = []

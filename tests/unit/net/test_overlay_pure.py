@@ -4,6 +4,8 @@ manager's allocation and per-node views."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from stackctl.controller import overlay as mgr
@@ -106,6 +108,23 @@ def test_firewall_prefers_local_replicas_and_snats_what_goes_to_other_nodes():
     assert (f'oifname "{net.bridge}" ip daddr {{ 10.0.1.11 }} ct status dnat snat to '
             "10.0.1.2") in text
     assert "xfrm_mark" not in text and "ipsec" not in text
+
+
+def test_vxlan_and_frames_bridged_between_containers_skip_conntrack_and_routed_ones_not():
+    net = _net()
+    st = _state(net)
+    overlay.merge_peers(st, net, _view())
+    text = firewall.render(st, "t")
+    raw = text[text.index("chain raw {"):text.index("chain prerouting")]
+    assert 'udp dport 4789 notrack' in raw  # outer VXLAN, in and (raw_out) out
+    assert "type filter hook output priority raw" in raw
+    rule = next(line for line in raw.splitlines() if "bridged" in line)
+    assert f'iifname "{net.bridge}" ip saddr 10.0.1.0/24 ip daddr {{ 10.0.1.10, 10.0.1.11 }} ' \
+        "notrack" in rule  # the containers, here and on node b
+    for local in ("10.0.1.1", "10.0.1.2", *st.vips[net.id].values()):  # gateway, node, VIP
+        assert local not in re.findall(r"\d+\.\d+\.\d+\.\d+", rule.split("daddr")[1])
+    plain = _net(vni=0, driver="bridge", node_address="")
+    assert "notrack" not in firewall.render(_state(plain), "t")
 
 
 def test_an_encrypted_network_marks_its_vxlan_and_drops_it_in_clear():
