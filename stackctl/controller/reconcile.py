@@ -25,9 +25,12 @@ It returns the wall-clock time (ns) of the next restart it is waiting for, if an
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Collection
 from typing import Any
+
+import trio
 
 from stackctl.controller import objects
 from stackctl.controller.context import Ctx, Progress, parse_iso_ns
@@ -105,6 +108,7 @@ async def reconcile_stack(ctx: Ctx, loaded: Loaded, history: RestartHistory, *,
         # LISTEN_TIMEOUT after its start, then the usual tick
         next_wake = now + int(ctx.poll_interval * 1e9)
     made: dict[tuple[int, str, str | None], Any] = {}  # (version, service, node) -> Version
+    replacements: list[tuple[str | None, Callable[[], Any]]] = []  # (node, job)
 
     def owner_of(service: str, config_hash: str | None) -> Loaded | None:
         if config_hash == desired.services[service].config_hash.value:
@@ -163,22 +167,47 @@ async def reconcile_stack(ctx: Ctx, loaded: Loaded, history: RestartHistory, *,
             version = made[key]
             if version is None:
                 continue
-            await progress(st.name, "recreate" if c else "create", "started", why,
-                           slot=slot)
             if c is not None:
-                # the dead task goes first (nothing of it serves), so that its replacement
-                # takes the slot's own name; its end stays in the slot's restart history
+                # its end stays in the slot's restart history
                 history.add(name, st.name, slot, config_hash, now, c.exit_code)
-                for old in so.containers if so else ():
-                    await stop_task(ctx, progress, st.name, slot, old, drain=False)
-            try:
-                await start_task(ctx, progress, version, slot)
-            except StackctlError as exc:
-                log.warning("stack %s: %s.%s: replacing the task failed: %s", name, st.name,
-                            slot, exc.message)
-                await progress(st.name, "failed", "error", exc.message, slot=slot)
-                continue
+            replacements.append((node, functools.partial(
+                _replace, ctx, progress, version, slot, why, c,
+                list(so.containers) if so and c is not None else [])))
+    if replacements:
+        # every slot at once, as Swarm's orchestrator replaces failed tasks (no
+        # update_config: that paces rollouts, not healing), bounded per node so that a node
+        # that lost 100 replicas' worth of work elsewhere is not asked for 100 at once
+        limits: dict[str | None, trio.CapacityLimiter] = {}
+        async with trio.open_nursery() as nursery:
+            for node, job in replacements:
+                limit = limits.setdefault(node, trio.CapacityLimiter(STARTS_PER_NODE))
+                nursery.start_soon(_bounded, limit, job)
     return next_wake
+
+
+# at most this many replacements are made at once on one node (create + start)
+STARTS_PER_NODE = 8
+
+
+async def _bounded(limit: trio.CapacityLimiter, job: Callable[[], Any]) -> None:
+    async with limit:
+        await job()
+
+
+async def _replace(ctx: Ctx, progress: Progress, version, slot: str, why: str,
+                   c: ContainerInfo | None, dead: list[ContainerInfo]) -> None:
+    """Make the slot's task again: the dead one goes first (nothing of it serves), so that
+    its replacement takes the slot's own name."""
+    service = version.service
+    await progress(service, "recreate" if c else "create", "started", why, slot=slot)
+    try:
+        for old in dead:
+            await stop_task(ctx, progress, service, slot, old, drain=False)
+        await start_task(ctx, progress, version, slot)
+    except StackctlError as exc:
+        log.warning("stack %s: %s.%s: replacing the task failed: %s",
+                    version.stack.name, service, slot, exc.message)
+        await progress(service, "failed", "error", exc.message, slot=slot)
 
 
 async def _objects_ready(ctx: Ctx, loaded: Loaded, version, node: str | None) -> bool:

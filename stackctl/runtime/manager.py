@@ -76,13 +76,41 @@ class ContainerManager:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
+        fd = self._acquire()
+        try:
+            yield
+        finally:
+            os.close(fd)
+
+    def _acquire(self) -> int:
+        """The runtime lock, held until the returned descriptor is closed."""
         os.makedirs(self.paths.state, mode=0o700, exist_ok=True)  # root-only: docs/security.md
         fd = os.open(os.path.join(self.paths.state, "runtime.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        return fd
+
+    def _acquire_start(self, cid: str) -> int:
+        """The container's own start lock (-1: it has no directory), held until the returned
+        descriptor is closed; taken under the runtime lock only. A start holds it for its
+        whole length but lets the runtime lock go once the rest is the container's own work,
+        so starts of different containers run at once; a removal takes it (under the
+        runtime lock) and so waits for a start of the same container to end. Its holder never
+        waits for the runtime lock: the order runtime lock -> start lock cannot deadlock."""
+        try:
+            fd = os.open(os.path.join(self._dir(cid), "start.lock"),
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            return -1
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _dir(self, cid: str) -> str:
         return os.path.join(self.paths.containers, cid)
@@ -152,6 +180,9 @@ class ContainerManager:
 
     def resolve(self, query: str) -> str:
         """A container's full ID from its name, full ID or unique ID prefix."""
+        q = query[1:] if query.startswith("/") else query
+        if names.ID_RE.match(q) and os.path.exists(os.path.join(self._dir(q), "config.json")):
+            return q  # a full ID wins over everything (names.match): no need to read the rest
         return names.match(query, self._names())
 
     def get(self, query: str) -> Record:
@@ -404,8 +435,12 @@ class ContainerManager:
         """Start a created or stopped container; a running one is left as it is. With
         ``attach`` the container waits for a client on its attach socket before it runs.
         ``prepared``: from :meth:`prepare_start` (used if it fits, else cancelled)."""
-        with self.locked():
+        lock = self._acquire()
+        own = -1
+        try:
             rec = self.get(query)
+            own = self._acquire_start(rec.id)
+            rec = self.get(rec.id)  # as it is now that no other start of it runs
             if rec.state.status == "running":
                 if rec.state.paused:
                     raise ConflictError(f"cannot start a paused container {rec.name}, try unpause instead")
@@ -430,6 +465,11 @@ class ContainerManager:
                 else:
                     populate.append(m.volume_name)
                 m.options = opts
+            if not populate and own >= 0:
+                # the rest is this container's own work (its files, setup child, monitor and
+                # cgroup): other containers start meanwhile; a first volume copy stays locked
+                os.close(lock)
+                lock = -1
             try:
                 if prepared is not None:
                     state = self.core.start_container(self.paths, spec, attach=attach, prepared=prepared)
@@ -445,6 +485,10 @@ class ContainerManager:
                 with contextlib.suppress(NotFoundError):
                     self.volumes.mark_populated(v)
             return Record(spec, rec.meta, state)
+        finally:
+            for fd in (own, lock):
+                if fd >= 0:
+                    os.close(fd)
 
     def kill(self, query: str, sig: str | int = "SIGKILL") -> Record:
         rec = self.get(query)
@@ -513,19 +557,33 @@ class ContainerManager:
         anonymous volumes). Afterwards no process, mount, cgroup or record of it remains."""
         with self.locked():
             rec = self.get(query)
-            if rec.state.status == "running":
-                if not force:
-                    raise ConflictError(
-                        f'cannot remove container "/{rec.name}": container is running',
-                        hint="stop the container before removing, or force remove with rm -f",
-                    )
-                self.core.signal_container(self.paths, rec.id, _signal.SIGKILL)
-                self._thaw_after_signal(rec)
-                self.wait_stopped(rec.id, None)
-            self._remove_locked(rec, volumes)
+            own = self._acquire_start(rec.id)  # a start of it under way ends first
+            try:
+                rec = self.get(rec.id)
+                if rec.state.status == "running":
+                    if not force:
+                        raise ConflictError(
+                            f'cannot remove container "/{rec.name}": container is running',
+                            hint="stop the container before removing, or force remove with rm -f",
+                        )
+                    self.core.signal_container(self.paths, rec.id, _signal.SIGKILL)
+                    self._thaw_after_signal(rec)
+                    self.wait_stopped(rec.id, None)
+                self._remove_dir_locked(rec, volumes)
+            finally:
+                if own >= 0:
+                    os.close(own)
             return rec.id
 
     def _remove_locked(self, rec: Record, volumes: bool) -> None:
+        own = self._acquire_start(rec.id)  # a start of it under way ends first
+        try:
+            self._remove_dir_locked(rec, volumes)
+        finally:
+            if own >= 0:
+                os.close(own)
+
+    def _remove_dir_locked(self, rec: Record, volumes: bool) -> None:
         if os.path.exists(os.path.join(self._dir(rec.id), "state.json")) or rec.state.status != "created":
             self.core.cleanup_container(self.paths, rec.id)
         self._release_network_locked(rec)

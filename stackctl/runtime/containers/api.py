@@ -239,8 +239,12 @@ def prepare_start(paths: NodePaths, spec: ContainerSpec, *, attach: bool = False
         try:
             os.setsid()
             if os.fork() == 0:
-                os.close(ready_r)
-                os.close(cfg_w)
+                # only its own pipes: another thread's start (the agent starts several at
+                # once) has its pipes open now too, and a copy held here would hide their
+                # EOFs until this container's setup ends — each start waiting on the other
+                from stackctl.runtime.containers.pool import _close_all_but
+
+                _close_all_but({ready_w, cfg_r})
                 _launch(paths, spec.id, res, spec.tty, spec.stdin_open, flags, ready_w, cfg_r)
         finally:
             os._exit(0)

@@ -294,3 +294,73 @@ def test_manager_prepare_start_refuses_bad_resources_before_forking(node_paths, 
     with pytest.raises(UsageError, match="minimum memory"):
         manager.prepare_start(RunOptions("bb:latest", command=["true"], memory="1m"))
     assert cgroups_under(node_paths) == []
+
+
+# --- starts at once (the agent starts many replicas on one node in parallel) -------------
+
+def test_manager_starts_of_different_containers_run_at_once(node_paths, manager):
+    """Each start forks a launcher while other threads' starts hold their pipes open: none
+    may keep another's pipe (each would wait for the other's EOF), so eight threads starting
+    eight containers all end, every container runs, and removing them leaves nothing."""
+    import threading
+
+    from stackctl.runtime.imageconfig import RunOptions
+
+    recs = [manager.create(RunOptions("bb:latest", command=["sleep", "300"]), f"c{i}")
+            for i in range(8)]
+    errors: list[BaseException] = []
+
+    def start(cid: str) -> None:
+        try:
+            manager.start(cid)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(r.id,)) for r in recs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a start never ended (a pipe held by another)"
+    assert errors == []
+    states = [manager.get(r.id).state for r in recs]
+    assert all(s.status == "running" for s in states)
+    pids = {s.pid for s in states}
+    assert len(pids) == 8
+    for r in recs:
+        manager.remove(r.id, force=True)
+    for r, s in zip(recs, states):
+        assert_nothing_left(node_paths, r.id, [s.pid, s.monitor_pid])
+
+
+def test_manager_remove_waits_for_a_start_of_the_same_container(node_paths, manager):
+    """A removal that comes while the container starts (the runtime lock is let go during the
+    start) waits for the start to end, then kills it: no process, cgroup or record stays."""
+    import threading
+
+    from stackctl.runtime.imageconfig import RunOptions
+
+    rec = manager.create(RunOptions("bb:latest", command=["sleep", "300"]), "racer")
+    started = threading.Event()
+    real = manager.core.start_container
+
+    def slow_start(paths, spec, **kw):
+        started.set()
+        time.sleep(0.3)  # the runtime lock is free now: the removal below comes in here
+        return real(paths, spec, **kw)
+
+    manager._core = type("Core", (), {})()
+    for name in dir(api):
+        if not name.startswith("__"):
+            setattr(manager._core, name, getattr(api, name))
+    manager._core.start_container = slow_start
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(manager.start(rec.id)))
+    t.start()
+    assert started.wait(10)
+    manager.remove(rec.id, force=True)  # blocks until the start has ended
+    t.join(timeout=30)
+    assert result and result[0].state.status == "running", "the start did not finish first"
+    st = result[0].state
+    assert manager.records() == []
+    assert_nothing_left(node_paths, rec.id, [st.pid, st.monitor_pid])
