@@ -73,6 +73,12 @@ def test_a_file_copied_into_and_out_of_a_container_on_another_node(deployed, tmp
     (tmp_path / "into").mkdir()
     c.cli("cp", "-f", path, "box:/tmp/made", str(tmp_path / "into"))
     assert (tmp_path / "into" / "made" / "b").read_text() == "b\n"
+    # a symlink there: copied as a link, or with -L as the file it points to
+    _in_box(c, path, "ln -s /tmp/made/a /tmp/link")
+    c.cli("cp", "-f", path, "box:/tmp/link", str(tmp_path / "link"))
+    assert os.readlink(tmp_path / "link") == "/tmp/made/a"
+    c.cli("cp", "-f", path, "-L", "box:/tmp/link", str(tmp_path / "followed"))
+    assert (tmp_path / "followed").read_text() == "made on n2\n"
 
 
 def test_a_directory_placed_by_docker_cp_rules_on_the_other_node(deployed, tmp_path):
