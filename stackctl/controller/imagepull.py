@@ -85,10 +85,11 @@ async def ensure_task_image(ctx: Any, stack: str, service: str, slot: str, image
     registry by this manager (built, loaded, sent by the CLI) is left as it is. Raises
     :class:`ImageUnavailableError` (one line) when the node cannot get it."""
     pins: ImagePins = ctx.images
+    key = (stack, service, slot)
     pin = pins.pin_of(stack, service, image_id)
     if pin is None or node is None or (node, pin.image_id) in pins.present:
+        pins.failed.pop(key, None)  # (placed elsewhere since, or another version)
         return
-    key = (stack, service, slot)
     if await ctx.node.image_id(pin.ref, node=node) != pin.image_id:
         auth = (pins.auth.get(stack) or {}).get(pin.registry)
         try:

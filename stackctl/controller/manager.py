@@ -208,7 +208,10 @@ class Manager:
         for (svc, slot), u in sorted(placed.pending.items()):
             nodes = tuple((n, why) for n, why in sorted(u.nodes.items()) if why)
             pending.append(Pending(f"{svc}.{slot}", u.reason, nodes))
-        return dataclasses.replace(the_plan, pending=tuple(pending),
+        # placed, but its node could not pull the image (controller/imagepull.py)
+        notes = tuple(f"{slot}: {why} (retried on every reconcile pass)"
+                      for slot, why in self.ctx.images.pending(the_plan.stack).items())
+        return dataclasses.replace(the_plan, pending=tuple(pending), notes=the_plan.notes + notes,
                                    multi_node=len(self.cluster.members) > 1)
 
     def _digests(self, loaded: Loaded, provided: Mapping[str, str] | None,
@@ -382,6 +385,7 @@ class Manager:
                 await self._remove_resources(current, volumes, prog)
             await self.ctx.node.remove_task_files(name)
             self.ctx.placements.pop(name, None)
+            self.ctx.images.forget(name)  # its pinned images and forwarded credentials
             if current is not None:
                 self.ctx.store.delete_stack(name)
             for key in [k for k in self._old_versions if k[0] == name]:

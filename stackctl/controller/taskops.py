@@ -27,7 +27,7 @@ from stackctl.controller.taskspec import (
     task_request,
 )
 from stackctl.scheduler.observed import ContainerInfo
-from stackctl.errors import ConflictError
+from stackctl.errors import ConflictError, StackctlError
 from stackctl.scheduler.tasks import LABEL_TASK_ID, HealthTiming, ServiceTasks, Task
 from stackctl.spec.models import Stack
 
@@ -93,12 +93,17 @@ async def start_task(ctx: Ctx, progress: Progress, version: Version, slot: str, 
                                 node)
     await progress(service, action, "started", f"creating {req.name}{where}", slot=slot)
     try:
-        cid = await ctx.node.create_container(req.opts, node=node, **req.create_kwargs())
-    except ConflictError:
-        # the slot's previous container still holds the name (start-first, a replacement
-        # of a dead task): the new one gets the task id as a suffix
-        req.name = f"{req.name}-{req.opts.labels[LABEL_TASK_ID][:8]}"
-        cid = await ctx.node.create_container(req.opts, node=node, **req.create_kwargs())
+        try:
+            cid = await ctx.node.create_container(req.opts, node=node, **req.create_kwargs())
+        except ConflictError:
+            # the slot's previous container still holds the name (start-first, a replacement
+            # of a dead task): the new one gets the task id as a suffix
+            req.name = f"{req.name}-{req.opts.labels[LABEL_TASK_ID][:8]}"
+            cid = await ctx.node.create_container(req.opts, node=node, **req.create_kwargs())
+    except StackctlError:
+        if version.image_id and node is not None:  # (the image removed there by hand?)
+            ctx.images.present.discard((node, version.image_id))  # the next start looks again
+        raise
     if not start:
         await progress(service, action, "done", f"created {req.name}", slot=slot, container=cid)
         return cid

@@ -372,3 +372,30 @@ def test_a_task_moved_to_a_node_without_the_image_pulls_the_deployed_digest_ther
             found = subprocess.run(["grep", "-rlsF", secret, *(x.dir for x in c.nodes)],
                                    capture_output=True, text=True)
             assert found.stdout == "", found.stdout
+
+        # back to the first node, which no longer has the image, while the registry cannot be
+        # reached: the task is not created there, and `plan` says why
+        proxy.close()
+        for argv in (("image", "rm", "-f", ref), ("image", "prune", "-af")):
+            subprocess.run(c.ssh_command(holder, "stackctl", *argv), capture_output=True,
+                           timeout=120)
+        assert image_on(holder, ref) is None
+        cli("node", "update", holder, "--availability", "active", env=on_cluster)
+        cli("node", "update", other, "--availability", "drain", env=on_cluster)
+        why = f"No such image: {ref} on node {holder}; pulling {ref}@sha256:"
+
+        def plan_says() -> str:
+            out = cli("plan", "-f", stack, env=on_cluster, check=None).stdout
+            return out if why in out else ""
+
+        out = wait_for(plan_says, 120, "plan naming the image its node cannot pull")
+        assert "cannot connect to registry" in out, out
+        assert not [r for r in running(stack) if r["Node"] == holder]
+        # the registry is back: a later pass pulls there and the task runs
+        proxy = Proxy(c.gateway, port, lambda: None)
+        cleanup.callback(proxy.close)
+        assert f"{proxy.host}/team/app:1" == ref  # the same address again
+        wait_for(lambda: [r for r in running(stack) if r["Node"] == holder], 120,
+                 f"the replica running on {holder} again")
+        assert image_on(holder, ref) == first
+        assert why not in cli("plan", "-f", stack, env=on_cluster, check=None).stdout
