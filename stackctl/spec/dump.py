@@ -48,6 +48,11 @@ _Dumper.add_representer(str, _str_representer)
 
 
 def to_yaml(data: Any) -> str:
+    from stackctl.spec.yamlout import emit
+
+    text = emit(data, _Dumper)  # the same text, written directly (None: a case it leaves)
+    if text is not None:
+        return text
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
                      allow_unicode=True, width=100)
 
