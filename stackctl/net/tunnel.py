@@ -12,8 +12,13 @@ does on a VXLAN device), so nothing floods for ARP and nothing waits for it.
 
 One datagram (UDP, port :func:`port_for` of the VNI, the same on every node)::
 
-    0      1      2          6                 14                          len-16     len
-    | ver  | gen  | sender   | counter (64 bit) | AES-256-GCM(Ethernet frame) | tag (128) |
+    0      1      2          6                 14                             len-16    len
+    | ver  | gen  | sender   | counter (64 bit) | AES-256-GCM(vnet hdr + frame) | tag (128) |
+
+The plaintext is what the TAP hands over with ``IFF_VNET_HDR``: a 10-byte virtio_net_hdr
+and an Ethernet frame — a TCP segment of up to 64 KB when the kernel offloads segmentation
+to the TAP (as for a VM), so one read, one seal and one datagram (IP-fragmented on the wire)
+carry what would be dozens of frames; the receiving TAP takes it back with its header.
 
 - ``sender`` is the sending node's VTEP (IPv4, 4 bytes); the 96-bit nonce is ``sender ||
   counter``. A sender's counter starts at the wall clock in nanoseconds (and above what it
@@ -55,6 +60,11 @@ WINDOW = 1024
 #: counters a tunnel reserves at a time (written down before use, so a restart starts above)
 RESERVE = 1 << 24
 TAP_PREFIX = "stkt"
+#: what is sealed: the TAP's virtio_net_hdr (10 bytes: GSO type and size, checksum offsets)
+#: and the Ethernet frame, which may be a TCP segment of up to 64 KB (IP-fragmented between
+#: the nodes: one seal and one datagram for what would be up to 45 frames on the wire)
+VNET_HDR = 10
+MAX_DATAGRAM = 65507
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 

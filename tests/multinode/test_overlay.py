@@ -402,16 +402,30 @@ PLAIN = re.compile(rb"\n1\d{5}\n1\d{5}\n1\d{5}\n")
 
 def _capture(h: Harness, path: str, url: str, pcap: str) -> bytes:
     """The frames on the harness bridge (between the nodes) while the client fetches ``url``;
-    the body arrived intact."""
-    cap = subprocess.Popen(["tcpdump", "-U", "-s", "0", "-w", pcap, "-i", h.demo.bridge,
-                            "udp"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    the body arrived intact, and tcpdump lost nothing (a 64 MB buffer: the tunnel's
+    datagrams come in bursts of 64 KB; immediate mode: nothing waits in a ring block for
+    libpcap's 1 s timeout when tcpdump is ended)."""
+    cap = subprocess.Popen(["tcpdump", "-U", "--immediate-mode", "-B", "65536", "-s", "0",
+                            "-w", pcap, "-i",
+                            h.demo.bridge, "udp"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        assert b"listening on" in cap.stderr.readline()  # tcpdump is attached
+        assert "listening on" in cap.stderr.readline()  # tcpdump is attached
         out = h.exec(path, "client", "sh", "-c", f"wget -qO- {url} | md5sum").stdout
         assert out.split()[0] == BIG_MD5, out
+        # tcpdump writes what it holds before it ends: wait until the file stops growing
+        # (a SIGTERM drops what it has not written yet)
+        deadline, size = time.monotonic() + 10, -1
+        while time.monotonic() < deadline and os.path.getsize(pcap) != size:
+            size = os.path.getsize(pcap)
+            time.sleep(0.3)  # the condition is "no growth for this long"
     finally:
         cap.terminate()
-        cap.communicate(timeout=10)
+        summary = cap.communicate(timeout=10)[1]
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) packets? (captured|received by filter|"
+                                                r"dropped by kernel)", summary)}
+    assert counts.get("dropped by kernel", 0) == 0, summary
+    assert counts.get("captured") == counts.get("received by filter"), summary
     with open(pcap, "rb") as f:
         return f.read()
 
