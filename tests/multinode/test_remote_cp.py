@@ -129,3 +129,29 @@ def test_a_missing_path_on_the_other_node_is_one_clear_line(deployed, tmp_path):
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "on node n2" in lines[0] and "/no/such/dir" in lines[0], lines
+
+
+def test_all_copies_into_every_replica_on_their_nodes(deployed, tmp_path):
+    c, _ = deployed
+    path = c.write_stack("""services:
+  pair:
+    image: stackctl/busybox:latest
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+    deploy:
+      replicas: 2
+      placement:
+        constraints: ["node.hostname != n1"]
+        max_replicas_per_node: 1
+""")
+    try:
+        c.cli("up", "-d", "--wait", "--wait-timeout", "120", "-f", path)
+        assert sorted(r["Node"] for r in c.ps(path)) == ["n2", "n3"]
+        (tmp_path / "both.txt").write_text("to every replica\n")
+        out = c.cli("cp", "-f", path, "--all", str(tmp_path / "both.txt"), "pair:/tmp/both.txt")
+        assert out.stderr.count("Successfully copied") == 2, out.stderr
+        for slot in ("pair.1", "pair.2"):
+            got = c.cli("exec", "-f", path, slot, "cat", "/tmp/both.txt", timeout=60).stdout
+            assert got == "to every replica\n", slot
+    finally:
+        c.cli("down", "-v", "-f", path, check=False)
