@@ -127,7 +127,9 @@ def test_invalid_case_refused_by_config_quiet(case: Path, tmp_path: Path) -> Non
     args = list(spec.get("args", ["stack.yml"]))
     with pytest.raises(SpecError) as info:
         load_project(LoadOptions(files=args, environ=env, cwd=str(root)))
-    code = (f"import sys; sys.path += {[p for p in sys.path if p]!r}; sys.argv[0] = 'stackctl'\n"
+    root_dir = str(Path(__file__).resolve().parents[3])  # the checkout (not the cwd)
+    code = (f"import sys; sys.path += {[root_dir] + [p for p in sys.path if p]!r}; "
+            "sys.argv[0] = 'stackctl'\n"
             "from stackctl.launcher import launch; launch()\n")
     argv = [sys.executable, "-I", "-S", "-c", code, "config", "-q"]
     for f in args:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from stackctl.spec.yamlimport import LazyPattern, compiled
 
@@ -20,7 +21,8 @@ def test_lazy_pattern_answers_as_the_compiled_one():
 
 
 def test_first_import_defers_pyyaml_patterns_and_keeps_pyyaml_working():
-    code = (f"import sys; sys.path += {[p for p in sys.path if p]!r}\n"
+    root = str(Path(__file__).resolve().parents[3])  # the checkout (not the cwd)
+    code = (f"import sys; sys.path += {[root] + [p for p in sys.path if p]!r}\n"
             "import re\n"
             "real = re.compile\n"
             "from stackctl.spec.yamlimport import import_yaml\n"
