@@ -35,7 +35,12 @@ def main() -> None:
     ap.add_argument("--json", metavar="FILE", help="also write the samples as JSON (bench/results.py)")
     args = ap.parse_args()
 
-    stackctl = shutil.which("stackctl") or sys.exit("stackctl is not installed: run scripts/setup")
+    # the stackctl installed beside this Python (the launcher), not a version manager's shim
+    # that PATH may find first (pyenv's: ~130 ms of bash; docs/spec-loading.md, "Speed")
+    beside = os.path.join(os.path.dirname(sys.executable), "stackctl")
+    stackctl = beside if os.access(beside, os.X_OK) else shutil.which("stackctl")
+    if not stackctl:
+        sys.exit("stackctl is not installed: run scripts/setup")
     rows = [("python3 -c pass (floor)", time_command([sys.executable, "-c", "pass"], args.runs))]
     rows.append(("stackctl --version", time_command([stackctl, "--version"], args.runs)))
     rows.append(("stackctl --help", time_command([stackctl, "--help"], args.runs)))
