@@ -78,8 +78,11 @@ def copy_from(where: Any, label: str, cid: str, path: str, dest: str, *,
     names it, e.g. ``web.1 on node n2``): the node writes the archive of PATH; ``DEST`` ``-``
     passes it on to stdout, else it is unpacked here by ``docker cp``'s rules."""
     from stackctl.cli import container_extra_cmd as X
+    from stackctl.errors import UsageError
     from stackctl.runtime import container_fs as fs
 
+    if not path:  # as a local copy says it (exit 2), before anything travels
+        raise UsageError("the source path inside the container must not be empty")
     argv = ["cp", *(["-L"] if follow_link else []), f"{cid}:{path}", "-"]
     if dest == "-":
         if sys.stdout.isatty():
