@@ -14,7 +14,9 @@ heartbeat_grace is 10 s on top of a TTL of at least 10 s.
 
 The replicas start on the node that will die (the other nodes are paused while they are
 placed), then the other nodes are made active again and the link is cut. Each case is timed
-from the cut until the manager reports every replica running on a live node.
+from the cut until the last replacement started (read from the nodes' container records once
+the manager reports every replica running on a live node; `ps` is asked once a second, and
+the time it saw that is printed too).
 """
 
 from __future__ import annotations
@@ -29,6 +31,28 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+
+
+def started_at(state_dir: str, stack: str) -> list[int]:
+    """Start times (wall ns) of the running containers of ``stack`` on a demo node, from
+    the node's own container records (this machine holds every demo node's state)."""
+    from stackctl.controller.context import parse_iso_ns
+
+    out = []
+    root = os.path.join(state_dir, "containers")
+    for cid in os.listdir(root) if os.path.isdir(root) else []:
+        try:
+            with open(os.path.join(root, cid, "config.json")) as f:
+                labels = json.load(f).get("labels") or {}
+            with open(os.path.join(root, cid, "state.json")) as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if labels.get("com.stackctl.stack") == stack and st.get("status") == "running":
+            t = parse_iso_ns(st.get("started_at") or "")
+            if t is not None:
+                out.append(t)
+    return out
 
 
 def main() -> int:
@@ -83,8 +107,12 @@ def main() -> int:
                 cli("node", "update", node, "--availability", "active", "--nodes", inv)
             veth = c.node("n3").veth
             subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+            cut = time.time_ns()
             t0 = time.monotonic()
             try:
+                # the manager's own view says when every replica runs elsewhere; asked once a
+                # second (a CLI call costs CPU the nodes share on this machine), and the exact
+                # moment is then read from the replacements' start times (below)
                 while True:
                     p = cli("ps", "-f", stack, "--format", "json", check=False)
                     rows = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
@@ -95,13 +123,18 @@ def main() -> int:
                         raise SystemExit(f"{n} replicas: not moved in 120 s; the manager "
                                          f"reports {[(r['Name'], r['Node'], r['State']) for r in rows][:5]}"
                                          f" ({p.stderr.strip()[-300:]})")
-                    time.sleep(0.2)
-                took = time.monotonic() - t0
+                    time.sleep(1.0)
+                seen = time.monotonic() - t0
             finally:
                 subprocess.run(["ip", "link", "set", veth, "up"], check=True)
-            results.append({"replicas": n, "seconds": round(took, 2)})
+            started = [t for node in ("n1", "n2")
+                       for t in started_at(c.node(node).state, f"loss{n}")]
+            took = (max(started) - cut) / 1e9 if len(started) >= n else seen
+            results.append({"replicas": n, "seconds": round(took, 2),
+                            "seen_by_ps": round(seen, 2)})
             print(f"{n:>4} replicas on the dead node: all running elsewhere after "
-                  f"{took:5.1f} s", flush=True)
+                  f"{took:5.1f} s (the last replacement's start; ps saw it at {seen:.1f} s)",
+                  flush=True)
             cli("down", "-f", stack, check=False)
         print("\nnode loss -> replicas running elsewhere (heartbeat 1 s, down after "
               f"{args.down_after or 5.0:g} s)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import _thread
 import os
 from collections.abc import Iterator
 
@@ -47,7 +48,7 @@ def save(paths: NodePaths, state: NetState) -> None:
     from stackctl.errors import writing
 
     path = state_file(paths)
-    tmp = f"{path}.tmp{os.getpid()}"
+    tmp = f"{path}.tmp{os.getpid()}.{_thread.get_ident()}"
     with writing(path):
         try:
             with open(tmp, "w") as f:

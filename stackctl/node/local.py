@@ -9,6 +9,7 @@ manager through :mod:`stackctl.node.service`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +24,7 @@ from stackctl.node.interface import TASKFILES_PREFIX
 from stackctl.paths import NodePaths
 from stackctl.runtime.imageconfig import RunOptions
 from stackctl.scheduler.observed import ContainerInfo
-from stackctl.scheduler.tasks import LABEL_STACK, LABEL_TASK_ID, LOCAL_NODE
+from stackctl.scheduler.tasks import LABEL_TASK_ID, LOCAL_NODE
 
 
 class LocalNet:
@@ -81,6 +82,29 @@ def resolve_taskfiles(run: str, opts: RunOptions) -> RunOptions:
     return dataclasses.replace(opts, mounts=mounts) if changed else opts
 
 
+TASK_INDEX_REREAD = 4096  # entries, before the task-id index is read again from the records
+
+
+def task_ids_of(containers_dir: str) -> dict[str, str]:
+    """(blocking) Task id -> container id of the containers under ``containers_dir``, from
+    the labels of their records (a record being written or removed is skipped)."""
+    out: dict[str, str] = {}
+    try:
+        entries = os.listdir(containers_dir)
+    except FileNotFoundError:
+        return out
+    for cid in entries:
+        try:
+            with open(os.path.join(containers_dir, cid, "config.json")) as f:
+                labels = json.load(f).get("labels") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        task_id = labels.get(LABEL_TASK_ID) if isinstance(labels, dict) else None
+        if task_id:
+            out[task_id] = cid
+    return out
+
+
 class LocalNode:
     """:class:`~stackctl.node.interface.NodeClient` for this node."""
 
@@ -91,6 +115,7 @@ class LocalNode:
         self.net = net if net is not None else LocalNet(self.paths)
         self.name = name or getattr(ops, "node", LOCAL_NODE)
         self._creating: dict[str, trio.Event] = {}  # task id -> a create under way
+        self._task_ids: dict[str, str] | None = None  # task id -> container id (see _by_task_id)
 
     # -- containers --------------------------------------------------------------------------
 
@@ -99,11 +124,16 @@ class LocalNode:
         return [c if c.node == self.name else dataclasses.replace(c, node=self.name)
                 for c in infos]
 
-    async def _by_task_id(self, stack: str | None, task_id: str) -> str | None:
-        for c in await self.ops.list_containers(stack=stack):
-            if c.task_id == task_id:
-                return c.id
-        return None
+    async def _by_task_id(self, task_id: str) -> str | None:
+        """The container made for ``task_id``, from an index of this node's containers by
+        task id (read from their records once, then kept up to date by this node's creates
+        and removals): a create is O(1), not a listing of every container."""
+        if self._task_ids is None or len(self._task_ids) > TASK_INDEX_REREAD:
+            # (again when entries of containers removed by other means, `stackctl rm`,
+            # have piled up; a retry comes within seconds of its first try, so a stale
+            # entry meanwhile costs nothing)
+            self._task_ids = await trio.to_thread.run_sync(task_ids_of, self.paths.containers)
+        return self._task_ids.get(task_id)
 
     async def create_container(self, opts: RunOptions, *, name: str,
                                networks: list[Attachment] | None = None,
@@ -115,15 +145,18 @@ class LocalNode:
         if task_id:
             while task_id in self._creating:  # the same request, retried while it runs
                 await self._creating[task_id].wait()
-            existing = await self._by_task_id(opts.labels.get(LABEL_STACK), task_id)
+            existing = await self._by_task_id(task_id)
             if existing is not None:
                 return existing
             self._creating[task_id] = trio.Event()
         try:
             opts = resolve_taskfiles(self.paths.run, opts)
-            return await self.ops.create_container(
+            cid = await self.ops.create_container(
                 opts, name=name, networks=networks, ports=ports, service=service,
                 endpoint_mode=endpoint_mode, health=health)
+            if task_id and self._task_ids is not None:
+                self._task_ids[task_id] = cid
+            return cid
         finally:
             if task_id:
                 self._creating.pop(task_id).set()
@@ -139,6 +172,9 @@ class LocalNode:
 
     async def remove_container(self, cid: str, *, volumes: bool = False) -> None:
         await self.ops.remove_container(cid, volumes=volumes)
+        if self._task_ids:
+            for task_id in [t for t, c in self._task_ids.items() if c == cid]:
+                del self._task_ids[task_id]
 
     async def inspect_container(self, cid: str) -> dict[str, Any]:
         return await self.ops.inspect_container(cid)

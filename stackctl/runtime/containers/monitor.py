@@ -2,7 +2,8 @@
 
 Started detached by :func:`stackctl.runtime.containers.api.start_container` as
 ``python3 -S -I monitor.py CONTAINER_DIR RUN_DIR CGROUP_PARENT READY_FD WAIT_ATTACH`` and
-imports only os, sys, errno, signal, select, struct, time — socket when it starts listening, fcntl for a
+imports only os, sys, errno, select, struct, time and the C modules _signal and _socket (the
+``signal`` and ``socket`` modules import enum, which costs a start ~12 ms of CPU), fcntl for a
 pty resize, the cgroup driver after the container exited — because it runs once per container,
 so its memory and start time are kept small (no json: state is flat and written by hand).
 
@@ -17,10 +18,11 @@ The attach protocol is described in docs/containers.md.
 
 from __future__ import annotations
 
+import _signal as signal
+import _socket
 import errno
 import os
 import select
-import signal
 import struct
 import sys
 import time
@@ -60,6 +62,18 @@ def start_time(pid: int) -> int:
             return int(f.read().rsplit(b")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def recv_fds(sock, maxfds: int) -> list[int]:
+    """The descriptors passed on ``sock`` (SCM_RIGHTS) with one message: socket.recv_fds
+    without the socket module."""
+    _, ancdata, _, _ = sock.recvmsg(16, _socket.CMSG_LEN(maxfds * 4))
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            n = len(data) // 4
+            fds += struct.unpack(f"{n}i", data[:n * 4])
+    return fds
 
 
 def frame(kind: int, payload: bytes) -> bytes:
@@ -211,7 +225,7 @@ class Monitor:
         if fds["out"] >= 0:
             self.outputs = {fds["out"]: "stdout", fds["errout"]: "stderr"}
         if self.wait_attach:
-            # listen (and import socket) while the child is still setting up: off the start's
+            # listen while the child is still setting up: off the start's
             # critical path, and the starter can connect as soon as it has the report
             self.listen()
         msg = os.read(err_r, 65536)
@@ -220,11 +234,9 @@ class Monitor:
         # a prepared start's record exists once the child has its configuration
         self.log = LogWriter(os.path.join(self.cdir, f"{self.id}-json.log"))
         if msg == b"R" and fds["console"] >= 0:
-            import socket
-
-            console = socket.socket(fileno=fds["console"])
+            console = _socket.socket(fileno=fds["console"])
             try:
-                _, got, _, _ = socket.recv_fds(console, 16, 1)
+                got = recv_fds(console, 1)
                 self.master = got[0]
                 self.outputs = {self.master: "stdout"}
             except (OSError, IndexError):
@@ -256,15 +268,13 @@ class Monitor:
         return self.pid
 
     def listen(self) -> None:
-        import socket
-
         os.makedirs(self.rundir, exist_ok=True)
         os.chdir(self.rundir)  # bound by a short relative name: sun_path holds only 108 bytes
         try:
             os.unlink("attach.sock")
         except FileNotFoundError:
             pass
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self.listener.bind("attach.sock")
         os.chmod("attach.sock", 0o600)
         self.listener.listen(8)
@@ -302,8 +312,8 @@ class Monitor:
 
     # -- running --
     def accept(self) -> None:
-        conn, _ = self.listener.accept()
-        self.clients.append(conn)
+        fd, _ = self.listener._accept()
+        self.clients.append(_socket.socket(fileno=fd))
 
     def broadcast(self, kind: int, data: bytes) -> None:
         f = frame(kind, data)

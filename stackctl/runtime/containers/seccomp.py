@@ -28,6 +28,7 @@ chain costs nothing for the common syscalls.
 from __future__ import annotations
 
 import json
+import _thread
 import os
 import struct
 from collections import namedtuple
@@ -550,7 +551,7 @@ def program_file(cache_dir: str, arch: str, caps: frozenset[str] | set[str],
     if not os.path.exists(path):
         prog = build_filter(arch, caps, profile, kernel)
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
+        tmp = f"{path}.{os.getpid()}.{_thread.get_ident()}.tmp"  # the agent starts several at once
         with open(tmp, "wb") as f:
             f.write(prog)
         os.replace(tmp, path)
