@@ -409,20 +409,36 @@ def serve(config: str, ready_w: int) -> None:
     except BaseException as exc:  # noqa: BLE001 - reported to the starter, one line
         os.write(ready_w, f"{type(exc).__name__}: {exc}\n".encode())
         return
-    stop_ev = threading.Event()
-    hup = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop_ev.set())
-    signal.signal(signal.SIGINT, lambda *_: stop_ev.set())
-    signal.signal(signal.SIGHUP, lambda *_: hup.set())
+    wake = threading.Event()
+    flags = {"stop": False, "hup": False}
+
+    def on(flag: str):
+        def handler(*_: Any) -> None:
+            flags[flag] = True
+            wake.set()
+        return handler
+
+    def thread(fn) -> None:
+        try:
+            fn()
+        except BaseException:  # noqa: BLE001 - the TAP or socket went away: end, and let the
+            flags["stop"] = True  # agent's check start a new tunnel if the network remains
+            wake.set()
+
+    signal.signal(signal.SIGTERM, on("stop"))
+    signal.signal(signal.SIGINT, on("stop"))
+    signal.signal(signal.SIGHUP, on("hup"))
     for fn in (t.tx, t.rx):
-        threading.Thread(target=fn, daemon=True).start()
+        threading.Thread(target=thread, args=(fn,), daemon=True).start()
     _write(t.base + ".pid", f"{os.getpid()}\n")
     os.write(ready_w, f"{os.getpid()}\n".encode())
     os.close(ready_w)
     last: dict[str, int] = {}
-    while not stop_ev.wait(STATS_EVERY if not hup.is_set() else 0):
-        if hup.is_set():
-            hup.clear()
+    while not flags["stop"]:
+        wake.wait(STATS_EVERY)
+        wake.clear()
+        if flags["hup"]:
+            flags["hup"] = False
             try:
                 t.reload()
             except (OSError, ValueError, TypeError, TunnelError):
