@@ -191,3 +191,38 @@ def test_the_manager_prefers_ipsec_falls_back_to_the_tunnel_and_else_refuses():
     assert "no cryptography" in e.value.message and "in clear" in e.value.message
     keys, _ = mgr.rotate_keys([], 0.0, 3600.0, "userspace")
     assert len(bytes.fromhex(keys[0]["key"])) == tunnel.KEY_BYTES
+
+
+def test_why_a_kernel_cannot_do_esp_is_read_from_its_config():
+    from stackctl.net import xfrm
+
+    cfg = "CONFIG_XFRM=y\n# CONFIG_INET_ESP is not set\nCONFIG_CRYPTO_GCM=m\nCONFIG_TUN=y\n"
+    assert xfrm.kernel_gaps(cfg) == ["CONFIG_INET_ESP"]
+    assert xfrm.kernel_gaps("CONFIG_XFRM=y\nCONFIG_INET_ESP=m\nCONFIG_CRYPTO_GCM=y\n") == []
+    assert xfrm.kernel_gaps("") == ["CONFIG_XFRM", "CONFIG_INET_ESP", "CONFIG_CRYPTO_GCM"]
+
+
+def test_a_tunnel_is_known_by_its_module_and_configuration_and_one_of_a_gone_network_ends(
+        tmp_path):
+    from stackctl.net import tunneld
+    from stackctl.paths import NodePaths
+
+    paths = NodePaths(state=str(tmp_path / "state"), run=str(tmp_path / "run"),
+                      cgroup_parent="t")
+    cfg = _cfg()
+    config = tunneld._file(paths, cfg.network_id, "json")
+    argv = f"python3\0-m\0{tunneld.MODULE}\0{config}\0007".encode()
+    assert tunneld.is_tunnel_cmdline(argv, config)
+    assert not tunneld.is_tunnel_cmdline(argv, config.replace("cd", "ef"))
+    assert not tunneld.is_tunnel_cmdline(b"python3\0-m\0stackctl.net.dnsd\0" + config.encode(),
+                                         config)
+    # files of a network that is no more: no process runs (a stale pid file), all go
+    import os
+
+    os.makedirs(tunneld.tunnel_dir(paths))
+    for ext, text in (("json", "{}"), ("pid", "999999999\n"), ("ctr", "5\n")):
+        with open(tunneld._file(paths, cfg.network_id, ext), "w") as f:
+            f.write(text)
+    assert tunneld.running_pid(paths, cfg.network_id) is None
+    assert tunneld.ensure_all(paths, set()) == [cfg.network_id]
+    assert sorted(os.listdir(tunneld.tunnel_dir(paths))) == ["lock"]
