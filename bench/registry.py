@@ -22,10 +22,11 @@ What each command does, so that the ratios compare like with like:
 - `docker pull` into an empty private dockerd (download and unpack, in the daemon).
 - push: `stackctl push` (cold and warm) vs `skopeo copy --preserve-digests oci:DIR docker://...`
   of the same blobs vs `docker push`, each into a fresh registry (nothing to skip, no mount).
-- Two variants of the image: layers as stackctl builds them (plain tar) and gzip-compressed
-  (as most registries hold them; made by `skopeo copy --dest-compress` into an OCI layout and
+- Three images: the layers as stackctl builds them (plain tar), the same gzip-compressed (as
+  most registries hold them; made by `skopeo copy --dest-compress` into an OCI layout and
   pushed from there with `--preserve-digests`, so that skopeo cannot substitute the plain
-  layers the registry already has).
+  layers the registry already has), and one gzip layer of `--files` small files (the per-file
+  cost of unpacking, as in a real root filesystem).
 
 Runs are interleaved (run i of every tool, then run i+1), since the machine is shared.
 A missing peer is named (`apt-get install skopeo docker.io`) and stackctl is still measured.
@@ -123,6 +124,21 @@ def registry(base: str) -> Iterator[str]:
         peers.stop_pid(proc.pid)
 
 
+def build_files_image(tmp: str, env: dict[str, str], ref: str, files: int) -> None:
+    """One layer of ``files`` small files (1–16 KiB of random data, 20 per directory): what
+    the per-file work of an unpack costs, as in a real root filesystem."""
+    ctx = os.path.join(tmp, "context-files")
+    for i in range(files):
+        d = os.path.join(ctx, "tree", f"d{i // 20:04d}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"f{i:05d}"), "wb") as f:
+            f.write(os.urandom(1024 + (i * 7919) % (15 * 1024)))
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM scratch\nCOPY tree /tree\n")
+    sh([sys.executable, "-m", "stackctl", "image", "build", "-q", "-t", ref, ctx], env)
+    shutil.rmtree(ctx, ignore_errors=True)
+
+
 def build_image(tmp: str, env: dict[str, str], ref: str, layers: int, mb: int) -> None:
     ctx = os.path.join(tmp, "context")
     os.makedirs(ctx, exist_ok=True)
@@ -205,6 +221,8 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=5, help="runs per tool (default 5)")
     ap.add_argument("--layers", type=int, default=4, help="layers of random data (default 4)")
     ap.add_argument("--mb", type=int, default=12, help="MB per layer (default 12)")
+    ap.add_argument("--files", type=int, default=3000,
+                    help="small files of the many-files image, gzip layer (default 3000; 0: none)")
     ap.add_argument("--json", metavar="FILE", help="also write the samples as JSON (bench/results.py)")
     args = ap.parse_args()
     groups = []
@@ -246,6 +264,19 @@ def main() -> int:
                     f"docker://{gz}"])
                 shutil.rmtree(gz_layout, ignore_errors=True)
                 variants.append(("gzip", gz))
+            if args.files:
+                many = f"{host}/bench/files:plain"
+                build_files_image(tmp, src_env, many, args.files)
+                sh([sys.executable, "-m", "stackctl", "push", "-q", many], src_env)
+                if have_skopeo:  # gzip, as a real image's layers are
+                    gz_layout = os.path.join(tmp, "layout-files")
+                    sh(["skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-compress", f"docker://{many}",
+                        f"oci:{gz_layout}:app"])
+                    many = f"{host}/bench/files:gzip"
+                    sh(["skopeo", "copy", "-q", "--preserve-digests", "--dest-tls-verify=false",
+                        f"oci:{gz_layout}:app", f"docker://{many}"])
+                    shutil.rmtree(gz_layout, ignore_errors=True)
+                variants.append((f"{args.files} small files", many))
                 sh(["skopeo", "copy", "-q", "--preserve-digests", "--src-tls-verify=false", f"docker://{plain}",
                     f"oci:{layout}:app"])
             if have_docker:
@@ -257,20 +288,20 @@ def main() -> int:
                     ("stackctl pull (cold)", []), ("stackctl pull (warm)", []), (S_CS, []), (S_OCI, []),
                     ("docker pull", [])]
                 for i in range(args.n):
-                    state = os.path.join(tmp, f"pull-{name}-{i}")
+                    state = os.path.join(tmp, f"pull-{i}")
                     rows[0][1].append(timed(cmd + ["pull", "-q", ref], stackctl_env(state), cpu="stackctl pull (cold)"))
                     shutil.rmtree(state, ignore_errors=True)
                     rows[1][1].append(timed(cmd + ["pull", "-q", ref], warm_env(state, wrun)))
                     shutil.rmtree(state, ignore_errors=True)
                     if have_skopeo:
-                        dest = os.path.join(tmp, f"cs-{name}-{i}")
+                        dest = os.path.join(tmp, f"cs-{i}")
                         try:
                             rows[2][1].append(timed(["skopeo", "copy", "-q", "--src-tls-verify=false",
-                                                     f"docker://{ref}", containers_storage(dest, f"bench/app:{name}")],
+                                                     f"docker://{ref}", containers_storage(dest, "bench/app:1")],
                                                     cpu=S_CS))
                         finally:
                             drop_containers_storage(dest)
-                        dest = os.path.join(tmp, f"oci-{name}-{i}")
+                        dest = os.path.join(tmp, f"oci-{i}")
                         rows[3][1].append(timed(["skopeo", "copy", "-q", "--preserve-digests", "--src-tls-verify=false",
                                                  f"docker://{ref}", f"oci:{dest}:app"], cpu=S_OCI))
                         shutil.rmtree(dest, ignore_errors=True)
@@ -280,8 +311,9 @@ def main() -> int:
                         t0 = time.perf_counter()
                         dockerd.docker("pull", "-q", ref)
                         rows[4][1].append(time.perf_counter() - t0)
-                print(f"pull, {name} layers:")
-                groups.append(group_of(f"pull, {name} layers ({size} MB)", "ms", rows, scale=1000))
+                what = f"{name} layers ({size} MB)" if name in ("plain", "gzip") else f"{name}, one gzip layer"
+                print(f"pull, {what}:")
+                groups.append(group_of(f"pull, {what}", "ms", rows, scale=1000))
                 shown = [r for r in rows if r[1]]
                 print_table(shown, baseline=S_CS if have_skopeo else None)
                 if have_skopeo:
