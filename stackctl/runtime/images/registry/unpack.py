@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import zlib
 from typing import Any, Callable
 
@@ -77,15 +76,6 @@ def _result(pid: int, r: int) -> LayerInfo:
     if "diff_id" not in msg:
         raise StackctlError(f"the unpacking process died (status {status})")
     return LayerInfo(diff_id=msg["diff_id"], size=int(msg["size"]), tar_size=int(msg["tar_size"]))
-
-
-def _kill(pid: int, r: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    os.waitpid(pid, 0)
-    os.close(r)
 
 
 def unpack_plain(blob: str, dest: str, diff_id: str) -> LayerInfo:
