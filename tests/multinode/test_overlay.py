@@ -489,6 +489,19 @@ def test_an_encrypted_network_carries_a_big_body_and_the_wire_between_nodes_show
             out = h.exec(path, "client", "sh", "-c",
                          "wget -qO- http://secret-api/big | md5sum").stdout
             assert out.split()[0] == BIG_MD5
+        # ... and outlives its agent: n2's agent stops, comes back (the manager reconnects and
+        # pushes the view again), and adopts the same tunnel
+        pid = _tunnel_pid(h, "n2", nid)
+        h.ssh("n2", "stackctl", "agent", "stop", check=False)
+        assert _tunnel_pid(h, "n2", nid) == pid
+        deadline = time.monotonic() + 60  # the manager reconnects (dial-stdio starts it)
+        while h.ssh("n2", "stackctl", "agent", "status", check=False).returncode != 0 and \
+                time.monotonic() < deadline:
+            h.cli("ps", "-f", path)
+        assert h.ssh("n2", "stackctl", "agent", "status", check=False).returncode == 0
+        assert _tunnel_pid(h, "n2", nid) == pid
+        out = h.exec(path, "client", "sh", "-c", "wget -qO- http://secret-api/big | md5sum")
+        assert out.stdout.split()[0] == BIG_MD5
 
     # after down -v: no TAP, tunnel process or file, xfrm state or rule of it anywhere
     h.cli("down", "-v", "-f", path)
