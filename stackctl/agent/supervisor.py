@@ -115,6 +115,7 @@ class Supervisor:
         self._scanning = False
         self._scanned = trio.Event()
         self._dns_idle = False
+        self._scan_ended = self._scan_took = 0.0  # trio clock: the last scan's end, its length
 
     # -- queries (for NodeOps, ps, inspect) ----------------------------------------------------
 
@@ -214,11 +215,18 @@ class Supervisor:
 
                     race.start_soon(on_poke)
                     race.start_soon(on_change)
+            # a burst of changes (many replicas starting at once) would keep it scanning back
+            # to back, each scan reading every record: at most half of the time goes to scans
+            await trio.sleep_until(self._scan_ended + self._scan_took)
             self._poke = trio.Event()
+            began = trio.current_time()
             try:
                 await self.scan()
             except Exception:  # noqa: BLE001 - one bad scan must not end supervision
                 log.exception("supervisor scan failed")
+            finally:
+                self._scan_ended = trio.current_time()
+                self._scan_took = self._scan_ended - began
 
     async def _dns_loop(self) -> None:
         while True:

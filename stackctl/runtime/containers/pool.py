@@ -192,8 +192,15 @@ def claim_slot(slot: Slot, paths: NodePaths, spec, attach: bool):
     res = dict(spec.to_json()["resources"], privileged=False)
     try:
         cg = detect.open_cgroup(detect.layout(), paths.cgroup_parent, slot.name)
+        # a slot just made (the agent starts several tasks at once, and borrows each new
+        # one at once) may have its setup child still joining the cgroup by its pool name:
+        # renamed now, the child would not find it. It joins the hierarchies in order, so a
+        # process in the last one means it is done; else the start goes the ordinary way.
+        with open(cg.procs_files()[-1]) as f:
+            if not f.read().strip():
+                raise LookupError("the slot's setup child has not joined its cgroup yet")
         cg.rename(spec.id)
-    except Exception:  # noqa: BLE001 - cgroup2 (no rename), or the slot is gone: start the ordinary way
+    except Exception:  # noqa: BLE001 - cgroup2 (no rename), the slot not ready or gone: start the ordinary way
         slot.close()
         return None
     flags = ("a" if attach else "") + ("r" if spec.auto_remove else "") + "-"
