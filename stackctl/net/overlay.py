@@ -47,7 +47,7 @@ ENCRYPTED_MTU = (OVERLAY_MTU - ESP_OVERHEAD) // 4 * 4  # 1424
 
 def overlay_mtu(encrypted: bool, base: int = 1500, *, algo: str = "gcm") -> int:
     """1450 for plain VXLAN; 1424 encrypted with AES-GCM (Docker's numbers); 1392 with the
-    AES-CBC + HMAC fallback (:mod:`stackctl.net.xfrm`); 1428 on the userspace tunnel
+    AES-CBC + HMAC fallback (:mod:`stackctl.net.xfrm`); 1416 on the userspace tunnel
     (:mod:`stackctl.net.tunnel`: no VXLAN header, its own 30 bytes)."""
     if encrypted and algo == "userspace":
         from stackctl.net import tunnel

@@ -51,8 +51,10 @@ VERSION = 1
 HEADER = struct.Struct("!BB4sQ")  # version, key generation, sender VTEP, counter
 TAG = 16
 KEY_BYTES = 32  # the manager's key per generation (AES-256 after HKDF)
-#: outer IPv4 (20) + UDP (8) + our header (14) + GCM tag (16) + inner Ethernet (14)
-OVERHEAD = 20 + 8 + HEADER.size + TAG + 14
+VNET_HDR = 10  # the TAP's virtio_net_hdr, sealed with each frame (see below)
+#: outer IPv4 (20) + UDP (8) + our header (14) + GCM tag (16) + virtio_net_hdr (10) + inner
+#: Ethernet (14): a full frame that is no GSO segment still fits one 1500-byte packet
+OVERHEAD = 20 + 8 + HEADER.size + TAG + VNET_HDR + 14
 #: the UDP ports of the tunnels: PORT_BASE + (VNI - 4096) % PORT_SPAN (below the ephemeral range)
 PORT_BASE = 24790
 PORT_SPAN = 4000
@@ -63,7 +65,6 @@ TAP_PREFIX = "stkt"
 #: what is sealed: the TAP's virtio_net_hdr (10 bytes: GSO type and size, checksum offsets)
 #: and the Ethernet frame, which may be a TCP segment of up to 64 KB (IP-fragmented between
 #: the nodes: one seal and one datagram for what would be up to 45 frames on the wire)
-VNET_HDR = 10
 MAX_DATAGRAM = 65507
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
@@ -73,7 +74,7 @@ class TunnelError(NetworkError):
 
 
 def mtu(base: int = 1500) -> int:
-    """The inner MTU of a network on this data path: 1428 under a 1500-byte outer MTU."""
+    """The inner MTU of a network on this data path: 1416 under a 1500-byte outer MTU."""
     return (base - OVERHEAD) // 4 * 4
 
 

@@ -461,12 +461,12 @@ def test_an_encrypted_network_carries_a_big_body_and_the_wire_between_nodes_show
         assert "cannot do IPsec ESP" in inspect["Overlay"]["DataPathReason"]
         assert inspect["Overlay"]["Tunnel"]["pid"], inspect["Overlay"]
         for node, net in sec.items():
-            assert net["mtu"] == 1428
+            assert net["mtu"] == 1416
             links = h.in_node(node, "ip", "-o", "link").stdout
             assert f"stkt{net['id'][:8]}" in links and f"stkx{net['id'][:8]}" not in links
             assert _tunnel_pid(h, node, net["id"]), node
         assert h.exec(path, "client", "cat", "/sys/class/net/eth0/mtu").stdout.strip() in \
-            ("1428", "1450")
+            ("1416", "1450")
 
     # the must-show: the body crosses intact, and the wire carries none of it in clear ...
     raw = _capture(h, path, "http://secret-api/big", os.path.join(h.dir, "sec.pcap"))
