@@ -285,11 +285,13 @@ MOVED_STACK = """services:
 """
 
 
+@pytest.mark.parametrize("how", ["drained", "lost"])
 def test_a_task_moved_to_a_node_without_the_image_pulls_the_deployed_digest_there(
-        make_cluster, node_paths, tmp_path):
-    """The replica's node is drained: the manager places it on the other worker, which never
-    pulled the image, and that node pulls the digest `up` resolved (not the tag, which moved
-    since), with the credentials `up --with-registry-auth` forwarded (the nodes have none)."""
+        make_cluster, node_paths, tmp_path, how):
+    """The replica's node is drained (or lost: its agent and sshd stop): the manager places it
+    on the other worker, which never pulled the image, and that node pulls the digest `up`
+    resolved (not the tag, which moved since), with the credentials `up --with-registry-auth`
+    forwarded (the nodes have none)."""
     insecure = f"{demo.SUBNET_PREFIX}.0.0/16"
     c = make_cluster(3, env={"STACKCTL_INSECURE_REGISTRIES": insecure,
                              "STACKCTL_AUTH_FILE": str(tmp_path / "nodes-auth.json"),
@@ -357,10 +359,16 @@ def test_a_task_moved_to_a_node_without_the_image_pulls_the_deployed_digest_ther
         assert image_on(holder, ref) == first
         assert image_on(other, ref) is None  # it ran nothing of the service: it has nothing
 
-        # the holder is drained: the replica moves to the other worker, which pulls
-        cli("node", "update", holder, "--availability", "drain", env=on_cluster)
+        # the holder is drained or lost: the replica moves to the other worker, which pulls
+        if how == "drained":
+            cli("node", "update", holder, "--availability", "drain", env=on_cluster)
+        else:
+            subprocess.run(c.ssh_command(holder, "stackctl", "agent", "stop"),
+                           capture_output=True, timeout=120)
+            with open(c.node(holder).pid_file) as f:
+                os.kill(int(f.read().split()[0]), signal.SIGTERM)  # its sshd: unreachable
         moved = wait_for(lambda: [r for r in running(stack) if r["Node"] == other], 120,
-                          f"the replica running on {other}")
+                         f"the replica running on {other}")
         assert len(moved) == 1 and not [r for r in running(stack) if r["Node"] == holder]
         assert image_on(other, ref) == first  # the deployed image, not the moved tag's
         n = {x.name: x.address for x in c.nodes}
@@ -372,6 +380,8 @@ def test_a_task_moved_to_a_node_without_the_image_pulls_the_deployed_digest_ther
             found = subprocess.run(["grep", "-rlsF", secret, *(x.dir for x in c.nodes)],
                                    capture_output=True, text=True)
             assert found.stdout == "", found.stdout
+        if how == "lost":
+            return
 
         # back to the first node, which no longer has the image, while the registry cannot be
         # reached: the task is not created there, and `plan` says why
