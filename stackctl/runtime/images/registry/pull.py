@@ -7,14 +7,15 @@ The order of things, so that a failed pull leaves nothing half-stored:
    wanted platform's manifest, fetched by its digest and checked.
 2. The config blob is fetched and checked.
 3. Layers the store lacks are fetched several at a time into a staging directory under the
-   store's ``tmp/``: each is streamed to disk while being hashed; a broken connection resumes
-   with ``Range`` from the bytes already received. When the stream ends, its sha256 must equal
-   the layer's digest — only then is it unpacked (in the staging directory, while other
-   layers are still downloading), and its uncompressed sha256 must equal the config's diff ID.
-   Otherwise the pull fails with :class:`DigestMismatchError` and the staging directory is
-   removed. (Unpacking while the bytes arrive, through a queue to another thread, was tried:
-   with the GIL it was slower than downloading then unpacking, and it would unpack bytes not
-   yet verified.)
+   store's ``tmp/``, each in one pass: streamed to disk while hashed, and a compressed layer
+   decompressed on the way into a spooled tar whose sha256 is hashed too (:mod:`.unpack`); a
+   broken connection resumes with ``Range`` from the bytes already received. When the stream
+   ends, its sha256 must equal the layer's digest and the tar's the config's diff ID — only
+   then is the tar unpacked (in the staging directory, in a child, while other layers are
+   still downloading). Otherwise the pull fails with :class:`DigestMismatchError` and the
+   staging directory is removed. (Unpacking the tar itself while the bytes arrive, through a
+   queue to another thread, was tried: with the GIL it was slower, and it would unpack bytes
+   not yet verified.)
 4. Only when every layer is verified are blobs and unpacked layers renamed into the store and
    the image committed (tag, manifest exactly as received, so the digest stays the registry's).
 
