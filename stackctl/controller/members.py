@@ -303,6 +303,12 @@ class Members:
             for name in newly:
                 log.warning("node %s is down (no answer for %.1f s); its tasks go elsewhere",
                             name, self.down_after)
+                # what waits on it now (a reconcile pass reading it) fails at once, not when
+                # its own heartbeat times out (up to a heartbeat later): its tasks move sooner
+                client = getattr(self.cluster.members.get(name), "client", None)
+                abort = getattr(client, "abort", None)
+                if abort is not None:
+                    abort(f"node {name} is down: no answer for {self.down_after:g} s")
             self.on_event()
             self._changed()
         return newly
