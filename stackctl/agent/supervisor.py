@@ -49,6 +49,7 @@ log = logging.getLogger("stackctl.agent")
 Prober = Callable[[str, list[str], float], Awaitable[ProbeResult]]
 DNS_CHECK_EVERY = 5.0
 COALESCE = 0.02
+SCAN_PAUSE_MAX = 0.25  # seconds: the longest pause between two scans in a burst
 
 
 def probe_command(paths: NodePaths, cid: str, argv: list[str]) -> list[str]:
@@ -115,7 +116,7 @@ class Supervisor:
         self._scanning = False
         self._scanned = trio.Event()
         self._dns_idle = False
-        self._scan_ended = self._scan_took = 0.0  # trio clock: the last scan's end, its length
+        self._scan_ended = self._scan_took = 0.0  # monotonic: the last scan's end, its length
 
     # -- queries (for NodeOps, ps, inspect) ----------------------------------------------------
 
@@ -217,15 +218,19 @@ class Supervisor:
                     race.start_soon(on_change)
             # a burst of changes (many replicas starting at once) would keep it scanning back
             # to back, each scan reading every record: at most half of the time goes to scans
-            await trio.sleep_until(self._scan_ended + self._scan_took)
+            # (real time: a scan's length is its threads' work, which a test's virtual
+            # clock does not measure)
+            rest = self._scan_ended + self._scan_took - time.monotonic()
+            if rest > 0:
+                await trio.sleep(min(rest, SCAN_PAUSE_MAX))
             self._poke = trio.Event()
-            began = trio.current_time()
+            began = time.monotonic()
             try:
                 await self.scan()
             except Exception:  # noqa: BLE001 - one bad scan must not end supervision
                 log.exception("supervisor scan failed")
             finally:
-                self._scan_ended = trio.current_time()
+                self._scan_ended = time.monotonic()
                 self._scan_took = self._scan_ended - began
 
     async def _dns_loop(self) -> None:

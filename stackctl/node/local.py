@@ -132,7 +132,9 @@ class LocalNode:
             # (again when entries of containers removed by other means, `stackctl rm`,
             # have piled up; a retry comes within seconds of its first try, so a stale
             # entry meanwhile costs nothing)
-            self._task_ids = await trio.to_thread.run_sync(task_ids_of, self.paths.containers)
+            # read in this thread: once per agent (a few ms per thousand records), and a
+            # worker thread would let a test's virtual clock jump
+            self._task_ids = task_ids_of(self.paths.containers)
         return self._task_ids.get(task_id)
 
     async def create_container(self, opts: RunOptions, *, name: str,
