@@ -20,9 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import select
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -84,30 +82,11 @@ def ensure_running(paths: NodePaths, timeout: float = 10.0) -> int:
         pid = running_pid(paths)
         if pid is not None:
             return pid
-        r, w = os.pipe()
-        try:
-            p = subprocess.Popen(
-                [sys.executable, "-m", MODULE, paths.state, paths.run, paths.cgroup_parent, str(w)],
-                pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True, cwd="/",
-            )
-        finally:
-            os.close(w)
-        data = b""
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
-                if not ready:
-                    raise NetworkError(f"the DNS server did not start within {timeout:g} s")
-                chunk = os.read(r, 4096)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            os.close(r)
-            p.wait()  # the first process exits once it has forked the daemon
-        text = data.decode(errors="replace")
+        from stackctl.net.spawn import spawn_daemon
+
+        text = spawn_daemon(MODULE, [paths.state, paths.run, paths.cgroup_parent], timeout)
+        if text is None:
+            raise NetworkError(f"the DNS server did not start within {timeout:g} s")
         pid = parse_pid(text.partition("\n")[0])
         if pid is None:
             raise NetworkError(f"the DNS server could not start: {text.strip() or 'it exited without a word'}",

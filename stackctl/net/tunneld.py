@@ -25,11 +25,9 @@ import contextlib
 import fcntl
 import json
 import os
-import select
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -212,29 +210,13 @@ def ensure(paths: NodePaths, cfg: TunnelConfig, timeout: float = 10.0) -> int:
 
 
 def _start(paths: NodePaths, cfg: TunnelConfig, config: str, timeout: float) -> int:
-    r, w = os.pipe()
-    try:
-        p = subprocess.Popen([sys.executable, "-m", MODULE, config, str(w)], pass_fds=(w,),
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True, cwd="/")
-    finally:
-        os.close(w)
-    data = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                raise TunnelError(f"the tunnel of encrypted network {cfg.network!r} did not "
-                                  f"start within {timeout:g} s")
-            chunk = os.read(r, 4096)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(r)
-        p.wait()  # the first process exits once it has forked the tunnel
-    text = data.decode(errors="replace").strip()
+    from stackctl.net.spawn import spawn_daemon
+
+    report = spawn_daemon(MODULE, [config], timeout)
+    if report is None:
+        raise TunnelError(f"the tunnel of encrypted network {cfg.network!r} did not "
+                          f"start within {timeout:g} s")
+    text = report.strip()
     if not text.isdigit():
         raise TunnelError(f"the tunnel of encrypted network {cfg.network!r} could not start: "
                           f"{text or 'it exited without a word'}",

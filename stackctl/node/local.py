@@ -124,7 +124,7 @@ class LocalNode:
         return [c if c.node == self.name else dataclasses.replace(c, node=self.name)
                 for c in infos]
 
-    async def _by_task_id(self, task_id: str) -> str | None:
+    def _by_task_id(self, task_id: str) -> str | None:
         """The container made for ``task_id``, from an index of this node's containers by
         task id (read from their records once, then kept up to date by this node's creates
         and removals): a create is O(1), not a listing of every container."""
@@ -147,7 +147,7 @@ class LocalNode:
         if task_id:
             while task_id in self._creating:  # the same request, retried while it runs
                 await self._creating[task_id].wait()
-            existing = await self._by_task_id(task_id)
+            existing = self._by_task_id(task_id)
             if existing is not None:
                 return existing
             self._creating[task_id] = trio.Event()
