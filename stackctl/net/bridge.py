@@ -1,4 +1,6 @@
 """Linux bridges of networks, through netlink (pyroute2), and the few sysctls they need.
+(A plain VXLAN overlay has a macvlan port of its VXLAN device in the bridge's place: same
+name, same addresses, no bridge — see :func:`ensure_bridge`.)
 
 A network's bridge ``stk-<id[:8]>`` carries the gateway address (``<gateway>/<prefix>``) and
 the network's service VIPs (as /32s, so containers reach them through the host, where the
@@ -33,14 +35,40 @@ def link_index(ipr, ifname: str) -> int | None:
     return found[0] if found else None
 
 
+#: MACVLAN_MODE_BRIDGE (linux/if_link.h): ports of one lower device reach each other directly
+MACVLAN_BRIDGE = 4
+
+
+def link_kind(ipr, idx: int) -> str:
+    info = ipr.get_links(idx)[0].get_attr("IFLA_LINKINFO")
+    return (info.get_attr("IFLA_INFO_KIND") if info is not None else "") or ""
+
+
 def ensure_bridge(net: Network, tag: str, vips: Iterable[str] = ()) -> None:
     """Create the bridge if missing (idempotent) and make its addresses exactly the gateway
-    plus ``vips``; bring it up; allow loopback-sourced traffic for published ports."""
+    plus ``vips``; bring it up; allow loopback-sourced traffic for published ports.
+
+    On a plain VXLAN overlay whose containers are macvlan ports (``net.macvlan``) the node's
+    own link of that name is a macvlan port of the VXLAN device too (bridge mode: it and the
+    containers reach each other without leaving the node), made after the VXLAN device."""
+    if net.macvlan:
+        from stackctl.net import overlay
+
+        overlay.ensure_vxlan(net, tag)
+    kind = "macvlan" if net.macvlan else "bridge"
     try:
         with _ipr() as ipr:
             idx = link_index(ipr, net.bridge)
+            if idx is not None and link_kind(ipr, idx) != kind:
+                ipr.link("del", index=idx)  # the other kind (a network made before `attach`)
+                idx = None
             if idx is None:
-                ipr.link("add", ifname=net.bridge, kind="bridge", mtu=net.mtu)
+                if net.macvlan:
+                    ipr.link("add", ifname=net.bridge, kind="macvlan",
+                             link=link_index(ipr, net.vxlan), macvlan_mode=MACVLAN_BRIDGE,
+                             mtu=net.mtu)
+                else:
+                    ipr.link("add", ifname=net.bridge, kind="bridge", mtu=net.mtu)
                 idx = link_index(ipr, net.bridge)
             ipr.link("set", index=idx, ifalias=owner_alias(tag, f"network {net.name}"))
             want = {(net.gateway, net.prefixlen)} | {(v, 32) for v in vips}
@@ -66,7 +94,7 @@ def ensure_bridge(net: Network, tag: str, vips: Iterable[str] = ()) -> None:
                            hint="bridges need root (CAP_NET_ADMIN)") from None
     write_sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
     write_sysctl(f"net/ipv6/conf/{net.bridge}/disable_ipv6", "1", missing_ok=True)
-    if net.vni:
+    if net.vni and not net.macvlan:
         from stackctl.net import overlay
 
         overlay.ensure_vxlan(net, tag)

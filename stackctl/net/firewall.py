@@ -186,6 +186,8 @@ def render(state: NetState, table: str) -> str:
     if vxlan:
         raw.append(f'udp dport {VXLAN_PORT} notrack comment "VXLAN between nodes"')
     for net in vxlan:
+        if net.macvlan:  # containers reach each other port to port: nothing here to skip
+            continue
         containers = sorted({ep.address for ep in state.endpoints_of(net.id)}, key=_ip_key)
         if containers:
             raw.append(f"iifname {_q(net.bridge)} ip saddr {net.subnet} ip daddr "

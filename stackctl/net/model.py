@@ -99,6 +99,11 @@ class Network:
     # "userspace-aes-gcm" (a TAP and a tunnel process, stackctl/net/tunnel.py), and why
     datapath: str = ""
     datapath_reason: str = ""
+    #: how containers join a plain VXLAN overlay, fixed when the network is first made here:
+    #: "macvlan" (a macvlan port of the VXLAN device each, and one for the node itself, named
+    #: like a bridge: no bridge, no veth on the path — docs/networking.md, "Overlay: data
+    #: path"), or "" (a veth on the bridge, as every bridge network and encrypted overlay)
+    attach: str = ""
 
     @property
     def overlay(self) -> bool:
@@ -107,6 +112,10 @@ class Network:
     @property
     def vxlan(self) -> str:
         return f"{VXLAN_PREFIX}{self.id[:8]}"
+
+    @property
+    def macvlan(self) -> bool:
+        return self.attach == "macvlan"
 
     @property
     def userspace_tunnel(self) -> bool:

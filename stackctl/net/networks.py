@@ -113,7 +113,8 @@ def create(
         state.networks[net.id] = net
         state.endpoints[net.id] = {}
         try:
-            bridge.ensure_bridge(net, tag(paths))
+            if not net.overlay:  # an overlay's links come with its first view (overlay.sync)
+                bridge.ensure_bridge(net, tag(paths))
             commit(paths, state)
         except BaseException:
             del state.networks[net.id]
@@ -169,8 +170,8 @@ def remove(paths: NodePaths, names: list[str], *, force: bool = False) -> list[s
             for ep in eps:
                 from stackctl.net import veth
 
-                veth.detach(net, ep.container_id)
                 sb = state.sandboxes.get(ep.container_id)
+                veth.detach(net, ep.container_id, sb.netns if sb else "", ep.ifname)
                 if sb and net.id in sb.networks:
                     sb.networks.remove(net.id)
             if net.overlay:

@@ -213,8 +213,9 @@ def _ipr():
 
 
 def ensure_vxlan(net: Network, tag: str) -> None:
-    """The network's VXLAN device, on its bridge, up (idempotent; recreated when its VNI or
-    local address differ). A UDP port 4789 another program holds is one clear error."""
+    """The network's VXLAN device, on its bridge (or, ``net.macvlan``, the lower device of the
+    node's and the containers' macvlan ports), up (idempotent; recreated when its VNI or
+    local address differ — which takes the macvlan ports with it). A UDP port 4789 another program holds is one clear error."""
     from stackctl.net.bridge import link_index, owner_alias
 
     if not net.vni or not net.vtep:
@@ -240,9 +241,11 @@ def ensure_vxlan(net: Network, tag: str) -> None:
                          vxlan_local=net.vtep, vxlan_port=VXLAN_PORT, vxlan_learning=0,
                          vxlan_proxy=1, vxlan_ttl=64, vxlan_udp_csum=1, mtu=net.mtu)
                 idx = link_index(ipr, net.vxlan)
-            br = link_index(ipr, net.bridge)
             ipr.link("set", index=idx, ifalias=owner_alias(tag, f"vxlan {net.name}"))
-            ipr.link("set", index=idx, master=br, mtu=net.mtu)
+            if net.macvlan:  # the node's and the containers' macvlan ports hang on it
+                ipr.link("set", index=idx, mtu=net.mtu)
+            else:
+                ipr.link("set", index=idx, master=link_index(ipr, net.bridge), mtu=net.mtu)
             try:
                 ipr.link("set", index=idx, state="up")
             except Exception as exc:  # the UDP socket is bound when the device goes up
@@ -365,9 +368,12 @@ def apply_view(paths: NodePaths, view: OverlaySync) -> dict[str, Any]:
                 f"node {view.node}: network {view.network!r} exists there as a "
                 f"{net.driver} network on {net.subnet}, not the overlay on {view.subnet}",
                 hint="remove it on that node (`stackctl network rm`) and deploy again")
+        first = not net.vni
         net.vni, net.vtep, net.node_address = int(view.vni), me.vtep, me.address
         net.encrypted = view.encrypted
         net.datapath = view.datapath or ("ipsec" if view.encrypted else "vxlan")
+        if first and net.datapath == "vxlan":
+            net.attach = "macvlan"  # fixed for the network's life here (containers hang on it)
         net.datapath_reason = view.datapath_reason
         merge_peers(state, net, view)
         try:

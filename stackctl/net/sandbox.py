@@ -202,7 +202,7 @@ def _teardown(paths: NodePaths, state: NetState, container_id: str) -> None:
         net = state.networks.get(nid)
         if ep is None or net is None:
             continue
-        veth.detach(net, container_id)
+        veth.detach(net, container_id, sb.netns if sb else "", ep.ifname)
         vips = state.vips.get(nid, {})
         if ep.service in vips and not any(e.service == ep.service for e in eps.values()):
             del vips[ep.service]
@@ -249,7 +249,7 @@ def connect_container(paths: NodePaths, container_id: str, att: Attachment, *, n
         except BaseException:
             state.endpoints[net.id].pop(container_id, None)
             sb.networks.remove(net.id)
-            veth.detach(net, container_id)
+            veth.detach(net, container_id, sb.netns, ep.ifname)
             try:
                 commit(paths, state)
             except NetworkError:
@@ -269,7 +269,7 @@ def disconnect_container(paths: NodePaths, container_id: str, network: str, *, n
         had_default = _default_network(state, sb)
         ep = state.endpoints.get(net.id, {}).pop(container_id, None)
         sb.networks.remove(net.id)
-        veth.detach(net, container_id)
+        veth.detach(net, container_id, sb.netns, ep.ifname if ep else "")
         vips = state.vips.get(net.id, {})
         if ep is not None and ep.service in vips and not any(
                 e.service == ep.service for e in state.endpoints.get(net.id, {}).values()):
