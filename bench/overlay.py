@@ -7,8 +7,9 @@ at least 0.8x of the direct path's throughput.
 
 Two "nodes" are network namespaces joined by a veth pair (192.0.2.1 and .2, MTU 1500), as
 the demo cluster's nodes are. Each gets the overlay network exactly as the manager would push
-it (``stackctl.net.overlay.sync``: VXLAN device, the node's macvlan port, static FDB and neighbour entries,
-nft table) and one "container" namespace on it (``sandbox.setup_container``, MTU 1450), and
+it (``stackctl.net.overlay.sync``: VXLAN device, the node's macvlan port, static FDB and
+neighbour entries, nft table) and one "container" namespace on it
+(``sandbox.setup_container``: a macvlan port, MTU 1450), and
 an encrypted overlay on the data path the manager would pick here (IPsec ESP, else the
 userspace AES-256-GCM tunnel; ``--no-encrypted`` leaves it out). Then:
 
