@@ -73,6 +73,9 @@ def exec_in_container(
         if sec.get("seccomp_program"):
             with open(sec["seccomp_program"], "rb") as f:
                 cfg["seccomp_program"] = f.read()
+    from stackctl.runtime.containers import forksafe
+
+    forksafe.preload()  # the child imports nothing (a probe may fork while a start imports)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     sock_parent = sock_child = None
     if tty:

@@ -66,6 +66,9 @@ def run_oneshot(
     }
     out_fd = 1 if stdout is None else stdout
     err_fd = 2 if stderr is None else stderr
+    from stackctl.runtime.containers import forksafe
+
+    forksafe.preload()  # the children import nothing (see forksafe)
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # intermediate: becomes the parent of the new pid namespace's PID 1
