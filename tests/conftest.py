@@ -103,3 +103,29 @@ def busybox_rootfs(tmp_path) -> str:
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
     (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
     return str(root)
+
+
+def _kernel_leftovers() -> set[str]:
+    """Our bridges/links in the host's netns and our nft tables (cheap: a directory listing
+    and one `nft list tables`)."""
+    import subprocess
+
+    links = {f"link {n}" for n in os.listdir("/sys/class/net") if n.startswith("stk")}
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return links | {f"nft {t.split()[-1]}" for t in tables.splitlines() if "stackctl" in t}
+
+
+@pytest.fixture(autouse=True)
+def _report_kernel_leftovers(request):
+    """``STACKCTL_TEST_LEAKS=1``: name every test after which a link or nft table of ours is
+    left in the host's netns that was not there before it (what leaked it). Off by default:
+    another session's agent may make some meanwhile."""
+    if not os.environ.get("STACKCTL_TEST_LEAKS") or os.geteuid() != 0:
+        yield
+        return
+    before = _kernel_leftovers()
+    yield
+    new = _kernel_leftovers() - before
+    if new:
+        with open(os.environ.get("STACKCTL_TEST_LEAKS_LOG", "/tmp/stackctl-test-leaks.log"), "a") as f:
+            f.write(f"{request.node.nodeid}: {' '.join(sorted(new))}\n")

@@ -50,6 +50,11 @@ def small_disk(node_paths, busybox_rootfs):
         yield cli
     finally:
         _cleanup(cli)
+        # the network state lives on the tmpfs: remove the default bridge and its nft table
+        # while it is still readable (node_paths' own clean-up would find no state)
+        from kernel_cleanup import remove_networking
+
+        remove_networking(node_paths)
         subprocess.run(["umount", "-l", node_paths.state], check=False)
 
 
