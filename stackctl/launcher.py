@@ -17,9 +17,10 @@ puts pip's script back (slower, still correct) until ``scripts/setup`` or ``pyth
     python3 -m stackctl.launcher [--print] [--dest PATH]
 """
 
-from __future__ import annotations
-
-import os
+# Only what is built into the interpreter at module level (``sys``; ``posix`` in
+# :func:`launch`): every warm command imports this module before it connects, and ``os``
+# alone costs ~1.5 ms of such a start (its ``_collections_abc``), ``__future__`` ~0.3 ms.
+# The installer's functions import ``os`` themselves.
 import sys
 
 MARKER = "# stackctl fast launcher"
@@ -57,8 +58,10 @@ def launch() -> None:
 
     code = try_warm(sys.argv[1:])
     if code is not None:
+        import posix
+
         sys.stderr.flush()
-        os._exit(code)  # nothing of ours to tear down: skip the interpreter's finalization
+        posix._exit(code)  # nothing of ours to tear down: skip the interpreter's finalization
     from stackctl.cli.main import main
 
     main(quick_exit=True)
@@ -77,6 +80,7 @@ def build(python: str) -> str:
     """Probe ``python`` (with and without site) and return the launcher text; checks that the
     launcher's path finds the same stackctl package as a normal start."""
     import json
+    import os
     import subprocess
 
     # -E: a PYTHONPATH set while installing must not be baked in
@@ -108,6 +112,7 @@ _OUR_SCRIPT_LINE = "from stackctl.cli.main import main"
 def check_dest(dest: str) -> None:
     """Refuse to write over something that is not ours: only a missing file, pip's
     ``stackctl`` console script or an earlier launcher (a regular file) is replaced."""
+    import os
     import stat
 
     from stackctl.errors import StackctlError
@@ -126,6 +131,8 @@ def check_dest(dest: str) -> None:
 
 
 def install(text: str, dest: str) -> None:
+    import os
+
     check_dest(dest)
     tmp = f"{dest}.tmp{os.getpid()}"
     try:
@@ -143,6 +150,7 @@ def install(text: str, dest: str) -> None:
 
 def main(argv: list[str]) -> int:
     import argparse
+    import os
 
     ap = argparse.ArgumentParser(prog="python3 -m stackctl.launcher", description=__doc__.split("\n")[0])
     ap.add_argument("--dest", help="where to write it (default: pip's console script of this Python)")

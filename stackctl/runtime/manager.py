@@ -438,9 +438,9 @@ class ContainerManager:
         lock = self._acquire()
         own = -1
         try:
-            rec = self.get(query)
-            own = self._acquire_start(rec.id)
-            rec = self.get(rec.id)  # as it is now that no other start of it runs
+            cid = self.resolve(query)
+            own = self._acquire_start(cid)
+            rec = self.load(cid)  # as it is now that no other start of it runs (read once)
             if rec.state.status == "running":
                 if rec.state.paused:
                     raise ConflictError(f"cannot start a paused container {rec.name}, try unpause instead")

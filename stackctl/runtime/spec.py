@@ -88,6 +88,11 @@ class ContainerSpec:
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def resources_json(self) -> dict[str, Any]:
+        """``to_json()["resources"]`` without converting the whole spec (``asdict`` copies every
+        field deeply; a start needs the resources alone three times)."""
+        return dataclasses.asdict(self.resources)
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerSpec:
         data = dict(data)

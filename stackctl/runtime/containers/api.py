@@ -95,6 +95,18 @@ def _write_etc_files(cdir: str, spec: ContainerSpec) -> None:
             f.write(text)
 
 
+def _write_json_if_changed(path: str, obj) -> None:
+    """:func:`write_json` unless ``path`` holds that JSON already (a start of a container whose
+    record create wrote, unchanged: one read instead of a file written and renamed)."""
+    try:
+        with open(path) as f:
+            if f.read() == json.dumps(obj):  # write_json's own text (json.dump, defaults)
+                return
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_json(path, obj)
+
+
 def _check_spec(spec: ContainerSpec) -> list[str]:
     from stackctl.runtime.containers import caps, process
 
@@ -203,7 +215,7 @@ class PreparedStart:
 
 def _start_key(spec: ContainerSpec, attach: bool) -> tuple:
     """What the launcher fixes before it sees the spec (pure)."""
-    return (json.dumps(spec.to_json()["resources"], sort_keys=True), spec.privileged, spec.tty,
+    return (json.dumps(spec.resources_json(), sort_keys=True), spec.privileged, spec.tty,
             spec.stdin_open, attach, spec.auto_remove)
 
 
@@ -235,7 +247,7 @@ def prepare_start(paths: NodePaths, spec: ContainerSpec, *, attach: bool = False
 
     rdir = run_dir(paths, spec.id)
     os.makedirs(os.path.dirname(rdir), exist_ok=True)
-    res = dict(spec.to_json()["resources"], privileged=spec.privileged)
+    res = dict(spec.resources_json(), privileged=spec.privileged)
     flags = ("a" if attach else "") + ("r" if spec.auto_remove else "") + "-"
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     cfg_r, cfg_w = os.pipe2(os.O_CLOEXEC)
@@ -293,7 +305,7 @@ def _start(paths: NodePaths, spec: ContainerSpec, attach: bool, prepared: Prepar
     _write_etc_files(cdir, spec)
     sj = spec.to_json()
     # the container's one spec file: the manager's record (written at create), now as started
-    write_json(os.path.join(cdir, "config.json"), sj)
+    _write_json_if_changed(os.path.join(cdir, "config.json"), sj)
     try:
         os.unlink(os.path.join(cdir, "state.json"))
     except FileNotFoundError:

@@ -127,6 +127,30 @@ def _rmtree(path: str) -> None:
         pass
 
 
+# where an --rm container's directory waits for its removal: beside ``<state>/containers``,
+# so that nothing listing containers sees it
+TRASH = "removing"
+
+
+def _set_aside(cdir: str) -> str:
+    """Move ``cdir`` (``<state>/containers/<id>``) to ``<state>/removing/<id>``; its new
+    path, or "" when it could not be moved (the caller removes it in place)."""
+    containers = os.path.dirname(cdir)
+    trash = os.path.join(os.path.dirname(containers), TRASH)
+    dest = os.path.join(trash, os.path.basename(cdir))
+    try:
+        try:
+            os.rename(cdir, dest)
+        except FileNotFoundError:
+            if not os.path.isdir(cdir):
+                return ""
+            os.makedirs(trash, mode=0o700, exist_ok=True)
+            os.rename(cdir, dest)
+    except OSError:
+        return ""
+    return dest
+
+
 def write_state(cdir: str, state: dict) -> None:
     tmp = os.path.join(cdir, ".state.json.tmp")
     with open(tmp, "w") as f:
@@ -186,6 +210,7 @@ class Monitor:
         self.auto_remove = auto_remove
         self._cgroup = None
         self._released = False
+        self._trash = ""  # an --rm container's directory, set aside until the exit is told
         self.id = os.path.basename(cdir)
         self.pid = 0
         self.state = {
@@ -428,8 +453,8 @@ class Monitor:
             pass
         self.state.update(status="exited", exit_code=code, oom_killed=oom, finished_at=now())
         write_state(self.cdir, self.state)
-        # the cgroup (and an --rm container's directory) go before the exit is told: an
-        # attached `run --rm` then finds nothing left to wait for
+        # the cgroup goes (and an --rm container's directory is set aside) before the exit is
+        # told: an attached `run --rm` then finds nothing left to wait for
         self.release()
         _mark("monitor: released")
         self.broadcast(EXIT, struct.pack(">i", code))
@@ -460,10 +485,15 @@ class Monitor:
         except OSError:
             pass
         self.release()
+        if self._trash:
+            _rmtree(self._trash)
+            self._trash = ""
 
     def release(self) -> None:
         """Remove the cgroup (killing what is left in it) and, for ``auto_remove``, the
-        container's directory. Once."""
+        container's directory: renamed out of the containers directory at once (the record is
+        gone), its files removed by :meth:`teardown`, after the exit is told — an attached
+        ``run --rm`` does not wait for ~25 unlinks. Once."""
         if self._released:
             return
         self._released = True
@@ -475,7 +505,9 @@ class Monitor:
             self.state["error"] = (self.state.get("error") or "") + f" (cleanup: {e})"
             write_state(self.cdir, self.state)
         if self.auto_remove:
-            _rmtree(self.cdir)
+            self._trash = _set_aside(self.cdir)
+            if not self._trash:
+                _rmtree(self.cdir)
 
 
 _LAYOUT: dict | None = None  # the cgroup layout, read ahead by a pool slot's monitor

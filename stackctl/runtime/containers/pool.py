@@ -189,7 +189,7 @@ def claim_slot(slot: Slot, paths: NodePaths, spec, attach: bool):
     from stackctl.runtime.containers.cgroups import detect
     from stackctl.trace import mark
 
-    res = dict(spec.to_json()["resources"], privileged=False)
+    res = dict(spec.resources_json(), privileged=False)
     try:
         cg = detect.open_cgroup(detect.layout(), paths.cgroup_parent, slot.name)
         # a slot just made (the agent starts several tasks at once, and borrows each new

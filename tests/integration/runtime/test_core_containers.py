@@ -229,11 +229,55 @@ def test_auto_remove_and_cleanup_is_idempotent(node_paths, run):
     spec, st = run(["true"], auto_remove=True)
     api.wait_container(node_paths, spec.id, timeout=10)
     assert not os.path.exists(os.path.join(node_paths.containers, spec.id))
+    # its directory was set aside before the exit was told, and removed once the monitor ended
+    assert os.listdir(os.path.join(node_paths.state, "removing")) == []
     spec2, st2 = run(["sleep", "30"])
     api.cleanup_container(node_paths, spec2.id)
     api.cleanup_container(node_paths, spec2.id)
     assert not os.path.exists(f"/proc/{st2.pid}/ns") and cgroup_dirs(node_paths, spec2.id) == []
     assert api.read_state(node_paths, spec2.id).status == "exited"
+
+
+def _root_mount_options(pid: int) -> str:
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return next(ln for ln in f if ln.split()[4] == "/")
+
+
+def test_auto_remove_overlay_is_volatile(node_paths, run):
+    """An --rm container's overlay is mounted volatile (no sync of the upper filesystem when the
+    container's last process exits and the overlay goes); any other container's is not."""
+    from stackctl.runtime.containers import api
+
+    spec, st = run(["sleep", "30"], auto_remove=True)
+    spec2, st2 = run(["sleep", "30"])
+    try:
+        assert "volatile" in _root_mount_options(st.pid)
+        assert "volatile" not in _root_mount_options(st2.pid)
+    finally:
+        api.cleanup_container(node_paths, spec.id)
+        api.cleanup_container(node_paths, spec2.id)
+
+
+def test_volatile_overlay_mounts_again(tmp_path):
+    """A volatile overlay leaves a mark in its work directory that makes the kernel refuse the
+    same directories; mount_overlay clears it (a container started again)."""
+    for d in ("lower", "upper", "work", "mnt"):
+        (tmp_path / d).mkdir()
+    code = (
+        "import sys; from stackctl.runtime.containers import linux, rootfs\n"
+        "linux.unshare(linux.CLONE_NEWNS); rootfs.make_private()\n"
+        "t, lo, up, wo = sys.argv[1:5]\n"
+        "for _ in range(2):\n"
+        "    rootfs.mount_overlay(t, [lo], up, wo, rootfs.VOLATILE)\n"
+        "    opts = [ln for ln in open('/proc/self/mountinfo') if ln.split()[4] == t][0]\n"
+        "    assert 'volatile' in opts, opts\n"
+        "    linux.umount2(t, 0)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "mnt"), str(tmp_path / "lower"),
+                        str(tmp_path / "upper"), str(tmp_path / "work")], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(
+                           os.path.dirname(os.path.abspath(__file__)))))))
+    assert p.returncode == 0, p.stderr
 
 
 def test_init_reaps_as_pid1(node_paths, run):

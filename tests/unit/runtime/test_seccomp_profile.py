@@ -125,6 +125,41 @@ def test_masked_eq_and_actions():
     assert decide(prog, "read") == ALLOW
 
 
+def _unconditional(table: dict, nr: int, default: int) -> int | None:
+    """The action the rule table gives syscall ``nr`` whatever its arguments (None: it has
+    conditions)."""
+    rules = table.get(nr)
+    if rules is None:
+        return default
+    return rules[0][1] if len(rules) == 1 and not rules[0][0] else None
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+@pytest.mark.parametrize("capset", [frozenset(), frozenset(caps.CAPS)], ids=["default caps", "all caps"])
+def test_every_unconditional_syscall_as_its_rule_says(arch, capset):
+    """Runs of consecutive syscalls with one action are tested as ranges: every number from 0
+    to past the last known one gets its rule's action (or the default), never a neighbour's."""
+    prof = seccomp._default()
+    table = seccomp.syscall_rules(prof, arch, capset, KERNEL)
+    prog = seccomp.compile_profile(prof, arch, capset, KERNEL)
+    assert len(prog) // 8 < 400  # ranges, not a test per syscall (~800 instructions before)
+    for nr in range(max(seccomp.SYSCALL_NUMBERS[arch].values()) + 64):
+        want = _unconditional(table, nr, prof.default)
+        if want is not None:
+            assert seccomp.evaluate(prog, arch=seccomp.AUDIT_ARCH[arch], nr=nr) == want, nr
+
+
+def test_ranges_end_where_the_action_changes():
+    prof = seccomp.parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["read", "write", "open"], "action": "SCMP_ACT_ALLOW"},  # 0, 1, 2
+        {"names": ["close"], "action": "SCMP_ACT_LOG"},  # 3
+        {"names": ["fstat", "lstat"], "action": "SCMP_ACT_ALLOW"},  # 5, 6 (4: stat, the default)
+        {"names": ["poll"], "action": "SCMP_ACT_ERRNO"}]})  # 7: the default, said again
+    prog = seccomp.compile_profile(prof, "x86_64", frozenset(), KERNEL)
+    got = [seccomp.evaluate(prog, arch=X86, nr=nr) for nr in range(9)]
+    assert got == [ALLOW, ALLOW, ALLOW, seccomp.RET_LOG, EPERM, ALLOW, ALLOW, EPERM, EPERM]
+
+
 @pytest.mark.parametrize("bad,words", [
     ([], "JSON object"),
     ({"syscalls": []}, "defaultAction"),
