@@ -569,27 +569,41 @@ class ContainerManager:
                     self.core.signal_container(self.paths, rec.id, _signal.SIGKILL)
                     self._thaw_after_signal(rec)
                     self.wait_stopped(rec.id, None)
-                self._remove_dir_locked(rec, volumes)
+                trash = self._remove_dir_locked(rec, volumes)
             finally:
                 if own >= 0:
                     os.close(own)
-            return rec.id
+        # the files go once the lock is free: removals of several containers (`down`) no
+        # longer wait for each other's unlinks; nothing lists `<state>/removing`
+        if trash:
+            shutil.rmtree(trash, ignore_errors=True)
+        return rec.id
 
     def _remove_locked(self, rec: Record, volumes: bool) -> None:
         own = self._acquire_start(rec.id)  # a start of it under way ends first
         try:
-            self._remove_dir_locked(rec, volumes)
+            trash = self._remove_dir_locked(rec, volumes)
+            if trash:
+                shutil.rmtree(trash, ignore_errors=True)
         finally:
             if own >= 0:
                 os.close(own)
 
-    def _remove_dir_locked(self, rec: Record, volumes: bool) -> None:
+    def _remove_dir_locked(self, rec: Record, volumes: bool) -> str:
+        """Everything of the container but its files, which are moved out of
+        ``<state>/containers`` (or removed in place if they cannot be): the path that holds
+        them now, for the caller to remove (after letting the runtime lock go)."""
+        from stackctl.runtime.containers.monitor import set_aside
+
         if os.path.exists(os.path.join(self._dir(rec.id), "state.json")) or rec.state.status != "created":
             self.core.cleanup_container(self.paths, rec.id)
         self._release_network_locked(rec)
-        shutil.rmtree(self._dir(rec.id), ignore_errors=True)
+        trash = set_aside(self._dir(rec.id))
+        if not trash:
+            shutil.rmtree(self._dir(rec.id), ignore_errors=True)
         if volumes:
             self._remove_anonymous_locked(rec)
+        return trash
 
     def _release_network_locked(self, rec: Record) -> None:
         if "NetworkSettings" in rec.meta:

@@ -132,7 +132,7 @@ def _rmtree(path: str) -> None:
 TRASH = "removing"
 
 
-def _set_aside(cdir: str) -> str:
+def set_aside(cdir: str) -> str:
     """Move ``cdir`` (``<state>/containers/<id>``) to ``<state>/removing/<id>``; its new
     path, or "" when it could not be moved (the caller removes it in place)."""
     containers = os.path.dirname(cdir)
@@ -505,7 +505,7 @@ class Monitor:
             self.state["error"] = (self.state.get("error") or "") + f" (cleanup: {e})"
             write_state(self.cdir, self.state)
         if self.auto_remove:
-            self._trash = _set_aside(self.cdir)
+            self._trash = set_aside(self.cdir)
             if not self._trash:
                 _rmtree(self.cdir)
 

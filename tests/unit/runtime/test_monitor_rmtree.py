@@ -30,15 +30,15 @@ def test_a_missing_directory_is_not_an_error(tmp_path):
 
 def test_an_rm_containers_directory_is_set_aside_beside_the_containers(tmp_path):
     """The record goes at once (renamed out of <state>/containers); its files later."""
-    from stackctl.runtime.containers.monitor import TRASH, _set_aside
+    from stackctl.runtime.containers.monitor import TRASH, set_aside
 
     cdir = tmp_path / "containers" / ("a" * 64)
     (cdir / "upper").mkdir(parents=True)
     (cdir / "config.json").write_text("{}")
-    moved = _set_aside(str(cdir))
+    moved = set_aside(str(cdir))
     assert moved == str(tmp_path / TRASH / ("a" * 64))
     assert not cdir.exists() and os.listdir(tmp_path / "containers") == []
     assert (tmp_path / TRASH / ("a" * 64) / "config.json").read_text() == "{}"
     _rmtree(moved)
     assert os.listdir(tmp_path / TRASH) == []
-    assert _set_aside(str(cdir)) == ""  # already gone: nothing to move
+    assert set_aside(str(cdir)) == ""  # already gone: nothing to move
