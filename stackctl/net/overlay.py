@@ -215,7 +215,8 @@ def _ipr():
 def ensure_vxlan(net: Network, tag: str) -> None:
     """The network's VXLAN device, on its bridge (or, ``net.macvlan``, the lower device of the
     node's and the containers' macvlan ports), up (idempotent; recreated when its VNI or
-    local address differ — which takes the macvlan ports with it). A UDP port 4789 another program holds is one clear error."""
+    local address differ — which takes the macvlan ports with it). A UDP port 4789 another
+    program holds is one clear error."""
     from stackctl.net.bridge import link_index, owner_alias
 
     if not net.vni or not net.vtep:

@@ -32,12 +32,11 @@ def _ipr(netns: str | None = None):
 
 
 def attach(netns_path: str, net: Network, ep: Endpoint, *, default_route: bool, tag: str) -> None:
-    host, _peer = veth_names(net.id, ep.container_id)
     try:
         if net.macvlan:
             _add_macvlan(netns_path, net, ep)
         else:
-            _add_veth(netns_path, net, ep, host, tag)
+            _add_veth(netns_path, net, ep, tag)
         with _ipr(netns_path) as ns:
             lo = link_index(ns, "lo")
             if lo is not None:
@@ -84,28 +83,29 @@ def _add_macvlan(netns_path: str, net: Network, ep: Endpoint) -> None:
             os.close(fd)
 
 
-def _add_veth(netns_path: str, net: Network, ep: Endpoint, host: str, tag: str) -> None:
+def _add_veth(netns_path: str, net: Network, ep: Endpoint, tag: str) -> None:
+    host, _peer = veth_names(net.id, ep.container_id)
     with _ipr() as ipr:
-            old = link_index(ipr, host)
-            if old is not None:  # left over by a crash: start clean
-                ipr.link("del", index=old)
-            br = link_index(ipr, net.bridge)
-            if br is None:
-                raise NetworkError(f"bridge {net.bridge} of network {net.name!r} is missing")
-            # the peer is made inside the netns with its final name, MAC and MTU (as `ip link
-            # add … peer name eth0 netns NS`): moving a made link into a netns costs ~20 ms of
-            # kernel work per endpoint (it is unregistered and registered again), this ~1 ms
-            fd = os.open(netns_path, os.O_RDONLY)
-            try:
-                ipr.link("add", ifname=host, kind="veth", mtu=net.mtu,
-                         peer={"ifname": ep.ifname, "net_ns_fd": fd, "address": ep.mac,
-                               "mtu": net.mtu})
-            finally:
-                os.close(fd)
-            hidx = link_index(ipr, host)
-            ipr.link("set", index=hidx,
-                     ifalias=owner_alias(tag, f"endpoint {ep.container_id[:12]} {net.name}"))
-            ipr.link("set", index=hidx, master=br, state="up")
+        old = link_index(ipr, host)
+        if old is not None:  # left over by a crash: start clean
+            ipr.link("del", index=old)
+        br = link_index(ipr, net.bridge)
+        if br is None:
+            raise NetworkError(f"bridge {net.bridge} of network {net.name!r} is missing")
+        # the peer is made inside the netns with its final name, MAC and MTU (as `ip link
+        # add … peer name eth0 netns NS`): moving a made link into a netns costs ~20 ms of
+        # kernel work per endpoint (it is unregistered and registered again), this ~1 ms
+        fd = os.open(netns_path, os.O_RDONLY)
+        try:
+            ipr.link("add", ifname=host, kind="veth", mtu=net.mtu,
+                     peer={"ifname": ep.ifname, "net_ns_fd": fd, "address": ep.mac,
+                           "mtu": net.mtu})
+        finally:
+            os.close(fd)
+        hidx = link_index(ipr, host)
+        ipr.link("set", index=hidx,
+                 ifalias=owner_alias(tag, f"endpoint {ep.container_id[:12]} {net.name}"))
+        ipr.link("set", index=hidx, master=br, state="up")
 
 
 def set_default_route(netns_path: str, ifname: str, gateway: str) -> None:

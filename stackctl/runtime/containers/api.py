@@ -232,18 +232,10 @@ def prepare_start(paths: NodePaths, spec: ContainerSpec, *, attach: bool = False
     if claimed is not None:
         return claimed
     # Loaded before fork, so that the launcher and the setup child do not pay for imports —
-    # and must not import: the agent starts several containers at once, and a module another
-    # thread is importing at the moment of the fork stays locked in the child for ever (its
-    # lock's holder does not exist there). An import here waits for such a thread to finish.
-    import fcntl  # noqa: F401
-    import json  # noqa: F401
-    import resource  # noqa: F401
-    import socket  # noqa: F401
-    import stat  # noqa: F401
+    # and must not import (several starts run at once: see forksafe)
+    from stackctl.runtime.containers import forksafe
 
-    from stackctl import trace  # noqa: F401
-    from stackctl.runtime.containers import caps, fdio, linux, process, rootfs, seccomp, users  # noqa: F401
-    from stackctl.runtime.containers.cgroups import detect, devices_bpf, v1, v2  # noqa: F401
+    forksafe.preload()
 
     rdir = run_dir(paths, spec.id)
     os.makedirs(os.path.dirname(rdir), exist_ok=True)
